@@ -1,0 +1,76 @@
+"""The typer application every command module registers on, and what they share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from hub.config import Config, load_config
+from hub.errors import CrmhubError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="crmhub",
+    help="Keep one customer record in step across the tools a company already uses.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="Configuration file (default: $CRMHUB_CONFIG or ./crmhub.toml)."
+)
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+class State:
+    config_path: Path | None = None
+
+
+state = State()
+
+
+@app.callback()
+def _root(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Configuration file (default: $CRMHUB_CONFIG or ./crmhub.toml).",
+    ),
+) -> None:
+    state.config_path = config
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` to stderr and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def get_config() -> Config:
+    return load_config(state.config_path)
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body; crmhub errors become one clear message and exit code 1."""
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except CrmhubError as exc:
+        raise fail(str(exc).replace("[", "\\[")) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")

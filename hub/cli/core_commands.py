@@ -1,0 +1,467 @@
+"""Commands for the core: init, connectors, sync, runs, conflicts, entities, mapping, db."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import String, cast, func, or_, select
+
+from hub.cli.app import app, console, fail, get_config, print_json, run, state
+from hub.config import CONFIG_NAME, find_config
+from hub.errors import ConfigError, LeaseHeld
+from hub.registry import Registry
+from hub.runtime import Hub
+from hub.store.schema import change_log, conflicts, entities, entity_keys, links, runs
+
+db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs: history and held deletions.", invoke_without_command=True)
+conflicts_app = typer.Typer(help="Conflicts waiting for a person.", invoke_without_command=True)
+entities_app = typer.Typer(help="Golden records.", invoke_without_command=True)
+mapping_app = typer.Typer(help="Mapping files.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+app.add_typer(conflicts_app, name="conflicts")
+app.add_typer(entities_app, name="entities")
+app.add_typer(mapping_app, name="mapping")
+
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+INIT_TEMPLATE = """\
+# crmhub configuration. Relative paths are relative to this file.
+# Every [connections.NAME] table is one configured use of a connector.
+
+[hub]
+# SQLite file (default) or a PostgreSQL URL: postgresql+psycopg://user@host/db
+# ($CRMHUB_DATABASE_URL overrides it).
+database = "crmhub.db"
+# Region for phone numbers written without a country code.
+# phone_region = "GB"
+# A run deleting more than this share of a connection's linked records, or more
+# than this many, waits for `crmhub runs approve RUN_ID`.
+delete_guard_share = 0.10
+delete_guard_max = 50
+
+# [connections.people]
+# connector = "csv"
+# path = "people.csv"            # settings of the connector
+# direction = "both"             # both | pull | push
+# schedule = "every 5m"          # or cron: "*/15 * * * *"
+# conflict_policy = "newest"     # newest | prefer | hub | remote | manual
+# prefer = ["crm", "people"]     # for policy "prefer": first listed wins
+# field_policies = { phone = "manual" }
+# delete_policy = "unlink"       # unlink | propagate | ignore
+# mapping = "mappings/people.toml"   # default: the connector's own mapping
+"""
+
+
+@app.command()
+def init(
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented crmhub.toml (and the secret key file) in the current directory."""
+    path = Path(state.config_path or find_config())
+    if path.exists() and not force:
+        raise fail(f"{path} exists already (use --force to overwrite)")
+    path.write_text(INIT_TEMPLATE, encoding="utf-8")
+    console.print(f"wrote {path}")
+    try:
+        from auth.keys import create_key_file
+    except ImportError:
+        return
+    key = path.parent / "crmhub.key"
+    if not key.exists():
+        create_key_file(key)
+        console.print(f"wrote {key} (mode 0600; keep it safe, it decrypts stored tokens)")
+
+
+@app.command()
+def connectors(json_out: bool = JSON) -> None:
+    """List installed connectors: name, version, package, streams and status."""
+    registry = Registry.discover()
+    rows: list[dict[str, Any]] = []
+    for name, info in sorted(registry.plugins.items()):
+        streams = _default_streams(info.cls) if info.cls is not None else []
+        rows.append(
+            {
+                "name": name,
+                "version": info.version,
+                "package": info.package,
+                "streams": streams,
+                "status": info.status,
+                "error": info.error,
+                "description": getattr(info.cls, "description", "") if info.cls else "",
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("name", "version", "package", "streams", "status")
+    for r in rows:
+        status = "[green]ok[/]" if r["status"] == "ok" else f"[red]broken[/]: {r['error']}"
+        table.add_row(r["name"], r["version"], r["package"], ", ".join(r["streams"]), status)
+    console.print(table)
+
+
+def _default_streams(cls: Any) -> list[str]:
+    """Streams of a connector under its default settings (some depend on settings)."""
+    from hub.connector import ConnectorContext
+
+    try:
+        connector = cls(cls.Settings.model_construct(), ConnectorContext(connection="-"))
+        return [f"{s.name} -> {s.entity}" for s in connector.streams()]
+    except Exception:
+        return []
+
+
+async def _open() -> Hub:
+    return await Hub.open(get_config())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done on every start)."""
+
+    async def body() -> None:
+        hub = await _open()
+        try:
+            console.print(f"database at revision {await hub.store.revision()}")
+        finally:
+            await hub.close()
+
+    run(body)
+
+
+@app.command()
+def sync(
+    connections: list[str] = typer.Argument(None, help="Connections to sync (default: all)."),
+    full: bool = typer.Option(False, "--full", help="Ignore cursors: pull everything."),
+    plan: bool = typer.Option(False, "--plan", help="Show what would change; write nothing."),
+    json_out: bool = JSON,
+) -> None:
+    """Sync connections now: pull, merge, push."""
+    from hub.engine import sync_connection
+
+    async def body() -> int:
+        hub = await _open()
+        failed = 0
+        reports = []
+        try:
+            names = connections or [n for n, c in hub.config.connections.items() if c.hub.enabled]
+            for name in names:
+                hub.config.connection(name)
+            for name in names:
+                with Progress(
+                    SpinnerColumn(),
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.fields[detail]}"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                    disable=json_out,
+                ) as bar:
+                    task = bar.add_task(name, total=None, detail="")
+
+                    def progress(phase: str, n: int, task: Any = task, bar: Any = bar) -> None:
+                        bar.update(task, detail=f"{phase} {n}")
+
+                    try:
+                        report = await sync_connection(
+                            hub, name, full=full, plan=plan, progress=progress
+                        )
+                    except LeaseHeld as exc:
+                        console.print(f"[yellow]{name}: skipped[/]: {exc}")
+                        failed += 1
+                        continue
+                reports.append(report)
+                if report.status not in ("ok", "plan", "skipped"):
+                    failed += 1
+                if not json_out:
+                    _print_report(report)
+        finally:
+            await hub.close()
+        if json_out:
+            print_json(
+                [
+                    {
+                        "run_id": r.run_id,
+                        "connection": r.connection,
+                        "status": r.status,
+                        "counts": r.counts,
+                        "error": r.error,
+                        "errors": r.errors,
+                        "duration": round(r.duration, 3),
+                        "plan": r.plan,
+                    }
+                    for r in reports
+                ]
+            )
+        return failed
+
+    if run(body):
+        raise typer.Exit(1)
+
+
+def _print_report(report: Any) -> None:
+    colour = {"ok": "green", "plan": "cyan", "held": "yellow"}.get(report.status, "red")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "no changes"
+    console.print(
+        f"[bold]{report.connection}[/]: [{colour}]{report.status}[/] in "
+        f"{report.duration:.2f}s: {counts}",
+        highlight=False,
+    )
+    if report.error:
+        console.print(f"  [red]{report.error}[/]", highlight=False, markup=False)
+    for line in report.errors[:10]:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if report.plan:
+        for change in report.plan["hub"][:50]:
+            console.print(f"  hub: {json.dumps(change, default=str)}", markup=False)
+        for change in report.plan["remote"][:50]:
+            console.print(f"  remote: {json.dumps(change, default=str)}", markup=False)
+        for name, n in report.plan["queued_for_other_connections"].items():
+            console.print(f"  would owe {n} record(s) to {name}", markup=False)
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    connection: str = typer.Option(None, "--connection", help="Only this connection."),
+    limit: int = typer.Option(20, "--limit", min=1),
+    json_out: bool = JSON,
+) -> None:
+    """List recent runs."""
+    if ctx.invoked_subcommand:
+        return
+
+    async def body() -> list[dict[str, Any]]:
+        hub = await _open()
+        try:
+            q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+            if connection:
+                q = q.where(runs.c.connection == connection)
+            async with hub.store.connect() as db:
+                return [dict(r._mapping) for r in await db.execute(q)]
+        finally:
+            await hub.close()
+
+    rows = run(body)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "connection", "status", "started", "seconds", "counts", "error")
+    for r in rows:
+        secs = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+        table.add_row(
+            r["id"][:8],
+            r["connection"],
+            r["status"],
+            str(r["started_at"])[:19],
+            f"{secs:.2f}" if secs is not None else "-",
+            ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())),
+            (r["error"] or "")[:80],
+        )
+    console.print(table)
+
+
+@runs_app.command("approve")
+def runs_approve(run_id: str) -> None:
+    """Apply the deletions a held run is waiting for."""
+    from hub.engine import approve
+
+    async def body() -> int:
+        hub = await _open()
+        try:
+            full_id = await _full_run_id(hub, run_id)
+            return await approve(hub, full_id)
+        finally:
+            await hub.close()
+
+    console.print(f"applied {run(body)} deletion(s)")
+
+
+async def _full_run_id(hub: Hub, prefix: str) -> str:
+    async with hub.store.connect() as db:
+        ids = [
+            r for (r,) in await db.execute(select(runs.c.id).where(runs.c.id.like(f"{prefix}%")))
+        ]
+    if len(ids) != 1:
+        raise ConfigError(f"no single run matches {prefix!r} ({len(ids)} found)")
+    return ids[0]
+
+
+@conflicts_app.callback()
+def conflicts_list(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="Include resolved conflicts."),
+    json_out: bool = JSON,
+) -> None:
+    """List open conflicts."""
+    if ctx.invoked_subcommand:
+        return
+
+    async def body() -> list[dict[str, Any]]:
+        hub = await _open()
+        try:
+            q = select(conflicts).order_by(conflicts.c.id)
+            if not all_:
+                q = q.where(conflicts.c.status == "open")
+            async with hub.store.connect() as db:
+                return [dict(r._mapping) for r in await db.execute(q)]
+        finally:
+            await hub.close()
+
+    rows = run(body)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "entity", "field", "connection", "hub", "remote", "base", "status")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["entity_id"][:8],
+            r["field"],
+            r["connection"],
+            json.dumps(r["hub_value"]),
+            json.dumps(r["remote_value"]),
+            json.dumps(r["base_value"]),
+            r["status"],
+        )
+    console.print(table)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    conflict_id: int,
+    take: str = typer.Option(..., "--take", help="hub, remote, or a value."),
+) -> None:
+    """Settle a conflict: keep the hub's value, take the remote's, or set a value."""
+    from hub.conflicts import resolve_conflict
+
+    async def body() -> Any:
+        hub = await _open()
+        try:
+            return await resolve_conflict(hub, conflict_id, take)
+        finally:
+            await hub.close()
+
+    value = run(body)
+    console.print(f"conflict {conflict_id} resolved: {json.dumps(value)}")
+
+
+@entities_app.callback()
+def entities_search(
+    ctx: typer.Context,
+    query: str = typer.Argument(None, help="Text to find in any field (email, name, ...)."),
+    entity_type: str = typer.Option(None, "--type", help="contact, company, ..."),
+    limit: int = typer.Option(50, "--limit", min=1),
+    json_out: bool = JSON,
+) -> None:
+    """Search golden records."""
+    if ctx.invoked_subcommand:
+        return
+
+    async def body() -> list[dict[str, Any]]:
+        hub = await _open()
+        try:
+            q = select(entities).where(entities.c.deleted_at.is_(None)).limit(limit)
+            if entity_type:
+                q = q.where(entities.c.type == entity_type)
+            if query:
+                text = query.strip().lower()
+                keyed = select(entity_keys.c.entity_id).where(entity_keys.c.value == text)
+                q = q.where(
+                    or_(
+                        entities.c.id.in_(keyed),
+                        entities.c.id.like(f"{text}%"),
+                        func.lower(cast(entities.c.fields, String)).like(f"%{text}%"),
+                    )
+                )
+            async with hub.store.connect() as db:
+                return [dict(r._mapping) for r in await db.execute(q.order_by(entities.c.id))]
+        finally:
+            await hub.close()
+
+    rows = run(body)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "type", "email / name", "fields")
+    for r in rows:
+        f = r["fields"]
+        label = f.get("email") or f.get("name") or f.get("number") or ""
+        names = " ".join(str(f.get(k) or "") for k in ("first_name", "last_name")).strip()
+        table.add_row(r["id"][:8], r["type"], f"{label} {names}".strip(), str(len(f)))
+    console.print(table)
+
+
+@entities_app.command("show")
+def entities_show(entity_id: str, json_out: bool = JSON) -> None:
+    """One golden record with its links and where each field came from."""
+
+    async def body() -> dict[str, Any]:
+        hub = await _open()
+        try:
+            async with hub.store.connect() as db:
+                found = (
+                    await db.execute(select(entities).where(entities.c.id.like(f"{entity_id}%")))
+                ).all()
+                if len(found) != 1:
+                    raise ConfigError(
+                        f"no single entity matches {entity_id!r} ({len(found)} found)"
+                    )
+                ent = dict(found[0]._mapping)
+                ent["links"] = [
+                    dict(r._mapping)
+                    for r in await db.execute(select(links).where(links.c.entity_id == ent["id"]))
+                ]
+                ent["history"] = [
+                    dict(r._mapping)
+                    for r in await db.execute(
+                        select(change_log)
+                        .where(change_log.c.entity_id == ent["id"])
+                        .order_by(change_log.c.id.desc())
+                        .limit(20)
+                    )
+                ]
+                return ent
+        finally:
+            await hub.close()
+
+    ent = run(body)
+    if json_out:
+        print_json(ent)
+        return
+    console.print(f"[bold]{ent['type']} {ent['id']}[/]")
+    table = Table("field", "value", "set by", "at")
+    for name, value in sorted(ent["fields"].items()):
+        prov = ent["provenance"].get(name) or [None, None]
+        table.add_row(name, json.dumps(value), prov[0] or "(person)", str(prov[1])[:19])
+    console.print(table)
+    links_table = Table("connection", "stream", "remote id", "version")
+    for lk in ent["links"]:
+        links_table.add_row(
+            lk["connection"], lk["stream"], lk["remote_id"], lk["remote_version"] or ""
+        )
+    console.print(links_table)
+
+
+@mapping_app.command("check")
+def mapping_check(files: list[Path]) -> None:
+    """Check mapping files; every problem is listed with file, line and key."""
+    from hub.mapping import check_mapping_file
+
+    problems = [p for f in files for p in check_mapping_file(f)]
+    for p in problems:
+        console.print(f"[red]{p}[/]", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{len(files)} mapping file(s) OK")
+
+
+__all__ = ["CONFIG_NAME"]

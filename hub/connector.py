@@ -1,0 +1,196 @@
+"""The one interface every connector implements.
+
+A connector subclass declares its ``Settings`` model and its streams, and implements
+``pull`` and ``push``. Everything else has a safe default. The hub drives it: the sync
+engine maps, matches, merges and stores; a connector only talks to its remote system.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+import mappings
+from hub.errors import ErrorKind
+
+Cursor = dict[str, Any]
+"""A stream's incremental position: any JSON object the connector understands."""
+
+Op = Literal["create", "update", "delete"]
+
+
+class NoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One kind of remote record and the entity it maps to.
+
+    ``name`` is the remote type (``members``, ``rows``) and names the default mapping file
+    ``mappings/<connector>/<name>.toml``.
+    """
+
+    name: str
+    entity: str
+    incremental: bool = False
+    can_create: bool = False
+    can_update: bool = False
+    can_delete: bool = False
+    webhooks: bool = False
+
+    @property
+    def can_push(self) -> bool:
+        return self.can_create or self.can_update or self.can_delete
+
+
+@dataclass
+class RemoteRecord:
+    """A record as the remote system holds it.
+
+    ``data`` is the remote shape (nested dicts allowed); the mapping turns it into canonical
+    fields. ``modified_at`` (aware datetime) feeds the ``newest`` conflict policy;
+    ``field_modified_at`` refines it per remote path where the provider tells.
+    """
+
+    id: str
+    data: dict[str, Any]
+    version: str | None = None
+    modified_at: datetime | None = None
+    field_modified_at: dict[str, datetime] | None = None
+
+
+@dataclass
+class Page:
+    """One page of a pull.
+
+    ``cursor`` is the position after this page; the engine saves it in the same transaction
+    as the page's changes, so a crash re-pulls at most this page. ``full_scan`` is true on
+    pages of a complete listing: when every page of a pull says so, linked records that were
+    not seen are treated as deleted remotely.
+    """
+
+    records: list[RemoteRecord] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    cursor: Cursor | None = None
+    full_scan: bool = False
+
+
+@dataclass
+class Change:
+    """One write the hub asks a connector to make.
+
+    ``data`` is in the remote shape (already reverse-mapped) and holds only what changed for
+    an update, everything mapped for a create. ``key`` correlates the result; the
+    ``idempotency_key`` is stable across retries of the same owed write, so a create retried
+    after a crash can be recognised (provider idempotency, or a lookup by natural key).
+    """
+
+    key: str
+    op: Op
+    data: dict[str, Any]
+    idempotency_key: str
+    remote_id: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class PushResult:
+    """The outcome of one ``Change``: the remote id and version on success, else the error."""
+
+    key: str
+    remote_id: str | None = None
+    version: str | None = None
+    error: ErrorKind | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    data: dict[str, Any] | None = None
+    """Optional: the record as the remote system now holds it (remote shape)."""
+    stale: bool = False
+    """The write was refused because the remote record changed since ``version``: the engine
+    re-reads it (``fetch``), merges, and tries again."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ConnectorContext:
+    """What the hub hands a connector: its connection's name and where relative paths start."""
+
+    connection: str
+    base_dir: Path = field(default_factory=Path.cwd)
+
+
+class Connector(ABC):
+    """Base class of every connector plugin.
+
+    Subclasses set ``name`` (= entry-point name = folder name = URL slug), ``Settings`` (a
+    pydantic model validated when the configuration loads) and implement ``streams``,
+    ``pull`` and ``push``.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    Settings: ClassVar[type[BaseModel]] = NoSettings
+    push_batch_size: ClassVar[int] = 100
+    """Most changes the engine hands ``push`` at once."""
+    mapping_dir: ClassVar[Path | None] = None
+    """Where the default mappings live; built-ins use ``mappings/<name>/``."""
+
+    def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    @property
+    def connection(self) -> str:
+        return self.context.connection
+
+    @abstractmethod
+    def streams(self) -> list[Stream]:
+        """The streams this connection offers (may depend on settings)."""
+
+    @abstractmethod
+    def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
+        """Yield pages of records changed since ``cursor`` (everything when it is ``None``).
+
+        Never yields the same cursor twice in a row for different content; a pull that finds
+        nothing new may yield no page at all.
+        """
+
+    async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
+        """Apply changes remotely; one result per change, same keys, any order.
+
+        A failure of one item is a result with ``error`` set, not an exception; exceptions
+        are for failures of the whole call (and are crmhub ``ConnectorError``s).
+        """
+        return [
+            PushResult(key=c.key, error=ErrorKind.CONFIG, message=f"{self.name} is read-only")
+            for c in changes
+        ]
+
+    async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
+        """Read specific records (after a stale-version answer). Default: not supported."""
+        return []
+
+    async def aclose(self) -> None:
+        """Release clients and files. Called once when the hub is done with the connector."""
+
+    def default_mapping(self, stream: Stream) -> Path:
+        """The mapping file used when the connection names none: ``<stream>.toml``."""
+        folder = self.mapping_dir or Path(mappings.__file__).parent / self.name
+        return folder / f"{stream.name}.toml"
+
+    def stream(self, name: str) -> Stream:
+        for s in self.streams():
+            if s.name == name:
+                return s
+        raise KeyError(name)

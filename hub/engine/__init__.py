@@ -1,0 +1,6 @@
+"""The sync engine: one run of one connection, exactly as ARCHITECTURE's data flow."""
+
+from hub.engine.deletes import approve
+from hub.engine.run import RunReport, sync_connection
+
+__all__ = ["RunReport", "approve", "sync_connection"]

@@ -1,0 +1,140 @@
+"""What one run needs to know: the connection, its connector and mappings, and who else
+should hear about the changes it brings in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hub.config import ConnectionConfig, Policy
+from hub.connector import Connector, Stream
+from hub.errors import ConfigError, Problem
+from hub.mapping import Mapping, load_mapping
+from hub.runtime import Hub
+
+
+@dataclass(frozen=True)
+class Target:
+    """A connection and stream that should receive writes for an entity type."""
+
+    connection: str
+    stream: str
+    fields: frozenset[str]
+    can_create: bool
+
+
+@dataclass
+class StreamContext:
+    stream: Stream
+    mapping: Mapping
+    targets: list[Target]
+    """Other connections whose mappings cover this stream's entity type."""
+
+
+@dataclass
+class RunContext:
+    hub: Hub
+    conn: ConnectionConfig
+    connector: Connector
+    streams: list[StreamContext]
+    run_id: str
+    started: datetime
+    plan: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    held: bool = False
+    plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
+    plan_remote: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.conn.name
+
+    def policy(self, field_name: str) -> Policy:
+        return self.conn.policy_for(field_name)
+
+    def count(self, key: str, n: int = 1) -> None:
+        if n:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+
+def mapping_path(hub: Hub, conn: ConnectionConfig, connector: Connector, stream: Stream) -> Path:
+    setting = conn.hub.mapping
+    chosen = setting.get(stream.name) if isinstance(setting, dict) else setting
+    if chosen:
+        return hub.config.resolve(chosen)
+    return connector.default_mapping(stream)
+
+
+def load_stream_mapping(
+    hub: Hub, conn: ConnectionConfig, connector: Connector, stream: Stream
+) -> Mapping:
+    path = mapping_path(hub, conn, connector, stream)
+    if not path.exists():
+        raise ConfigError(
+            [
+                hub.config.problem(
+                    f"mapping file {path} not found", ["connections", conn.name], "mapping"
+                )
+            ]
+        )
+    mapping = load_mapping(path, phone_region=hub.config.hub.phone_region)
+    if mapping.entity != stream.entity:
+        raise ConfigError(
+            [
+                Problem(
+                    str(path),
+                    f"maps entity {mapping.entity!r} but stream {stream.name!r} of "
+                    f"connection {conn.name!r} holds {stream.entity!r}",
+                    key="entity",
+                )
+            ]
+        )
+    return mapping
+
+
+def targets_for(hub: Hub, entity: str, exclude: str) -> list[Target]:
+    """Every other enabled connection that pushes ``entity`` records."""
+    found: list[Target] = []
+    for name, conn in hub.config.connections.items():
+        if name == exclude or not conn.hub.enabled or conn.hub.direction == "pull":
+            continue
+        connector = hub.connector(name)
+        for stream in connector.streams():
+            if stream.entity != entity or not stream.can_push:
+                continue
+            mapping = load_stream_mapping(hub, conn, connector, stream)
+            found.append(
+                Target(
+                    connection=name,
+                    stream=stream.name,
+                    fields=mapping.push_fields,
+                    can_create=stream.can_create,
+                )
+            )
+    return found
+
+
+def build_context(
+    hub: Hub, name: str, connector: Connector, run_id: str, started: datetime, plan: bool
+) -> RunContext:
+    conn = hub.config.connection(name)
+    streams = [
+        StreamContext(
+            stream=s,
+            mapping=load_stream_mapping(hub, conn, connector, s),
+            targets=targets_for(hub, s.entity, exclude=name),
+        )
+        for s in connector.streams()
+    ]
+    return RunContext(
+        hub=hub,
+        conn=conn,
+        connector=connector,
+        streams=streams,
+        run_id=run_id,
+        started=started,
+        plan=plan,
+    )

@@ -1,0 +1,101 @@
+"""Remote deletions: the connection's delete policy, behind the delete guard.
+
+A run whose deletions exceed the guard (a share of the connection's linked records, or a
+count) deletes nothing: it records them as pending and waits for ``crmhub runs approve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.config import DeletePolicy
+from hub.engine.writes import OutboxQueue
+from hub.runtime import Hub
+from hub.store import utcnow
+from hub.store.schema import entities, entity_keys, links, pending_deletes
+
+
+def guard_exceeded(hub: Hub, deleting: int, linked: int) -> bool:
+    settings = hub.config.hub
+    if deleting > settings.delete_guard_max:
+        return True
+    return linked > 0 and deleting / linked > settings.delete_guard_share
+
+
+async def linked_count(db: AsyncConnection, connection: str, stream: str) -> int:
+    return int(
+        await db.scalar(
+            select(func.count())
+            .select_from(links)
+            .where(links.c.connection == connection, links.c.stream == stream)
+        )
+        or 0
+    )
+
+
+async def hold(db: AsyncConnection, run_id: str, link_ids: list[str]) -> None:
+    await db.execute(insert(pending_deletes), [{"run_id": run_id, "link_id": i} for i in link_ids])
+
+
+async def apply_deletes(
+    hub: Hub,
+    db: AsyncConnection,
+    connection: str,
+    policy: DeletePolicy,
+    link_rows: Sequence[Any],
+) -> int:
+    """Apply ``policy`` to the given links (rows of ``links``); returns how many were handled."""
+    if policy == "ignore" or not link_rows:
+        return 0
+    ids = [r.id for r in link_rows]
+    await db.execute(delete(links).where(links.c.id.in_(ids)))
+    if policy == "unlink":
+        return len(ids)
+    entity_ids = list({r.entity_id for r in link_rows})
+    now = utcnow()
+    await db.execute(
+        update(entities).where(entities.c.id.in_(entity_ids)).values(deleted_at=now, updated_at=now)
+    )
+    await db.execute(delete(entity_keys).where(entity_keys.c.entity_id.in_(entity_ids)))
+    # Tell every other system holding a copy.
+    queue = OutboxQueue()
+    others = await db.execute(
+        select(links.c.connection, links.c.stream, links.c.entity_id).where(
+            links.c.entity_id.in_(entity_ids)
+        )
+    )
+    for other_connection, other_stream, entity_id in others:
+        if other_connection in hub.config.connections:
+            queue.add(other_connection, other_stream, entity_id, op="delete")
+    await queue.flush(db)
+    return len(ids)
+
+
+async def approve(hub: Hub, run_id: str) -> int:
+    """Apply the deletions a held run waits for. Returns how many were applied."""
+    from hub.store.schema import runs
+
+    async with hub.store.begin() as db:
+        run = (await db.execute(select(runs).where(runs.c.id == run_id))).one_or_none()
+        if run is None:
+            from hub.errors import ConfigError
+
+            raise ConfigError(f"no run with id {run_id!r}")
+        rows = (
+            await db.execute(
+                select(links)
+                .join(pending_deletes, pending_deletes.c.link_id == links.c.id)
+                .where(pending_deletes.c.run_id == run_id)
+            )
+        ).all()
+        policy = hub.config.connection(run.connection).hub.delete_policy
+        n = await apply_deletes(hub, db, run.connection, policy, rows)
+        await db.execute(delete(pending_deletes).where(pending_deletes.c.run_id == run_id))
+        counts = dict(run.counts)
+        counts["deleted"] = counts.get("deleted", 0) + n
+        await db.execute(update(runs).where(runs.c.id == run_id).values(status="ok", counts=counts))
+    return n

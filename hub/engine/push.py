@@ -1,0 +1,319 @@
+"""Pushing what a connection is owed, from the outbox.
+
+Each pending outbox row names an entity; the payload is computed now from the hub's values
+against the link's base, so the remote gets exactly what differs. On success the link's
+base becomes the pushed values, which makes the echo of our own write in the next pull a
+no-op. A failed write leaves the base alone: the value stays owed and is retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.connector import Change, Page, PushResult
+from hub.engine.context import RunContext, StreamContext
+from hub.engine.merge import MISSING
+from hub.errors import ConnectorError, ErrorKind, NeedsReauth
+from hub.store import utcnow
+from hub.store.schema import conflicts, entities, links, outbox
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class _Owed:
+    row_id: str
+    entity_id: str
+    op: str
+    change: Change | None
+    link: Any
+    values: dict[str, Any]
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+class Pusher:
+    def __init__(self, ctx: RunContext, sctx: StreamContext) -> None:
+        self.ctx = ctx
+        self.sctx = sctx
+        self.mapping = sctx.mapping
+        self.stream = sctx.stream
+
+    async def run(self, db_factory: Any) -> None:
+        """Push every due owed write of this stream, in batches.
+
+        Every row handled leaves the due set (done, dead, or rescheduled), except a stale
+        answer, which is re-read and retried once in the same run.
+        """
+        tried: set[str] = set()
+        size = max(1, self.ctx.connector.push_batch_size)
+        while True:
+            async with db_factory() as db:
+                owed = await self._next_batch(db, size)
+                if not owed:
+                    return
+                settled = [o for o in owed if o.change is None]
+                await self._finish(db, settled, {})
+            pending = [o for o in owed if o.change is not None]
+            if not pending:
+                continue
+            if self.ctx.plan:
+                for o in pending:
+                    assert o.change is not None
+                    self.ctx.plan_remote.append(
+                        {
+                            "connection": self.ctx.name,
+                            "op": o.change.op,
+                            "entity": o.entity_id,
+                            "data": o.change.data,
+                        }
+                    )
+                continue
+            results = await self._send([o.change for o in pending if o.change])
+            stale = [o for o in pending if results[o.row_id].stale and o.row_id not in tried]
+            if stale:
+                # Re-read and merge once; the row is then retried with the fresh version.
+                tried.update(o.row_id for o in stale)
+                await self._refetch(db_factory, stale)
+            for o in pending:
+                if o.row_id in tried and o not in stale:
+                    results[o.row_id].stale = False
+            async with db_factory() as db:
+                await self._finish(db, pending, results)
+
+    async def _send(self, changes: list[Change]) -> dict[str, PushResult]:
+        try:
+            results = await self.ctx.connector.push(self.stream, changes)
+        except NeedsReauth:
+            raise
+        except ConnectorError as exc:
+            if exc.kind in (ErrorKind.CONFIG,):
+                raise
+            results = [
+                PushResult(key=c.key, error=exc.kind, message=str(exc), retry_after=exc.retry_after)
+                for c in changes
+            ]
+        by_key = {r.key: r for r in results}
+        for c in changes:
+            by_key.setdefault(
+                c.key,
+                PushResult(key=c.key, error=ErrorKind.TRANSIENT, message="no result returned"),
+            )
+        self.ctx.count("push_calls")
+        return by_key
+
+    async def _next_batch(self, db: AsyncConnection, size: int) -> list[_Owed]:
+        now = utcnow()
+        query = select(outbox.c.id, outbox.c.entity_id, outbox.c.op).where(
+            outbox.c.connection == self.ctx.name,
+            outbox.c.stream == self.stream.name,
+            outbox.c.status == "pending",
+            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+        )
+        rows = (
+            await db.execute(query.order_by(outbox.c.created_at, outbox.c.id).limit(size))
+        ).all()
+        if not rows:
+            return []
+        ids = list({r.entity_id for r in rows})
+        ents = {
+            r.id: r
+            for r in await db.execute(
+                select(entities.c.id, entities.c.fields, entities.c.deleted_at).where(
+                    entities.c.id.in_(ids)
+                )
+            )
+        }
+        lks = {
+            r.entity_id: r
+            for r in await db.execute(
+                select(links).where(
+                    links.c.connection == self.ctx.name,
+                    links.c.stream == self.stream.name,
+                    links.c.entity_id.in_(ids),
+                )
+            )
+        }
+        held: dict[str, set[str]] = {}
+        for entity_id, f in await db.execute(
+            select(conflicts.c.entity_id, conflicts.c.field).where(
+                conflicts.c.status == "open", conflicts.c.entity_id.in_(ids)
+            )
+        ):
+            held.setdefault(entity_id, set()).add(f)
+        return [self._owed(r, ents.get(r.entity_id), lks.get(r.entity_id), held) for r in rows]
+
+    def _owed(self, row: Any, ent: Any, link: Any, held: dict[str, set[str]]) -> _Owed:
+        owed = _Owed(row.id, row.entity_id, row.op, None, link, {})
+        if row.op == "delete":
+            if link is not None and self.stream.can_delete:
+                owed.change = Change(
+                    key=row.id,
+                    op="delete",
+                    data={},
+                    idempotency_key=row.id,
+                    remote_id=link.remote_id,
+                    version=link.remote_version,
+                )
+            return owed
+        if ent is None or ent.deleted_at is not None:
+            return owed
+        fields: dict[str, Any] = ent.fields
+        allowed = self.mapping.push_fields - held.get(row.entity_id, set())
+        if link is not None:
+            if not self.stream.can_update:
+                return owed
+            base = link.base
+            changed = {
+                f
+                for f in allowed
+                if f in fields
+                and fields[f] != base.get(f, MISSING)
+                and not (fields[f] is None and f not in base)
+            }
+            if changed:
+                owed.values = {f: fields[f] for f in changed}
+                owed.change = Change(
+                    key=row.id,
+                    op="update",
+                    data=self.mapping.to_remote(fields, only=changed),
+                    idempotency_key=row.id,
+                    remote_id=link.remote_id,
+                    version=link.remote_version,
+                )
+            return owed
+        if not self.stream.can_create:
+            return owed
+        values = {f: fields[f] for f in allowed if fields.get(f) is not None}
+        if values:
+            owed.values = values
+            owed.change = Change(
+                key=row.id,
+                op="create",
+                data=self.mapping.to_remote(values),
+                idempotency_key=row.id,
+            )
+        return owed
+
+    async def _refetch(self, db_factory: Any, stale: list[_Owed]) -> None:
+        """A stale-version answer: read the records again and merge them before a retry."""
+        from hub.engine.pull import PageApplier
+
+        ids = [o.link.remote_id for o in stale if o.link is not None]
+        records = await self.ctx.connector.fetch(self.stream, ids) if ids else []
+        if records:
+            async with db_factory() as db:
+                await PageApplier(self.ctx, self.sctx).apply(db, Page(records=records))
+
+    async def _finish(
+        self, db: AsyncConnection, owed: list[_Owed], results: dict[str, PushResult]
+    ) -> None:
+        now = utcnow()
+        done: list[str] = []
+        for o in owed:
+            result = results.get(o.row_id)
+            if o.change is None or result is None:
+                done.append(o.row_id)
+                continue
+            if result.ok:
+                await self._linked(db, o, result)
+                done.append(o.row_id)
+                self.ctx.count(f"pushed_{o.change.op}")
+                continue
+            if result.stale:
+                # Merged again just now; the next batch recomputes what is still owed.
+                await db.execute(
+                    update(outbox).where(outbox.c.id == o.row_id).values(updated_at=now)
+                )
+                continue
+            if result.error == ErrorKind.NEEDS_REAUTH:
+                raise NeedsReauth(result.message or "credentials refused", connection=self.ctx.name)
+            attempts = await db.scalar(select(outbox.c.attempts).where(outbox.c.id == o.row_id))
+            attempts = (attempts or 0) + 1
+            retryable = result.error is not None and result.error.retryable
+            dead = not retryable or attempts >= MAX_ATTEMPTS
+            wait = (
+                timedelta(seconds=result.retry_after)
+                if result.retry_after is not None
+                else _backoff(attempts)
+            )
+            await db.execute(
+                update(outbox)
+                .where(outbox.c.id == o.row_id)
+                .values(
+                    status="dead" if dead else "pending",
+                    attempts=attempts,
+                    last_error=f"{result.error}: {result.message or ''}".strip(),
+                    next_attempt_at=None if dead else now + wait,
+                    updated_at=now,
+                )
+            )
+            self.ctx.count("push_dead" if dead else "push_failed")
+            self.ctx.errors.append(f"{self.ctx.name} {o.change.op} {o.entity_id}: {result.message}")
+        if done:
+            await db.execute(
+                update(outbox)
+                .where(outbox.c.id == bindparam("b_id"))
+                .values(status="done", updated_at=now, last_error=None),
+                [{"b_id": i} for i in done],
+            )
+
+    async def _linked(self, db: AsyncConnection, o: _Owed, result: PushResult) -> None:
+        now = utcnow()
+        assert o.change is not None
+        if o.change.op == "delete":
+            if o.link is not None:
+                await db.execute(delete(links).where(links.c.id == o.link.id))
+            return
+        if o.link is not None:
+            base = {**o.link.base, **o.values}
+            await db.execute(
+                update(links)
+                .where(links.c.id == o.link.id)
+                .values(
+                    base=base,
+                    remote_version=result.version or o.link.remote_version,
+                    remote_id=result.remote_id or o.link.remote_id,
+                    updated_at=now,
+                )
+            )
+            return
+        remote_id = result.remote_id
+        if not remote_id:
+            raise ConnectorError(
+                f"{self.ctx.connector.name} created a record without returning its id",
+                connection=self.ctx.name,
+            )
+        taken = await db.scalar(
+            select(links.c.entity_id).where(
+                links.c.connection == self.ctx.name,
+                links.c.stream == self.stream.name,
+                links.c.remote_id == remote_id,
+            )
+        )
+        if taken is not None:
+            if taken != o.entity_id:
+                self.ctx.errors.append(
+                    f"{self.ctx.name}: remote record {remote_id} is already linked to entity "
+                    f"{taken}; not linking it to {o.entity_id} too"
+                )
+            return
+        await db.execute(
+            insert(links).values(
+                id=o.row_id,
+                entity_id=o.entity_id,
+                connection=self.ctx.name,
+                stream=self.stream.name,
+                remote_id=remote_id,
+                remote_version=result.version,
+                base=o.values,
+                updated_at=now,
+            )
+        )

@@ -1,0 +1,189 @@
+"""The hub's golden records: entity types, their core fields and match keys.
+
+Inside the engine a record's values are a flat ``dict[str, Value]`` of canonical field
+names to JSON scalars (custom fields are named ``custom.<name>``). The pydantic models
+below describe each entity's core fields for validation and documentation; the engine
+keeps plain dicts on its hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import idna
+import phonenumbers
+from pydantic import BaseModel, ConfigDict
+
+Value = str | int | float | bool | None | list[str]
+Fields = dict[str, Any]
+
+EntityType = Literal["contact", "company", "activity", "ticket", "invoice"]
+ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
+
+CUSTOM_PREFIX = "custom."
+
+
+class _Entity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    custom: dict[str, Any] = {}
+
+
+class Contact(_Entity):
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    consent: bool | None = None
+    consent_source: str | None = None
+    consent_at: str | None = None
+    birthday: str | None = None
+    tags: list[str] | None = None
+
+
+class Company(_Entity):
+    name: str | None = None
+    domain: str | None = None
+    phone: str | None = None
+    street: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    industry: str | None = None
+
+
+class Activity(_Entity):
+    kind: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    occurred_at: str | None = None
+    contact_email: str | None = None
+    source: str | None = None
+
+
+class Ticket(_Entity):
+    subject: str | None = None
+    description: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    requester_email: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Invoice(_Entity):
+    number: str | None = None
+    contact_email: str | None = None
+    status: str | None = None
+    currency: str | None = None
+    total: str | None = None
+    amount_due: str | None = None
+    issued_on: str | None = None
+    due_on: str | None = None
+
+
+ENTITY_MODELS: dict[str, type[_Entity]] = {
+    "contact": Contact,
+    "company": Company,
+    "activity": Activity,
+    "ticket": Ticket,
+    "invoice": Invoice,
+}
+
+
+def core_fields(entity: str) -> frozenset[str]:
+    """The canonical core field names of an entity type (custom fields excluded)."""
+    return frozenset(name for name in ENTITY_MODELS[entity].model_fields if name != "custom")
+
+
+def is_known_field(entity: str, field: str) -> bool:
+    return field in core_fields(entity) or (
+        field.startswith(CUSTOM_PREFIX) and len(field) > len(CUSTOM_PREFIX)
+    )
+
+
+# -- match keys ------------------------------------------------------------------------
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trim, lowercase, IDNA-encode the domain. ``None`` for blanks and non-addresses."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if not text or text.count("@") != 1:
+        return None
+    local, domain = text.split("@")
+    if not local or not domain:
+        return None
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+    return f"{local}@{domain}"
+
+
+def normalize_phone(value: str | None, region: str | None = None) -> str | None:
+    """E.164 form of a phone number, or ``None`` when it cannot be read as one."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_domain(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.split("/", 1)[0].removeprefix("www.")
+    if not text:
+        return None
+    try:
+        return idna.encode(text, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
+# entity -> ordered (key kind, canonical field, normaliser); the first kind that matches wins.
+MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "contact": (("email", "email"), ("phone", "phone")),
+    "company": (("domain", "domain"),),
+    "invoice": (("number", "number"),),
+    "ticket": (),
+    "activity": (),
+}
+
+
+def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[tuple[str, str]]:
+    """Normalised identity keys of a record, strongest first: ``[("email", "a@b.com"), ...]``."""
+    keys: list[tuple[str, str]] = []
+    for kind, field in MATCH_KEYS.get(entity, ()):
+        raw = fields.get(field)
+        if raw is None:
+            continue
+        if kind == "email":
+            value = normalize_email(raw)
+        elif kind == "phone":
+            value = normalize_phone(raw, region)
+        elif kind == "domain":
+            value = normalize_domain(raw)
+        else:
+            value = str(raw).strip().lower() or None
+        if value:
+            keys.append((kind, value))
+    return keys

@@ -1,0 +1,131 @@
+"""Finding connectors: the ``crmhub.connectors`` entry-point group.
+
+Built-in connectors register through the same group as third-party plugins. A plugin that
+fails to import is recorded as broken with its error; the hub keeps working without it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.config import Config, ConnectionConfig
+from hub.connector import Connector, ConnectorContext
+from hub.errors import ConfigError, Problem
+from hub.tomlfile import locate
+
+GROUP = "crmhub.connectors"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    value: str
+    package: str
+    version: str
+    cls: type[Connector] | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "broken" if self.error else "ok"
+
+
+@dataclass
+class Registry:
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+
+    @classmethod
+    def discover(cls, extra: dict[str, type[Connector]] | None = None) -> Registry:
+        """Load every entry point of the group; ``extra`` adds classes (tests, embedding)."""
+        registry = cls()
+        for ep in entry_points(group=GROUP):
+            registry.plugins[ep.name] = _load(ep)
+        for name, connector in (extra or {}).items():
+            registry.plugins[name] = PluginInfo(
+                name=name,
+                value=f"{connector.__module__}:{connector.__qualname__}",
+                package=connector.__module__.split(".")[0],
+                version=connector.version,
+                cls=connector,
+            )
+        return registry
+
+    def get(self, name: str) -> type[Connector]:
+        info = self.plugins.get(name)
+        if info is None:
+            known = ", ".join(sorted(n for n, p in self.plugins.items() if p.cls)) or "none"
+            raise ConfigError(f"unknown connector {name!r} (installed: {known})")
+        if info.cls is None:
+            raise ConfigError(f"connector {name!r} is installed but broken: {info.error}")
+        return info.cls
+
+    def validate(self, config: Config) -> None:
+        """Check every connection's connector name and settings; all problems at once."""
+        problems: list[Problem] = []
+        for conn in config.connections.values():
+            try:
+                self.settings_for(config, conn)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+
+    def settings_for(self, config: Config, conn: ConnectionConfig) -> Any:
+        where = ["connections", conn.name]
+        info = self.plugins.get(conn.hub.connector)
+        if info is None or info.cls is None:
+            try:
+                self.get(conn.hub.connector)
+            except ConfigError as exc:
+                raise ConfigError(
+                    [config.problem(exc.problems[0].message, where, "connector")]
+                ) from None
+        cls = self.get(conn.hub.connector)
+        try:
+            return cls.Settings.model_validate(conn.settings)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                key = str(err["loc"][0]) if err["loc"] else None
+                message = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    valid = ", ".join(sorted(cls.Settings.model_fields))
+                    message = f"unknown setting for connector {cls.name!r} (valid: {valid})"
+                problems.append(
+                    Problem(
+                        str(config.path),
+                        message,
+                        line=locate(config.text, where, key),
+                        key=".".join(str(p) for p in err["loc"]) or None,
+                    )
+                )
+            raise ConfigError(problems) from None
+
+    def create(self, config: Config, name: str) -> Connector:
+        conn = config.connection(name)
+        cls = self.get(conn.hub.connector)
+        settings = self.settings_for(config, conn)
+        return cls(settings, ConnectorContext(connection=name, base_dir=config.base_dir))
+
+
+def _load(ep: EntryPoint) -> PluginInfo:
+    package = ep.dist.name if ep.dist else ep.value.split(":")[0].split(".")[0]
+    version = ep.dist.version if ep.dist else "?"
+    info = PluginInfo(name=ep.name, value=ep.value, package=package, version=version)
+    try:
+        loaded = ep.load()
+    except Exception as exc:  # a broken plugin must never take the hub down
+        info.error = f"{type(exc).__name__}: {exc}"
+        info.error += "\n" + "".join(traceback.format_exception_only(exc)).strip()
+        return info
+    if not (isinstance(loaded, type) and issubclass(loaded, Connector)):
+        info.error = f"{ep.value} is not a crmhub Connector subclass"
+        return info
+    info.cls = loaded
+    info.version = getattr(loaded, "version", version) if version == "?" else version
+    return info

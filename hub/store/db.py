@@ -1,0 +1,145 @@
+"""Opening the database, applying migrations, and transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hub.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+class Store:
+    """The hub's database. ``await Store.open(url)`` connects and migrates to head."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @classmethod
+    def create_engine(cls, url: str) -> AsyncEngine:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # One connection per use: SQLite serialises writers anyway, and WAL lets readers on.
+            engine = create_async_engine(url, poolclass=NullPool)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        store = cls(cls.create_engine(url))
+        try:
+            if migrate:
+                await store.upgrade()
+            else:
+                await store.check_revision()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to ``revision`` (safe to call on every start)."""
+
+        def run(connection: Connection) -> None:
+            cfg = _alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+
+        try:
+            async with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    # Two processes starting at once must not both run the migrations.
+                    from sqlalchemy import text
+
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(7201)"))
+                await conn.run_sync(run)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate database {self.url}: {exc}") from exc
+
+    async def revision(self) -> str | None:
+        def current(connection: Connection) -> str | None:
+            return MigrationContext.configure(connection).get_current_revision()
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(current)
+
+    async def check_revision(self) -> None:
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        found = await self.revision()
+        if found != head:
+            raise StoreError(
+                f"database {self.url} is at revision {found or 'none'}, crmhub needs {head}: "
+                "run `crmhub db upgrade`"
+            )
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; committed when the block ends, rolled back on error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+
+async def open_store(url: str) -> Store:
+    """Open ``url`` and migrate it, retrying briefly while another process holds a lock."""
+    for attempt in range(5):
+        try:
+            return await Store.open(url)
+        except StoreError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

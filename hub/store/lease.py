@@ -1,0 +1,124 @@
+"""Run leases: one holder per name at a time, across processes and hosts.
+
+A lease is a row with a holder and an expiry. Taking it is one atomic upsert that succeeds
+only when the row is free, expired, or already ours. The holder renews it while working; a
+holder that dies stops renewing, and after ``ttl`` anyone may take it. A dead holder on this
+same host is noticed at once (its process id no longer exists), so a restart after a crash
+does not wait for the expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hub.errors import LeaseHeld
+from hub.store.db import Store, utcnow
+from hub.store.schema import leases
+
+HOST = socket.gethostname()
+
+
+def make_holder() -> str:
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Lease:
+    """``async with Lease(store, "run:people"):`` holds the lease for the block, renewing it."""
+
+    def __init__(self, store: Store, name: str, *, ttl: float = 60.0) -> None:
+        self.store = store
+        self.name = name
+        self.ttl = ttl
+        self.holder = make_holder()
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def _try_take(self) -> str:
+        now = utcnow()
+        expires = now + timedelta(seconds=self.ttl)
+        values = {"name": self.name, "holder": self.holder, "expires_at": expires}
+        async with self.store.begin() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(leases).values(**values)
+            free = or_(leases.c.expires_at < now, leases.c.holder == self.holder)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[leases.c.name],
+                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+                where=free,
+            )
+            await conn.execute(stmt)
+            row = (
+                await conn.execute(select(leases.c.holder).where(leases.c.name == self.name))
+            ).one()
+        return str(row.holder)
+
+    async def acquire(self) -> None:
+        holder = await self._try_take()
+        if holder != self.holder and _holder_is_dead(holder):
+            await self._steal_from(holder)
+            holder = await self._try_take()
+        if holder != self.holder:
+            raise LeaseHeld(self.name.partition(":")[2] or self.name, holder)
+        self._renewer = asyncio.create_task(self._renew_forever())
+
+    async def _steal_from(self, dead: str) -> None:
+        async with self.store.begin() as conn:
+            await conn.execute(
+                delete(leases).where(and_(leases.c.name == self.name, leases.c.holder == dead))
+            )
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            with contextlib.suppress(Exception):
+                async with self.store.begin() as conn:
+                    await conn.execute(
+                        update(leases)
+                        .where(and_(leases.c.name == self.name, leases.c.holder == self.holder))
+                        .values(expires_at=utcnow() + timedelta(seconds=self.ttl))
+                    )
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        async with self.store.begin() as conn:
+            await conn.execute(
+                delete(leases).where(
+                    and_(leases.c.name == self.name, leases.c.holder == self.holder)
+                )
+            )
+
+    async def __aenter__(self) -> Lease:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()

@@ -1,0 +1,101 @@
+"""The store suite: migrations and leases, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hub.errors import LeaseHeld
+from hub.store import Lease, Store
+
+
+async def test_migrates_to_head_and_is_idempotent(db_url: str) -> None:
+    first = await Store.open(db_url)
+    await first.close()
+    again = await Store.open(db_url)
+    try:
+        assert await again.revision() == "0001"
+        await again.check_revision()
+    finally:
+        await again.close()
+
+
+async def test_lease_is_exclusive_and_released(store: Store) -> None:
+    async with Lease(store, "run:people"):
+        with pytest.raises(LeaseHeld) as held:
+            await Lease(store, "run:people").acquire()
+        assert "people" in str(held.value)
+        # another name is independent
+        async with Lease(store, "run:other"):
+            pass
+    async with Lease(store, "run:people"):
+        pass
+
+
+async def test_expired_lease_can_be_taken(store: Store) -> None:
+    first = Lease(store, "run:x", ttl=0.2)
+    await first.acquire()
+    assert first._renewer is not None
+    first._renewer.cancel()  # a holder that stopped renewing (hung, or on another host)
+    await asyncio.sleep(0.4)
+    second = Lease(store, "run:x", ttl=5)
+    await second.acquire()
+    await second.release()
+
+
+_HOLD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hub.store import Lease, Store
+    from hub.errors import LeaseHeld
+
+    async def main(url):
+        store = await Store.open(url)
+        try:
+            async with Lease(store, "run:shared"):
+                print("acquired", flush=True)
+                await asyncio.sleep(float(sys.argv[2]))
+        except LeaseHeld:
+            print("held", flush=True)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def test_lease_across_processes(db_url: str) -> None:
+    """Two processes race for one lease: exactly one wins while the other is told it is held."""
+    asyncio.run(_migrate(db_url))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLD, db_url, "2"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outputs == ["acquired", "held"]
+
+
+def test_lease_of_killed_process_is_taken_at_once(db_url: str) -> None:
+    asyncio.run(_migrate(db_url))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, db_url, "60"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "acquired"
+    proc.kill()
+    proc.wait()
+    again = subprocess.run(
+        [sys.executable, "-c", _HOLD, db_url, "0"], capture_output=True, text=True, timeout=60
+    )
+    assert again.stdout.strip() == "acquired"
+
+
+async def _migrate(url: str) -> None:
+    store = await Store.open(url)
+    await store.close()
