@@ -8,6 +8,8 @@ keeps plain dicts on its hot path.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any, Literal, get_args
 
 import idna
@@ -21,6 +23,8 @@ EntityType = Literal["contact", "company", "activity", "ticket", "invoice"]
 ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
 
 CUSTOM_PREFIX = "custom."
+_ASCII_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class _Entity(BaseModel):
@@ -120,6 +124,9 @@ def normalize_email(value: str | None) -> str | None:
     local, domain = text.split("@")
     if not local or not domain:
         return None
+    if domain.isascii() and "xn--" not in domain:
+        # The common case: an ASCII domain needs no IDNA round trip, only a sanity check.
+        return f"{local}@{domain}" if _ASCII_DOMAIN.match(domain) else None
     try:
         domain = idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError:
@@ -134,6 +141,13 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    if _E164.match(text):
+        return text  # already canonical (the mapping's phone transform made it so)
+    return _parse_phone(text, region)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_phone(text: str, region: str | None) -> str | None:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

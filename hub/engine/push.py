@@ -217,46 +217,23 @@ class Pusher:
     ) -> None:
         now = utcnow()
         done: list[str] = []
+        succeeded: list[tuple[_Owed, PushResult]] = []
         for o in owed:
             result = results.get(o.row_id)
             if o.change is None or result is None:
                 done.append(o.row_id)
-                continue
-            if result.ok:
-                await self._linked(db, o, result)
+            elif result.ok:
+                succeeded.append((o, result))
                 done.append(o.row_id)
                 self.ctx.count(f"pushed_{o.change.op}")
-                continue
-            if result.stale:
-                # Merged again just now; the next batch recomputes what is still owed.
-                await db.execute(
-                    update(outbox).where(outbox.c.id == o.row_id).values(updated_at=now)
-                )
-                continue
-            if result.error == ErrorKind.NEEDS_REAUTH:
+            elif result.stale:
+                continue  # merged again just now; the next batch recomputes what is owed
+            elif result.error == ErrorKind.NEEDS_REAUTH:
                 raise NeedsReauth(result.message or "credentials refused", connection=self.ctx.name)
-            attempts = await db.scalar(select(outbox.c.attempts).where(outbox.c.id == o.row_id))
-            attempts = (attempts or 0) + 1
-            retryable = result.error is not None and result.error.retryable
-            dead = not retryable or attempts >= MAX_ATTEMPTS
-            wait = (
-                timedelta(seconds=result.retry_after)
-                if result.retry_after is not None
-                else _backoff(attempts)
-            )
-            await db.execute(
-                update(outbox)
-                .where(outbox.c.id == o.row_id)
-                .values(
-                    status="dead" if dead else "pending",
-                    attempts=attempts,
-                    last_error=f"{result.error}: {result.message or ''}".strip(),
-                    next_attempt_at=None if dead else now + wait,
-                    updated_at=now,
-                )
-            )
-            self.ctx.count("push_dead" if dead else "push_failed")
-            self.ctx.errors.append(f"{self.ctx.name} {o.change.op} {o.entity_id}: {result.message}")
+            else:
+                await self._failed(db, o, result, now)
+        if succeeded:
+            await self._linked(db, succeeded, now)
         if done:
             await db.execute(
                 update(outbox)
@@ -265,55 +242,105 @@ class Pusher:
                 [{"b_id": i} for i in done],
             )
 
-    async def _linked(self, db: AsyncConnection, o: _Owed, result: PushResult) -> None:
-        now = utcnow()
+    async def _failed(self, db: AsyncConnection, o: _Owed, result: PushResult, now: Any) -> None:
         assert o.change is not None
-        if o.change.op == "delete":
-            if o.link is not None:
-                await db.execute(delete(links).where(links.c.id == o.link.id))
-            return
-        if o.link is not None:
-            base = {**o.link.base, **o.values}
-            await db.execute(
-                update(links)
-                .where(links.c.id == o.link.id)
-                .values(
-                    base=base,
-                    remote_version=result.version or o.link.remote_version,
-                    remote_id=result.remote_id or o.link.remote_id,
-                    updated_at=now,
-                )
-            )
-            return
-        remote_id = result.remote_id
-        if not remote_id:
-            raise ConnectorError(
-                f"{self.ctx.connector.name} created a record without returning its id",
-                connection=self.ctx.name,
-            )
-        taken = await db.scalar(
-            select(links.c.entity_id).where(
-                links.c.connection == self.ctx.name,
-                links.c.stream == self.stream.name,
-                links.c.remote_id == remote_id,
-            )
+        attempts = await db.scalar(select(outbox.c.attempts).where(outbox.c.id == o.row_id))
+        attempts = (attempts or 0) + 1
+        retryable = result.error is not None and result.error.retryable
+        dead = not retryable or attempts >= MAX_ATTEMPTS
+        wait = (
+            timedelta(seconds=result.retry_after)
+            if result.retry_after is not None
+            else _backoff(attempts)
         )
-        if taken is not None:
-            if taken != o.entity_id:
-                self.ctx.errors.append(
-                    f"{self.ctx.name}: remote record {remote_id} is already linked to entity "
-                    f"{taken}; not linking it to {o.entity_id} too"
-                )
-            return
         await db.execute(
-            insert(links).values(
-                id=o.row_id,
-                entity_id=o.entity_id,
-                connection=self.ctx.name,
-                stream=self.stream.name,
-                remote_id=remote_id,
-                remote_version=result.version,
-                base=o.values,
+            update(outbox)
+            .where(outbox.c.id == o.row_id)
+            .values(
+                status="dead" if dead else "pending",
+                attempts=attempts,
+                last_error=f"{result.error}: {result.message or ''}".strip(),
+                next_attempt_at=None if dead else now + wait,
                 updated_at=now,
             )
         )
+        self.ctx.count("push_dead" if dead else "push_failed")
+        self.ctx.errors.append(f"{self.ctx.name} {o.change.op} {o.entity_id}: {result.message}")
+
+    async def _linked(
+        self, db: AsyncConnection, succeeded: list[tuple[_Owed, PushResult]], now: Any
+    ) -> None:
+        """Record successful writes: the pushed values become the links' base."""
+        removed = [
+            o.link.id for o, _ in succeeded if o.change and o.change.op == "delete" and o.link
+        ]
+        if removed:
+            await db.execute(delete(links).where(links.c.id.in_(removed)))
+        moved = [
+            {
+                "b_id": o.link.id,
+                "b_base": {**o.link.base, **o.values},
+                "b_version": r.version or o.link.remote_version,
+                "b_remote": r.remote_id or o.link.remote_id,
+                "b_now": now,
+            }
+            for o, r in succeeded
+            if o.change and o.change.op == "update" and o.link is not None
+        ]
+        if moved:
+            await db.execute(
+                update(links)
+                .where(links.c.id == bindparam("b_id"))
+                .values(
+                    base=bindparam("b_base"),
+                    remote_version=bindparam("b_version"),
+                    remote_id=bindparam("b_remote"),
+                    updated_at=bindparam("b_now"),
+                ),
+                moved,
+            )
+        created = [(o, r) for o, r in succeeded if o.change and o.change.op == "create"]
+        if not created:
+            return
+        for _, r in created:
+            if not r.remote_id:
+                raise ConnectorError(
+                    f"{self.ctx.connector.name} created a record without returning its id",
+                    connection=self.ctx.name,
+                )
+        taken = {
+            remote_id: entity_id
+            for remote_id, entity_id in await db.execute(
+                select(links.c.remote_id, links.c.entity_id).where(
+                    links.c.connection == self.ctx.name,
+                    links.c.stream == self.stream.name,
+                    links.c.remote_id.in_([r.remote_id for _, r in created]),
+                )
+            )
+        }
+        rows = []
+        for o, r in created:
+            assert r.remote_id is not None
+            other = taken.get(r.remote_id)
+            if other is not None:
+                if other != o.entity_id:
+                    self.ctx.errors.append(
+                        f"{self.ctx.name}: remote record {r.remote_id} is already linked to "
+                        f"entity {other}; not linking it to {o.entity_id} too"
+                    )
+                continue
+            taken[r.remote_id] = o.entity_id
+            rows.append(
+                {
+                    "id": o.row_id,
+                    "entity_id": o.entity_id,
+                    "connection": self.ctx.name,
+                    "stream": self.stream.name,
+                    "remote_id": r.remote_id,
+                    "remote_version": r.version,
+                    "base": o.values,
+                    "updated_at": now,
+                }
+            )
+        if rows:
+            await db.execute(insert(links), rows)

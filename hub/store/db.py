@@ -64,8 +64,11 @@ class Store:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # One connection per use: SQLite serialises writers anyway, and WAL lets readers on.
-            engine = create_async_engine(url, poolclass=NullPool)
+            if database in (None, "", ":memory:"):
+                engine = create_async_engine(url, poolclass=NullPool)
+            else:
+                # SQLite serialises writers anyway; a few pooled connections spare reconnects.
+                engine = create_async_engine(url, pool_size=4, max_overflow=4)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             return engine
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)

@@ -1,0 +1,126 @@
+"""Engine throughput: 100,000 contacts across two connections (in-process remotes).
+
+    .venv/bin/python bench/engine.py [--records 100000] [--database URL]
+
+Prints the initial sync's records/s, an incremental sync with 1% and with 0% changed,
+and the peak RSS. HTTP is not measured here (see bench/ratelimit.py, bench/webhooks.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.config import load_config  # noqa: E402
+from hub.engine import sync_connection  # noqa: E402
+from hub.registry import Registry  # noqa: E402
+from hub.runtime import Hub  # noqa: E402
+from hub.testing.memory import MemoryConnector, create_remote  # noqa: E402
+
+MAPPING = """\
+entity = "contact"
+[[field]]
+canonical = "email"
+remote = "email"
+transforms = ["email"]
+[[field]]
+canonical = "first_name"
+remote = "first_name"
+[[field]]
+canonical = "last_name"
+remote = "last_name"
+[[field]]
+canonical = "phone"
+remote = "phone"
+transforms = [{ name = "phone", region = "US" }]
+[[field]]
+canonical = "city"
+remote = "city"
+"""
+
+
+def person(i: int) -> dict[str, str]:
+    return {
+        "email": f"person{i}@example.com",
+        "first_name": f"First{i}",
+        "last_name": f"Last{i % 997}",
+        "phone": f"+1415{5550000 + i % 10000:07d}",
+        "city": ("Paris", "Oslo", "Lima", "Rome")[i % 4],
+    }
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: SQLite)")
+    args = parser.parse_args()
+    n = args.records
+    tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
+    url = args.database or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    crm, shop = create_remote("bench-crm"), create_remote("bench-shop")
+    for i in range(n):
+        crm.add(person(i))
+    # the second system knows the first half of the people, with other spelling of emails
+    for i in range(n // 2):
+        p = person(i)
+        p["email"] = p["email"].upper()
+        shop.add(p)
+    (tmp / "contact.toml").write_text(MAPPING)
+    (tmp / "crmhub.toml").write_text(
+        f'[hub]\ndatabase = "{url}"\nphone_region = "US"\n'
+        '[connections.crm]\nconnector = "memory"\nstore = "bench-crm"\nmapping = "contact.toml"\n'
+        '[connections.shop]\nconnector = "memory"\nstore = "bench-shop"\n'
+        'mapping = "contact.toml"\n'
+    )
+    hub = await Hub.open(
+        load_config(tmp / "crmhub.toml"), Registry.discover(extra={"memory": MemoryConnector})
+    )
+    print(f"crmhub engine benchmark: {n} contacts in crm, {n // 2} of them in shop; {hub.store.url}")
+
+    async def timed(name: str) -> tuple[float, dict[str, int]]:
+        start = time.perf_counter()
+        report = await sync_connection(hub, name)
+        assert report.status == "ok", (report.status, report.error)
+        return time.perf_counter() - start, report.counts
+
+    t1, c1 = await timed("crm")
+    t2, c2 = await timed("shop")
+    pulled = c1.get("records", 0) + c2.get("records", 0)
+    print(f"initial sync, crm: {c1.get('records', 0)} records in {t1:.2f}s "
+          f"({c1.get('records', 0) / t1:,.0f} records/s)")
+    print(f"initial sync, shop (matching + pushing {n - n // 2} new): "
+          f"{c2.get('records', 0)} records in {t2:.2f}s; pushed {c2.get('pushed_create', 0)}")
+    print(f"initial sync overall: {pulled} records in {t1 + t2:.2f}s "
+          f"({pulled / (t1 + t2):,.0f} records/s)")
+    # settle what shop brought in for crm
+    await timed("crm")
+
+    changed = n // 100
+    ids = list(crm.all())[:changed]
+    for rid in ids:
+        crm.update(rid, city="Berlin")
+    t3, c3 = await timed("crm")
+    t4, c4 = await timed("shop")
+    print(f"incremental, 1% changed ({changed}): crm {t3:.2f}s "
+          f"({c3.get('updated', 0)} updated), shop push {t4:.2f}s "
+          f"({c4.get('pushed_update', 0)} pushed)")
+    t5, _ = await timed("crm")
+    t6, _ = await timed("shop")
+    print(f"incremental, 0% changed: crm {t5:.3f}s, shop {t6:.3f}s")
+    print(f"peak RSS: {rss_mb():.0f} MB")
+    await hub.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
