@@ -110,7 +110,9 @@ class PageApplier:
         for rec, canon in records:
             if rec.id in known:
                 continue
-            keys = match_keys(self.entity_type, canon, self.region)
+            # Only the strongest key present identifies: two addresses sharing a phone
+            # number (a switchboard, a household) are two people, not one.
+            keys = match_keys(self.entity_type, canon, self.region)[:1]
             keys_of[rec.id] = keys
             for kind, value in keys:
                 wanted.setdefault(kind, set()).add(value)
@@ -383,7 +385,8 @@ class PageApplier:
                     for lk in changed
                 ],
             )
-        logged = [e for e in ents if e.log]
+        # A creation's history is its provenance; the log records changes to what existed.
+        logged = [e for e in ents if e.log and not e.new]
         if logged:
             await db.execute(
                 insert(change_log),

@@ -1,0 +1,86 @@
+"""Changing a golden record from the hub side (a person, or conflict resolution).
+
+The new values get provenance "no connection, at ``at``", a change-log entry, and are owed
+to every linked connection whose copy differs from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.engine.writes import OutboxQueue
+from hub.errors import ConfigError
+from hub.records import is_known_field, match_keys
+from hub.runtime import Hub
+from hub.store import utcnow
+from hub.store.schema import change_log, entities, entity_keys, links
+
+
+async def edit_entity(
+    hub: Hub,
+    entity_id: str,
+    changes: dict[str, Any],
+    *,
+    at: datetime | None = None,
+    db: AsyncConnection | None = None,
+) -> dict[str, Any]:
+    """Set fields of one entity; returns the fields as they are now."""
+    if db is None:
+        async with hub.store.begin() as conn:
+            return await edit_entity(hub, entity_id, changes, at=at, db=conn)
+    at = at or utcnow()
+    row = (await db.execute(select(entities).where(entities.c.id == entity_id))).one_or_none()
+    if row is None or row.deleted_at is not None:
+        raise ConfigError(f"no entity with id {entity_id!r}")
+    unknown = [f for f in changes if not is_known_field(row.type, f)]
+    if unknown:
+        raise ConfigError(f"{row.type} has no field(s) {', '.join(sorted(unknown))}")
+    fields = dict(row.fields)
+    provenance = dict(row.provenance)
+    log = {f: [fields.get(f), v] for f, v in changes.items() if fields.get(f) != v}
+    if not log:
+        return fields
+    for f in log:
+        fields[f] = changes[f]
+        provenance[f] = [None, at.isoformat()]
+    await db.execute(
+        update(entities)
+        .where(entities.c.id == entity_id)
+        .values(fields=fields, provenance=provenance, updated_at=utcnow())
+    )
+    await db.execute(
+        change_log.insert().values(entity_id=entity_id, connection=None, at=at, changes=log)
+    )
+    if {"email", "phone", "domain", "number"} & set(log):
+        region = hub.config.hub.phone_region
+        await db.execute(entity_keys.delete().where(entity_keys.c.entity_id == entity_id))
+        keys = match_keys(row.type, fields, region)
+        if keys:
+            await db.execute(
+                entity_keys.insert(),
+                [
+                    {"entity_type": row.type, "kind": k, "value": v, "entity_id": entity_id}
+                    for k, v in set(keys)
+                ],
+            )
+    await owe_to_linked(hub, db, entity_id, set(log))
+    return fields
+
+
+async def owe_to_linked(hub: Hub, db: AsyncConnection, entity_id: str, changed: set[str]) -> None:
+    """Queue a push for every linked connection whose base differs on a changed field."""
+    fields = (
+        await db.execute(select(entities.c.fields).where(entities.c.id == entity_id))
+    ).scalar_one()
+    queue = OutboxQueue()
+    for link in await db.execute(select(links).where(links.c.entity_id == entity_id)):
+        conn = hub.config.connections.get(link.connection)
+        if conn is None or conn.hub.direction == "pull":
+            continue
+        if any(link.base.get(f) != fields.get(f) for f in changed):
+            queue.add(link.connection, link.stream, entity_id)
+    await queue.flush(db)
