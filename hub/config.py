@@ -55,6 +55,8 @@ class ConnectionSettings(BaseModel):
     field_policies: dict[str, Policy] = {}
     delete_policy: DeletePolicy = "unlink"
     enabled: bool = True
+    oauth: dict[str, Any] | None = None
+    """``[connections.NAME.oauth]``: OAuth endpoints and client credentials (auth/providers)."""
 
     @field_validator("prefer")
     @classmethod
@@ -181,7 +183,12 @@ def load_config(path: str | Path | None = None) -> Config:
         if not isinstance(table, dict):
             problems.append(config.problem("must be a table", where))
             continue
-        table = {**table, **_env_overrides(name)}
+        env = _env_overrides(name)
+        # OAuth client credentials from the environment belong to the ``oauth`` table.
+        oauth_env = {k: env.pop(k) for k in ("client_id", "client_secret") if k in env}
+        table = {**table, **env}
+        if oauth_env:
+            table["oauth"] = {**(table.get("oauth") or {}), **oauth_env}
         hub_part = {k: v for k, v in table.items() if k in HUB_KEYS}
         rest = {k: v for k, v in table.items() if k not in HUB_KEYS}
         try:

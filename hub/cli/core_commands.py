@@ -216,7 +216,7 @@ def _print_report(report: Any) -> None:
         highlight=False,
     )
     if report.error:
-        console.print(f"  [red]{report.error}[/]", highlight=False, markup=False)
+        console.print(f"  {report.error}", style="red", highlight=False, markup=False)
     for line in report.errors[:10]:
         console.print(f"  {line}", highlight=False, markup=False)
     if report.plan:
@@ -355,17 +355,30 @@ def conflicts_resolve(
 
 
 @entities_app.callback()
-def entities_search(
+def entities_list(
     ctx: typer.Context,
-    query: str = typer.Argument(None, help="Text to find in any field (email, name, ...)."),
     entity_type: str = typer.Option(None, "--type", help="contact, company, ..."),
     limit: int = typer.Option(50, "--limit", min=1),
     json_out: bool = JSON,
 ) -> None:
-    """Search golden records."""
+    """List golden records (`crmhub entities search TEXT`, `crmhub entities show ID`)."""
     if ctx.invoked_subcommand:
         return
+    _entities(None, entity_type, limit, json_out)
 
+
+@entities_app.command("search")
+def entities_search(
+    query: str = typer.Argument(..., help="Text to find in any field (email, name, ...)."),
+    entity_type: str = typer.Option(None, "--type", help="contact, company, ..."),
+    limit: int = typer.Option(50, "--limit", min=1),
+    json_out: bool = JSON,
+) -> None:
+    """Search golden records by any field's text."""
+    _entities(query, entity_type, limit, json_out)
+
+
+def _entities(query: str | None, entity_type: str | None, limit: int, json_out: bool) -> None:
     async def body() -> list[dict[str, Any]]:
         hub = await _open()
         try:

@@ -1,0 +1,277 @@
+"""How a connection authenticates: auth kinds and OAuth2 settings as data.
+
+A connector declares its auth kind (``auth_kind: ClassVar[str]``) and, for OAuth2, its
+provider's endpoints (``oauth: ClassVar[OAuthSettings | None]``). A connection may override
+any of those settings from ``crmhub.toml``::
+
+    [connections.crm.oauth]
+    kind = "generic_oauth2"          # optional: any standards-compliant OAuth2 server
+    authorize_url = "https://id.example.com/oauth2/authorize"
+    token_url = "https://id.example.com/oauth2/token"
+    scopes = ["contacts.read", "offline_access"]
+    client_id = "crmhub"
+    # client_secret: better from the environment, CRMHUB_CRM_CLIENT_SECRET
+
+``resolve_oauth`` merges the two and names the missing key when something required is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, cast, get_args
+
+import requests
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub.config import Config, HubSettings
+from hub.errors import ConfigError, Problem
+from hub.tomlfile import locate
+
+AuthKind = Literal["none", "api_key", "basic", "oauth2", "generic_oauth2", "msal", "google"]
+AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
+OAUTH_KINDS = frozenset({"oauth2", "generic_oauth2", "msal", "google"})
+ClientAuth = Literal["body", "basic"]
+CALLBACK_PATH = "/oauth/callback"
+
+
+class OAuthSettings(BaseModel):
+    """One OAuth2 provider's endpoints and habits; data on the connector class."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    authorize_url: str | None = None
+    token_url: str | None = None
+    revocation_url: str | None = None
+    metadata_url: str | None = None
+    """Fetched once after the code exchange (Mailchimp: data centre and API endpoint)."""
+    metadata_auth_scheme: str = "Bearer"
+    """``Authorization`` scheme for ``metadata_url`` (Mailchimp wants ``OAuth``)."""
+    authority: str | None = None
+    """Microsoft identity platform authority (``https://login.microsoftonline.com/TENANT``)."""
+    scopes: list[str] = []
+    pkce: bool = True
+    rotates_refresh_tokens: bool = False
+    client_auth: ClientAuth = "body"
+    """How the client authenticates at the token endpoint: form fields or HTTP Basic."""
+    authorize_params: dict[str, str] = {}
+    """Extra query parameters for the authorization URL (``access_type=offline``, ...)."""
+    redirect_uri: str | None = None
+    """Default: the hub's own ``http://127.0.0.1:<http_port>/oauth/callback``."""
+    ca_bundle: str | None = None
+    """A CA file to trust for this provider (a company identity provider with its own CA)."""
+
+
+class OAuthOverrides(OAuthSettings):
+    """The ``[connections.NAME.oauth]`` table: any provider setting plus client credentials."""
+
+    kind: AuthKind | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+OVERRIDE_KEYS = frozenset(OAuthOverrides.model_fields)
+
+
+@dataclass(frozen=True)
+class ResolvedOAuth:
+    """Everything a flow needs for one connection; ``client_secret`` never shows in repr."""
+
+    connection: str
+    kind: AuthKind
+    settings: OAuthSettings
+    client_id: str
+    redirect_uri: str
+    client_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def authorize_url(self) -> str:
+        return self.settings.authorize_url or ""
+
+    @property
+    def token_url(self) -> str:
+        return self.settings.token_url or ""
+
+    @property
+    def verify(self) -> str | bool:
+        """``verify=`` for requests: the provider's CA bundle, else the system store."""
+        return self.settings.ca_bundle or True
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """``verify=`` for httpx: a context trusting the provider's CA bundle, else True."""
+        if not self.settings.ca_bundle:
+            return True
+        return ssl.create_default_context(cafile=self.settings.ca_bundle)
+
+
+def default_redirect_uri(hub: HubSettings | None = None) -> str:
+    """The hub's own callback; a wildcard listen address is reached through loopback."""
+    settings = hub or HubSettings()
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http_port}{CALLBACK_PATH}"
+
+
+def oauth_table(connection_settings: dict[str, Any]) -> dict[str, Any]:
+    """The connection's ``oauth`` table (empty when absent)."""
+    table = connection_settings.get("oauth") or {}
+    if not isinstance(table, dict):
+        raise ConfigError([Problem("configuration", "must be a table", key="oauth")])
+    return table
+
+
+def auth_kind(connector_cls: type, connection_settings: dict[str, Any] | None = None) -> AuthKind:
+    """The auth kind of a connection: its ``oauth.kind`` override, else the connector's."""
+    override = oauth_table(connection_settings or {}).get("kind")
+    kind = override or getattr(connector_cls, "auth_kind", None)
+    if kind is None:
+        kind = "oauth2" if getattr(connector_cls, "oauth", None) is not None else "none"
+    if kind not in AUTH_KINDS:
+        where = "oauth.kind" if override else f"{connector_cls.__name__}.auth_kind"
+        raise ConfigError(
+            [
+                Problem(
+                    "configuration",
+                    f"unknown auth kind {kind!r} (valid: {', '.join(AUTH_KINDS)})",
+                    key=where,
+                )
+            ]
+        )
+    return cast(AuthKind, kind)
+
+
+def _env_secret(connection: str, name: str, env: dict[str, str] | os._Environ[str]) -> str | None:
+    prefix = f"CRMHUB_{connection.upper().replace('-', '_')}_"
+    return env.get(prefix + name.upper()) or env.get(prefix + "OAUTH_" + name.upper())
+
+
+def resolve_oauth(
+    connector_cls: type,
+    connection_settings: dict[str, Any],
+    *,
+    connection: str = "",
+    default_redirect: str | None = None,
+    env: dict[str, str] | os._Environ[str] = os.environ,
+    problem: Any = None,
+) -> ResolvedOAuth:
+    """Merge the connector's ``oauth`` settings with the connection's overrides.
+
+    ``client_id`` / ``client_secret`` come from the ``oauth`` table, the connection table
+    (where ``CRMHUB_<NAME>_CLIENT_SECRET`` lands) or the environment. ``problem(message, key)``
+    builds a ``Problem`` with file and line; without it the message names the key only.
+    Raises ``ConfigError`` naming every missing or invalid key.
+    """
+    make = problem or (lambda message, key: Problem("configuration", message, key=key))
+    label = f"connection {connection!r}" if connection else "this connection"
+    kind = auth_kind(connector_cls, connection_settings)
+    if kind not in OAUTH_KINDS:
+        raise ConfigError([make(f"{label} uses {kind!r} credentials, not OAuth2", "oauth.kind")])
+    table = oauth_table(connection_settings)
+    try:
+        overrides = OAuthOverrides.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                make(
+                    err["msg"]
+                    if err["type"] != "extra_forbidden"
+                    else f"unknown OAuth setting (valid: {', '.join(sorted(OVERRIDE_KEYS))})",
+                    "oauth." + ".".join(str(p) for p in err["loc"]),
+                )
+                for err in exc.errors()
+            ]
+        ) from None
+    base: OAuthSettings | None = getattr(connector_cls, "oauth", None)
+    merged: dict[str, Any] = base.model_dump() if base and kind != "generic_oauth2" else {}
+    merged.update(
+        overrides.model_dump(exclude_unset=True, exclude={"kind", "client_id", "client_secret"})
+    )
+    settings = OAuthSettings.model_validate(merged)
+    client_id = (
+        overrides.client_id
+        or connection_settings.get("client_id")
+        or (_env_secret(connection, "client_id", env) if connection else None)
+    )
+    client_secret = (
+        overrides.client_secret
+        or connection_settings.get("client_secret")
+        or (_env_secret(connection, "client_secret", env) if connection else None)
+    )
+    problems: list[Problem] = []
+    required = ["authority"] if kind == "msal" else ["authorize_url", "token_url"]
+    for key in required:
+        if not getattr(settings, key):
+            problems.append(make(f"{label} needs the OAuth setting {key!r}", f"oauth.{key}"))
+    if not client_id:
+        problems.append(make(f"{label} needs an OAuth client_id", "oauth.client_id"))
+    if kind == "msal" and not client_secret:
+        env_name = f"CRMHUB_{connection.upper().replace('-', '_')}_CLIENT_SECRET"
+        problems.append(
+            make(
+                f"{label} needs a client secret (oauth.client_secret or ${env_name})",
+                "oauth.client_secret",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return ResolvedOAuth(
+        connection=connection,
+        kind=kind,
+        settings=settings,
+        client_id=str(client_id),
+        client_secret=str(client_secret) if client_secret else None,
+        redirect_uri=settings.redirect_uri or default_redirect or default_redirect_uri(),
+    )
+
+
+def connection_auth_settings(config: Config, name: str) -> dict[str, Any]:
+    """The connection's settings including its ``oauth`` table, wherever the loader put it."""
+    conn = config.connection(name)
+    settings = dict(conn.settings)
+    hub_oauth = getattr(conn.hub, "oauth", None)
+    if hub_oauth:
+        settings["oauth"] = {**dict(hub_oauth), **oauth_table(settings)}
+    return settings
+
+
+def resolve_for_config(config: Config, connector_cls: type, name: str) -> ResolvedOAuth:
+    """``resolve_oauth`` for a configured connection, with file and line in every error."""
+
+    def problem(message: str, key: str) -> Problem:
+        table = ["connections", name, "oauth"]
+        line_key = key.split(".", 1)[1] if key.startswith("oauth.") else key
+        line = locate(config.text, table, line_key.split(".")[0])
+        return Problem(str(config.path), message, line=line, key=key)
+
+    return resolve_oauth(
+        connector_cls,
+        connection_auth_settings(config, name),
+        connection=name,
+        default_redirect=default_redirect_uri(config.hub),
+        problem=problem,
+    )
+
+
+class HasOAuth:
+    """Mixin documenting the class attributes a connector sets to declare its auth."""
+
+    auth_kind: ClassVar[AuthKind] = "none"
+    oauth: ClassVar[OAuthSettings | None] = None
+
+
+def requests_session(resolved: ResolvedOAuth, timeout: float = 30.0) -> requests.Session:
+    """A requests session (for msal and google-auth) trusting the provider's CA bundle.
+
+    ``verify`` is bound to every request: a session-wide ``verify`` would lose to
+    ``REQUESTS_CA_BUNDLE`` from the environment.
+    """
+    session = requests.Session()
+    session.request = functools.partial(  # type: ignore[method-assign]
+        session.request, verify=resolved.verify, timeout=timeout
+    )
+    return session

@@ -1,0 +1,218 @@
+"""Connector ``csv``: contacts or companies kept in a CSV file with a header row.
+
+Pull reads the whole file and lists every row (``full_scan`` pages of 1,000); the cursor is
+the SHA-256 of the file's bytes, so a pull of an unchanged file yields nothing. Push applies
+creates, updates and deletes to the rows and writes the whole file back atomically, in the
+format it was read in. Remote record data are ``{column: text}`` for every column (empty
+cells are ``""``); a record's ``modified_at`` is the file's modification time. Row ids and
+versions are described in :mod:`connectors.csv.rows`, how changes apply in
+:mod:`connectors.csv.edit` (a create retried after a crash finds the row it wrote; a change
+naming an outdated version is refused as ``stale``, kind ``TRANSIENT``, with the row as it
+is now), and the file handling in :mod:`connectors.csv.table`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from connectors.csv.edit import RowEditor
+from connectors.csv.rows import RowIdentity, row_version
+from connectors.csv.table import DELIMITERS, CsvTable, read_table, render, write_atomic
+from hub.connector import (
+    Change,
+    Connector,
+    ConnectorContext,
+    Cursor,
+    Page,
+    PushResult,
+    RemoteRecord,
+    Stream,
+)
+from hub.errors import ConnectorConfigError
+
+PAGE_SIZE = 1000
+STREAMS = {"contact": "contacts", "company": "companies"}
+
+
+class CsvSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    """The CSV file; a relative path starts at the folder of ``crmhub.toml``."""
+    entity: Literal["contact", "company"] = "contact"
+    delimiter: str | None = None
+    """One of ``,`` ``;`` tab ``|``; detected from the file when unset."""
+    encoding: str | None = None
+    """Detected when unset: UTF-8 (with or without BOM), else cp1252, else latin-1."""
+    key: str | None = None
+    """Column holding a stable row id; new rows get a generated one."""
+    phone_region: str | None = None
+    """Region for phone numbers without a country code, used in row ids (``GB``)."""
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        if value is not None and value not in DELIMITERS:
+            raise ValueError("delimiter must be one of ',', ';', '|' or a tab")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r} (try 'utf-8' or 'cp1252')") from None
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("key must name a column")
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a phone region (use a code like 'GB' or 'US')")
+        return value.upper() if value else None
+
+
+class CsvConnector(Connector):
+    """Contacts or companies in one CSV file: full pulls, creates, updates and deletes."""
+
+    name = "csv"
+    description = "Contacts or companies in a CSV file."
+    Settings = CsvSettings
+    settings: CsvSettings
+    push_batch_size = 1000
+
+    def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
+        super().__init__(settings, context)
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path:
+        path = Path(self.settings.path).expanduser()
+        return path if path.is_absolute() else self.context.base_dir / path
+
+    def streams(self) -> list[Stream]:
+        return [
+            Stream(
+                name=STREAMS[self.settings.entity],
+                entity=self.settings.entity,
+                incremental=False,
+                can_create=True,
+                can_update=True,
+                can_delete=True,
+            )
+        ]
+
+    async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
+        """Every row, unless the file's digest equals the cursor's.
+
+        Each page but the last carries ``{"sha256": ..., "offset": n}`` so a pull resumed
+        after a crash lists the rest of the same file (as a partial, not a full scan).
+        """
+        table = await asyncio.to_thread(self._read)
+        offset = _offset(cursor, table.digest)
+        if offset is None:
+            return
+        ids = await asyncio.to_thread(self._identify, table)
+        total = len(table.rows)
+        modified = datetime.fromtimestamp(table.mtime, UTC)
+        header = table.header
+        if total == 0 and offset == 0:
+            yield Page(cursor={"sha256": table.digest}, full_scan=True)
+            return
+        for start in range(offset, total, PAGE_SIZE):
+            end = min(start + PAGE_SIZE, total)
+            records = [
+                RemoteRecord(
+                    id=ids[i],
+                    data=dict(zip(header, table.rows[i], strict=True)),
+                    version=row_version(table.rows[i]),
+                    modified_at=modified,
+                )
+                for i in range(start, end)
+            ]
+            position: Cursor = {"sha256": table.digest}
+            if end < total:
+                position["offset"] = end
+            yield Page(records=records, cursor=position, full_scan=offset == 0)
+
+    async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
+        if not changes:
+            return []
+        async with self._lock:
+            return await asyncio.to_thread(self._push, changes)
+
+    async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
+        return await asyncio.to_thread(self._fetch, set(remote_ids))
+
+    # -- in a worker thread --------------------------------------------------------------
+
+    def _read(self) -> CsvTable:
+        table = read_table(
+            self.path,
+            encoding=self.settings.encoding,
+            delimiter=self.settings.delimiter,
+            connection=self.connection,
+        )
+        key = self.settings.key
+        if key is not None and key not in table.header:
+            raise ConnectorConfigError(
+                f"{table.path}:1: the key column {key!r} is not in the header "
+                f"(columns: {', '.join(table.header)}); fix `key` or add the column",
+                connection=self.connection,
+            )
+        return table
+
+    def _fetch(self, wanted: set[str]) -> list[RemoteRecord]:
+        table = self._read()
+        return [
+            RemoteRecord(
+                id=rid, data=dict(zip(table.header, row, strict=True)), version=row_version(row)
+            )
+            for rid, row in zip(self._identify(table), table.rows, strict=True)
+            if rid in wanted
+        ]
+
+    def _rows(self, header: list[str]) -> RowIdentity:
+        return RowIdentity(
+            self.settings.entity, header, self.settings.key, self.settings.phone_region
+        )
+
+    def _identify(self, table: CsvTable) -> list[str]:
+        return self._rows(table.header).identify(table.rows)[0]
+
+    def _push(self, changes: list[Change]) -> list[PushResult]:
+        table = self._read()
+        ids, naturals = self._rows(table.header).identify(table.rows)
+        editor = RowEditor(table, ids, naturals, self._rows, key=self.settings.key)
+        results = [editor.apply(change) for change in changes]
+        if editor.dirty:
+            data = render(table.format, table.header, editor.live_rows())
+            write_atomic(table.path, data, table.digest, self.connection)
+        return results
+
+
+def _offset(cursor: Cursor | None, digest: str) -> int | None:
+    """Where to start listing: 0 for a new file, the saved offset, or ``None`` (unchanged)."""
+    if not isinstance(cursor, dict) or cursor.get("sha256") != digest:
+        return 0
+    offset = cursor.get("offset")
+    if isinstance(offset, int) and not isinstance(offset, bool) and offset > 0:
+        return offset
+    return None

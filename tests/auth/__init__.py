@@ -1,0 +1,1 @@
+"""Tests of the credential store, token refresh and the sandbox authorization server."""
