@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
+import httpx
 from pydantic import BaseModel, ConfigDict
 
 import mappings
 from hub.errors import ErrorKind
+from hub.http.counters import HttpCounters
 
 Cursor = dict[str, Any]
 """A stream's incremental position: any JSON object the connector understands."""
@@ -121,12 +123,28 @@ class PushResult:
         return self.error is None
 
 
+class Credentials(Protocol):
+    """A connection's stored credentials (``crmhub connect`` puts them in the vault)."""
+
+    async def secret(self) -> dict[str, Any]:
+        """The stored data: ``api_key``, ``username``/``password``, or OAuth token data.
+        Raises ``NeedsReauth`` when the connection is not (or no longer) connected."""
+        ...
+
+    def auth(self) -> httpx.Auth:
+        """For OAuth2 connections: an httpx auth flow that keeps the access token valid."""
+        ...
+
+
 @dataclass
 class ConnectorContext:
-    """What the hub hands a connector: its connection's name and where relative paths start."""
+    """What the hub hands a connector: its connection's name, where relative paths start,
+    its credentials, and the HTTP counters that end up in the run record."""
 
     connection: str
     base_dir: Path = field(default_factory=Path.cwd)
+    credentials: Credentials | None = None
+    counters: HttpCounters = field(default_factory=HttpCounters)
 
 
 class Connector(ABC):

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hub.config import Config, ConnectionConfig
-from hub.connector import Connector, ConnectorContext
+from hub.connector import Connector, ConnectorContext, Credentials
 from hub.errors import ConfigError, Problem
 from hub.tomlfile import locate
 
@@ -106,11 +106,16 @@ class Registry:
                 )
             raise ConfigError(problems) from None
 
-    def create(self, config: Config, name: str) -> Connector:
+    def create(
+        self, config: Config, name: str, credentials: Credentials | None = None
+    ) -> Connector:
         conn = config.connection(name)
         cls = self.get(conn.hub.connector)
         settings = self.settings_for(config, conn)
-        return cls(settings, ConnectorContext(connection=name, base_dir=config.base_dir))
+        context = ConnectorContext(
+            connection=name, base_dir=config.base_dir, credentials=credentials
+        )
+        return cls(settings, context)
 
 
 def _load(ep: EntryPoint) -> PluginInfo:
@@ -120,8 +125,7 @@ def _load(ep: EntryPoint) -> PluginInfo:
     try:
         loaded = ep.load()
     except Exception as exc:  # a broken plugin must never take the hub down
-        info.error = f"{type(exc).__name__}: {exc}"
-        info.error += "\n" + "".join(traceback.format_exception_only(exc)).strip()
+        info.error = "".join(traceback.format_exception_only(exc)).strip()
         return info
     if not (isinstance(loaded, type) and issubclass(loaded, Connector)):
         info.error = f"{ep.value} is not a crmhub Connector subclass"

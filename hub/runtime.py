@@ -25,7 +25,9 @@ class Hub:
         return cls(config=config, store=store, registry=registry)
 
     def connector(self, name: str) -> Connector:
-        return self.registry.create(self.config, name)
+        from auth.credentials import VaultCredentials
+
+        return self.registry.create(self.config, name, VaultCredentials(self, name))
 
     async def close(self) -> None:
         await self.store.close()

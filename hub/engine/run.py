@@ -131,6 +131,8 @@ async def _run(
 
 async def _record(ctx: RunContext, report: RunReport) -> None:
     report.counts = dict(ctx.counts)
+    http = ctx.connector.context.counters.as_dict()
+    report.counts.update({f"http_{k}": v for k, v in http.items() if v})
     report.errors = list(ctx.errors)
     error = report.error
     if ctx.errors and not error:

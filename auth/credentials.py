@@ -1,0 +1,46 @@
+"""A connection's credentials as a connector sees them: read from the vault when needed.
+
+The hub hands every connector a ``VaultCredentials`` in its ``ConnectorContext``; the
+connector never touches keys, the vault or refresh logic itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from hub.errors import NeedsReauth
+from hub.runtime import Hub
+
+
+class VaultCredentials:
+    """Credentials of one connection, stored by ``crmhub connect``."""
+
+    def __init__(self, hub: Hub, connection: str) -> None:
+        self.hub = hub
+        self.connection = connection
+        self._auth: httpx.Auth | None = None
+
+    async def secret(self) -> dict[str, Any]:
+        """The stored credential data (``api_key``, ``username``/``password``, token data)."""
+        from auth.flows import open_vault
+
+        token = await open_vault(self.hub).get(self.connection)
+        if token is None or token.status == "needs_reauth":
+            raise NeedsReauth(
+                f"not connected; run `crmhub connect {self.connection}`",
+                connection=self.connection,
+            )
+        return token.data
+
+    def auth(self) -> httpx.Auth:
+        """An httpx auth flow for OAuth2 connections: bearer token, refreshed ahead of
+        expiry (once across processes), one refresh and one repeat on a 401."""
+        if self._auth is None:
+            from auth.flows import open_vault, resolve, token_manager
+            from auth.tokens import OAuth2Auth
+
+            manager = token_manager(open_vault(self.hub), resolve(self.hub, self.connection))
+            self._auth = OAuth2Auth(manager)
+        return self._auth
