@@ -21,7 +21,7 @@ import functools
 import os
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -255,13 +255,6 @@ def resolve_for_config(config: Config, connector_cls: type, name: str) -> Resolv
         default_redirect=default_redirect_uri(config.hub),
         problem=problem,
     )
-
-
-class HasOAuth:
-    """Mixin documenting the class attributes a connector sets to declare its auth."""
-
-    auth_kind: ClassVar[AuthKind] = "none"
-    oauth: ClassVar[OAuthSettings | None] = None
 
 
 def requests_session(resolved: ResolvedOAuth, timeout: float = 30.0) -> requests.Session:

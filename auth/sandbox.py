@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import random
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -362,27 +360,7 @@ def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]
 
     Port 0 picks a free port. The server stops (and the port is freed) when the block ends.
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="crmhub-sandbox", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"sandbox server on {host} did not start")
-        time.sleep(0.01)
-    bound = sock.getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}" if ":" not in host else f"http://[{host}]:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    from hub.sandbox.server import SandboxServer
+
+    with SandboxServer(app, host=host, port=port).start() as server:
+        yield server.url

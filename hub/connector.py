@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict
 import mappings
 from hub.errors import ErrorKind
 from hub.http.counters import HttpCounters
+
+if TYPE_CHECKING:
+    from auth.providers import OAuthSettings
+    from hub.webhooks import WebhookReceiver
 
 Cursor = dict[str, Any]
 """A stream's incremental position: any JSON object the connector understands."""
@@ -163,6 +167,13 @@ class Connector(ABC):
     """Most changes the engine hands ``push`` at once."""
     mapping_dir: ClassVar[Path | None] = None
     """Where the default mappings live; built-ins use ``mappings/<name>/``."""
+    auth_kind: ClassVar[str | None] = None
+    """none | api_key | basic | oauth2 | generic_oauth2 | msal | google; ``None``: oauth2
+    when ``oauth`` is set, else none. A connection may override it (``[connections.X.oauth]``)."""
+    oauth: ClassVar[OAuthSettings | None] = None
+    """The provider's OAuth endpoints, scopes and habits (``auth.providers.OAuthSettings``)."""
+    webhook: ClassVar[type[WebhookReceiver] | None] = None
+    """The receiver of the provider's webhooks (``hub.webhooks.WebhookReceiver``)."""
 
     def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
         self.settings = settings

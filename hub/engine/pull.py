@@ -428,5 +428,5 @@ class PageApplier:
                 continue
             for target in self.sctx.targets:
                 if e.new or target.fields.intersection(e.log):
-                    queue.add(target.connection, target.stream, e.id)
+                    queue.add(target.connection, target.stream, e.id, new=e.new)
         await queue.flush(db)

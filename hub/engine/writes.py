@@ -23,14 +23,21 @@ class OutboxQueue:
     def __init__(self, ctx: RunContext | None = None) -> None:
         self.ctx = ctx
         self.wanted: set[tuple[str, str, str, str]] = set()
+        self.fresh: set[str] = set()
 
-    def add(self, connection: str, stream: str, entity_id: str, op: str = "upsert") -> None:
+    def add(
+        self, connection: str, stream: str, entity_id: str, op: str = "upsert", *, new: bool = False
+    ) -> None:
+        """Owe ``op`` on ``entity_id`` to ``connection``; ``new``: the entity was created in
+        this transaction, so nothing can be pending for it yet."""
         self.wanted.add((connection, stream, entity_id, op))
+        if new:
+            self.fresh.add(entity_id)
 
     async def flush(self, db: AsyncConnection) -> int:
         if not self.wanted:
             return 0
-        entity_ids = {w[2] for w in self.wanted}
+        entity_ids = {w[2] for w in self.wanted} - self.fresh
         existing: set[tuple[str, str, str, str]] = set()
         for chunk in _chunks(sorted(entity_ids), 5000):
             rows = await db.execute(
@@ -62,6 +69,7 @@ class OutboxQueue:
         if self.ctx is not None:
             self.ctx.count("queued", len(missing))
         self.wanted.clear()
+        self.fresh.clear()
         return len(missing)
 
 

@@ -140,7 +140,8 @@ outbox = Table(
     Column("next_attempt_at", TS),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
-    Index("ix_outbox_due", "connection", "status", "entity_id"),
+    Index("ix_outbox_due", "connection", "stream", "status", "created_at"),
+    Index("ix_outbox_entity", "entity_id", "status"),
 )
 
 inbox = Table(
