@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.config import load_config  # noqa: E402
-from hub.engine import sync_connection  # noqa: E402
-from hub.registry import Registry  # noqa: E402
-from hub.runtime import Hub  # noqa: E402
-from hub.testing.memory import MemoryConnector, create_remote  # noqa: E402
+from hub.config import load_config
+from hub.engine import sync_connection
+from hub.registry import Registry
+from hub.runtime import Hub
+from hub.testing.memory import MemoryConnector, create_remote
 
 MAPPING = """\
 entity = "contact"
@@ -86,7 +86,9 @@ async def main() -> None:
     hub = await Hub.open(
         load_config(tmp / "crmhub.toml"), Registry.discover(extra={"memory": MemoryConnector})
     )
-    print(f"crmhub engine benchmark: {n} contacts in crm, {n // 2} of them in shop; {hub.store.url}")
+    print(
+        f"crmhub engine benchmark: {n} contacts in crm, {n // 2} of them in shop; {hub.store.url}"
+    )
 
     async def timed(name: str) -> tuple[float, dict[str, int]]:
         start = time.perf_counter()
@@ -97,12 +99,18 @@ async def main() -> None:
     t1, c1 = await timed("crm")
     t2, c2 = await timed("shop")
     pulled = c1.get("records", 0) + c2.get("records", 0)
-    print(f"initial sync, crm: {c1.get('records', 0)} records in {t1:.2f}s "
-          f"({c1.get('records', 0) / t1:,.0f} records/s)")
-    print(f"initial sync, shop (matching + pushing {n - n // 2} new): "
-          f"{c2.get('records', 0)} records in {t2:.2f}s; pushed {c2.get('pushed_create', 0)}")
-    print(f"initial sync overall: {pulled} records in {t1 + t2:.2f}s "
-          f"({pulled / (t1 + t2):,.0f} records/s)")
+    print(
+        f"initial sync, crm: {c1.get('records', 0)} records in {t1:.2f}s "
+        f"({c1.get('records', 0) / t1:,.0f} records/s)"
+    )
+    print(
+        f"initial sync, shop (matching + pushing {n - n // 2} new): "
+        f"{c2.get('records', 0)} records in {t2:.2f}s; pushed {c2.get('pushed_create', 0)}"
+    )
+    print(
+        f"initial sync overall: {pulled} records in {t1 + t2:.2f}s "
+        f"({pulled / (t1 + t2):,.0f} records/s)"
+    )
     # settle what shop brought in for crm
     await timed("crm")
 
@@ -112,9 +120,11 @@ async def main() -> None:
         crm.update(rid, city="Berlin")
     t3, c3 = await timed("crm")
     t4, c4 = await timed("shop")
-    print(f"incremental, 1% changed ({changed}): crm {t3:.2f}s "
-          f"({c3.get('updated', 0)} updated), shop push {t4:.2f}s "
-          f"({c4.get('pushed_update', 0)} pushed)")
+    print(
+        f"incremental, 1% changed ({changed}): crm {t3:.2f}s "
+        f"({c3.get('updated', 0)} updated), shop push {t4:.2f}s "
+        f"({c4.get('pushed_update', 0)} pushed)"
+    )
     t5, _ = await timed("crm")
     t6, _ = await timed("shop")
     print(f"incremental, 0% changed: crm {t5:.3f}s, shop {t6:.3f}s")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.errors import ConfigError, Problem
 from hub.tomlfile import load_toml, locate
+from hub.webhooks import WebhookSettings
 
 CONFIG_NAME = "crmhub.toml"
 POLICIES = ("newest", "prefer", "hub", "remote", "manual")
@@ -39,6 +40,8 @@ class HubSettings(BaseModel):
     delete_guard_max: int = Field(50, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8750, ge=1, le=65535)
+    webhook_max_body: int = Field(1024 * 1024, ge=1024)
+    """Largest webhook or form body accepted, in bytes (413 beyond)."""
 
 
 class ConnectionSettings(BaseModel):
@@ -57,6 +60,8 @@ class ConnectionSettings(BaseModel):
     enabled: bool = True
     oauth: dict[str, Any] | None = None
     """``[connections.NAME.oauth]``: OAuth endpoints and client credentials (auth/providers)."""
+    webhook: WebhookSettings | None = None
+    """``[connections.NAME.webhook]``: signature checks for a connector without a receiver."""
 
     @field_validator("prefer")
     @classmethod

@@ -210,7 +210,7 @@ class Connector(ABC):
         """Read specific records (after a stale-version answer). Default: not supported."""
         return []
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release here)
         """Release clients and files. Called once when the hub is done with the connector."""
 
     def default_mapping(self, stream: Stream) -> Path:

@@ -25,8 +25,10 @@ def test_plugins_md_names_every_connector_member() -> None:
 def test_readme_names_every_command() -> None:
     from typer.main import get_command
 
-    from hub.cli import app
-    from hub.cli import commands  # noqa: F401  (registers the commands)
+    from hub.cli import (
+        app,
+        commands,  # noqa: F401  (registers the commands)
+    )
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     group = get_command(app)

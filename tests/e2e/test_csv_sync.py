@@ -76,14 +76,18 @@ def test_overlapping_people_become_one_contact_each(tmp_path: Path) -> None:
 
     ents = json.loads(listing)
     assert sorted(e["fields"]["email"] for e in ents) == [
-        "ann@example.com", "bob@example.org", "carla@example.net",
+        "ann@example.com",
+        "bob@example.org",
+        "carla@example.net",
     ]
     ann = next(e for e in ents if e["fields"]["email"] == "ann@example.com")
     shown = json.loads(crmhub(tmp_path, "entities", "show", ann["id"], "--json").stdout)
     assert sorted(link["connection"] for link in shown["links"]) == ["news", "sales"]
     # people only in one file appear in the other
     assert set(by_email(tmp_path / "sales.csv")) == {
-        "ann@example.com", "bob@example.org", "carla@example.net",
+        "ann@example.com",
+        "bob@example.org",
+        "carla@example.net",
     }
     assert by_email(tmp_path / "news.csv")["bob@example.org"]["city"] == "Oslo"
 
@@ -179,7 +183,9 @@ def test_bad_input_gives_one_clear_error_and_changes_nothing(
         )
     else:
         config = (tmp_path / "crmhub.toml").read_text()
-        (tmp_path / "crmhub.toml").write_text(config.replace('connector = "csv"', 'connector = "nosuch"', 1))
+        (tmp_path / "crmhub.toml").write_text(
+            config.replace('connector = "csv"', 'connector = "nosuch"', 1)
+        )
     proc = crmhub(tmp_path, "sync", check=False)
     assert proc.returncode != 0
     message = proc.stderr + proc.stdout
@@ -203,7 +209,7 @@ def _big_setup(folder: Path, n: int) -> None:
     (folder / "news.csv").write_text("\n".join(lines_b) + "\n")
     (folder / "crmhub.toml").write_text(
         '[hub]\ndatabase = "hub.db"\nphone_region = "US"\ndelete_guard_max = 1000000\n'
-        'delete_guard_share = 1.0\n\n'
+        "delete_guard_share = 1.0\n\n"
         '[connections.sales]\nconnector = "csv"\npath = "sales.csv"\nconflict_policy = "prefer"\n'
         'prefer = ["sales", "news"]\n\n'
         '[connections.news]\nconnector = "csv"\npath = "news.csv"\nconflict_policy = "prefer"\n'
@@ -233,8 +239,13 @@ def test_sigkill_at_any_moment_then_rerun_matches_an_uninterrupted_sync(tmp_path
         _big_setup(folder, n)
         env["CRMHUB_CONFIG"] = str(folder / "crmhub.toml")
         for _ in range(2):  # kill the first run, then the second one too
-            proc = subprocess.Popen([*CRMHUB, "sync"], env=env, cwd=folder,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [*CRMHUB, "sync"],
+                env=env,
+                cwd=folder,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -136,10 +136,15 @@ async def test_newest_policy_other_order(two: Setup) -> None:
     ("policy", "expected"),
     [("hub", "Rome"), ("remote", "Oslo")],
 )
-async def test_hub_and_remote_policies(tmp_path: Path, db_url: str, policy: str,
-                                       expected: str) -> None:
-    s = Setup(tmp_path, db_url, ["crm", "shop"],
-              per_connection={"shop": f'conflict_policy = "{policy}"\n'})
+async def test_hub_and_remote_policies(
+    tmp_path: Path, db_url: str, policy: str, expected: str
+) -> None:
+    s = Setup(
+        tmp_path,
+        db_url,
+        ["crm", "shop"],
+        per_connection={"shop": f'conflict_policy = "{policy}"\n'},
+    )
     await s.open()
     try:
         # crm changes first and is synced first, so the hub holds Rome when shop says Oslo
@@ -151,9 +156,14 @@ async def test_hub_and_remote_policies(tmp_path: Path, db_url: str, policy: str,
 
 
 async def test_prefer_policy_follows_the_list(tmp_path: Path, db_url: str) -> None:
-    s = Setup(tmp_path, db_url, ["crm", "shop"],
-              per_connection={n: 'conflict_policy = "prefer"\nprefer = ["crm", "shop"]\n'
-                              for n in ("crm", "shop")})
+    s = Setup(
+        tmp_path,
+        db_url,
+        ["crm", "shop"],
+        per_connection={
+            n: 'conflict_policy = "prefer"\nprefer = ["crm", "shop"]\n' for n in ("crm", "shop")
+        },
+    )
     await s.open()
     try:
         rid, sid = await _conflict(s, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
@@ -165,9 +175,12 @@ async def test_prefer_policy_follows_the_list(tmp_path: Path, db_url: str) -> No
 
 
 async def test_manual_policy_holds_the_field_until_resolved(tmp_path: Path, db_url: str) -> None:
-    s = Setup(tmp_path, db_url, ["crm", "shop"],
-              per_connection={n: 'field_policies = { city = "manual" }\n'
-                              for n in ("crm", "shop")})
+    s = Setup(
+        tmp_path,
+        db_url,
+        ["crm", "shop"],
+        per_connection={n: 'field_policies = { city = "manual" }\n' for n in ("crm", "shop")},
+    )
     await s.open()
     try:
         rid, sid = await _conflict(s, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
@@ -212,8 +225,9 @@ async def test_deletes_unlink_by_default(two: Setup) -> None:
 
 
 async def test_delete_guard_holds_until_approved(tmp_path: Path, db_url: str) -> None:
-    s = Setup(tmp_path, db_url, ["crm", "shop"],
-              per_connection={"crm": 'delete_policy = "propagate"\n'})
+    s = Setup(
+        tmp_path, db_url, ["crm", "shop"], per_connection={"crm": 'delete_policy = "propagate"\n'}
+    )
     await s.open()
     try:
         crm, shop = s.remotes["crm"], s.remotes["shop"]

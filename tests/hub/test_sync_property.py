@@ -32,7 +32,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 edit = st.tuples(
     st.just("edit"),
-    st.sampled_from(NAMES + ["hub"]),
+    st.sampled_from([*NAMES, "hub"]),
     st.sampled_from(PEOPLE),
     st.sampled_from(sorted(FIELDS)),
     st.integers(0, 3),

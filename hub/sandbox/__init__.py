@@ -1,0 +1,34 @@
+"""Sandboxes: fake providers on loopback that connectors are tested against over real HTTP.
+
+A connector's sandbox (``connectors/<name>/sandbox.py``: ``create_sandbox(seed, ...)``) is a
+small ASGI app with its state in memory, wrapped in :class:`SandboxApp`, which adds a request
+log, fault switches (5xx, latency, 429 bursts, dropped connections, truncated bodies) and
+control endpoints under ``/_sandbox/``. The connector never knows: only its base URL differs.
+"""
+
+from hub.sandbox.app import LogEntry, RequestLog, SandboxApp
+from hub.sandbox.discovery import SandboxFactory, SandboxInfo, find_sandboxes, oauth_sandbox
+from hub.sandbox.faults import Faults, SandboxDropped, default_throttle
+from hub.sandbox.people import Person, fake_people, fake_person
+from hub.sandbox.server import SandboxServer, serve_sandbox
+from hub.sandbox.webhooks import Delivery, WebhookSender
+
+__all__ = [
+    "Delivery",
+    "Faults",
+    "LogEntry",
+    "Person",
+    "RequestLog",
+    "SandboxApp",
+    "SandboxDropped",
+    "SandboxFactory",
+    "SandboxInfo",
+    "SandboxServer",
+    "WebhookSender",
+    "default_throttle",
+    "fake_people",
+    "fake_person",
+    "find_sandboxes",
+    "oauth_sandbox",
+    "serve_sandbox",
+]

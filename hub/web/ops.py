@@ -1,0 +1,183 @@
+"""Operations endpoints: ``/healthz`` for load balancers, ``/metrics`` for Prometheus.
+
+``/healthz`` answers 200 when the process is up and one database round trip succeeds
+within ``HEALTH_TIMEOUT`` seconds, else 503 with the reason. ``/metrics`` reads what lives in
+the store (runs, inbox, outbox, tokens) at scrape time and adds this process's counters
+(``hub.metrics``); when the store cannot be read it still answers, with ``crmhub_store_up 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub import metrics
+from hub.errors import CrmhubError
+from hub.metrics import Metric
+from hub.store import Store
+from hub.store.schema import inbox, outbox, runs, tokens
+
+log = logging.getLogger("hub.web.ops")
+router = APIRouter()
+HEALTH_TIMEOUT = 5.0
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _epoch(value: datetime) -> float:
+    # SQLite gives naive datetimes back; the store writes UTC only
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+async def _ping(store: Store) -> None:
+    async with store.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz(request: Request) -> JSONResponse:
+    store: Store = request.app.state.hub.store
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(_ping(store), HEALTH_TIMEOUT)
+    except TimeoutError:
+        reason = f"database did not answer within {HEALTH_TIMEOUT:g} s"
+    except (SQLAlchemyError, CrmhubError, OSError) as exc:
+        reason = f"database error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    else:
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        return JSONResponse({"status": "ok", "database": "ok", "database_ms": ms})
+    log.warning("health check failed: %s", reason)
+    return JSONResponse({"status": "error", "database": reason}, status_code=503)
+
+
+async def _runs(conn: AsyncConnection) -> list[Metric]:
+    by_status = Metric(
+        "crmhub_runs", "Runs recorded in the store.", "gauge", ("connection", "status")
+    )
+    rows = await conn.execute(
+        select(runs.c.connection, runs.c.status, func.count()).group_by(
+            runs.c.connection, runs.c.status
+        )
+    )
+    for connection, status, n in rows:
+        by_status.set(n, connection=connection, status=status)
+    counted = Metric(
+        "crmhub_run_counts",
+        "Sum over recorded runs of each count a run reports (records, created, updated, ...).",
+        "gauge",
+        ("connection", "key"),
+    )
+    sums: defaultdict[tuple[str, str], float] = defaultdict(float)
+    for connection, counts in await conn.execute(select(runs.c.connection, runs.c.counts)):
+        for key, value in (counts or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                sums[(connection, str(key))] += value
+    for (connection, key), total in sums.items():
+        counted.set(total, connection=connection, key=key)
+    last_ok = Metric(
+        "crmhub_last_success_timestamp_seconds",
+        "When the last successful run of each connection finished.",
+        "gauge",
+        ("connection",),
+    )
+    rows = await conn.execute(
+        select(runs.c.connection, func.max(runs.c.finished_at))
+        .where(runs.c.status == "ok")
+        .group_by(runs.c.connection)
+    )
+    for connection, finished in rows:
+        if finished is not None:
+            last_ok.set(_epoch(finished), connection=connection)
+    return [by_status, counted, last_ok]
+
+
+async def _queues(conn: AsyncConnection) -> list[Metric]:
+    items = Metric("crmhub_inbox_items", "Inbox items by status.", "gauge", ("status",))
+    for status in ("pending", "done", "dead", "malformed"):
+        items.set(0, status=status)
+    rows = await conn.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status))
+    for status, n in rows:
+        items.set(n, status=status)
+    oldest = Metric(
+        "crmhub_inbox_oldest_pending_seconds", "Age of the oldest pending inbox item.", "gauge"
+    )
+    first = (
+        await conn.execute(select(func.min(inbox.c.received_at)).where(inbox.c.status == "pending"))
+    ).scalar()
+    oldest.set(max(0.0, time.time() - _epoch(first)) if first else 0.0)
+    owed = Metric(
+        "crmhub_outbox_items",
+        "Outbox rows by connection and status.",
+        "gauge",
+        ("connection", "status"),
+    )
+    rows = await conn.execute(
+        select(outbox.c.connection, outbox.c.status, func.count()).group_by(
+            outbox.c.connection, outbox.c.status
+        )
+    )
+    dead_outbox = 0
+    for connection, status, n in rows:
+        owed.set(n, connection=connection, status=status)
+        dead_outbox += n if status == "dead" else 0
+    dead = Metric(
+        "crmhub_dead_letters", "Items that gave up (inbox and outbox).", "gauge", ("queue",)
+    )
+    dead.set(items.value(status="dead"), queue="inbox")
+    dead.set(dead_outbox, queue="outbox")
+    return [items, oldest, owed, dead]
+
+
+async def _tokens(conn: AsyncConnection) -> list[Metric]:
+    expiry = Metric(
+        "crmhub_token_expiry_timestamp_seconds",
+        "When each connection's access token expires (absent: never or unknown).",
+        "gauge",
+        ("connection",),
+    )
+    state = Metric(
+        "crmhub_token_status",
+        "1 for each connection's credential status.",
+        "gauge",
+        ("connection", "status"),
+    )
+    rows = await conn.execute(select(tokens.c.connection, tokens.c.expires_at, tokens.c.status))
+    for connection, expires_at, status in rows:
+        if expires_at is not None:
+            expiry.set(_epoch(expires_at), connection=connection)
+        state.set(1, connection=connection, status=status)
+    return [expiry, state]
+
+
+async def store_metrics(store: Store) -> list[Metric]:
+    """Figures read from the store now; ``crmhub_store_up`` says whether that worked."""
+    up = Metric("crmhub_store_up", "1 when the store answered this scrape.", "gauge")
+    try:
+        async with store.connect() as conn:
+            found = [*await _runs(conn), *await _queues(conn), *await _tokens(conn)]
+    except (SQLAlchemyError, CrmhubError, OSError) as exc:
+        log.warning("metrics: store not readable: %s", exc)
+        up.set(0)
+        return [up]
+    up.set(1)
+    return [up, *found]
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_page(request: Request) -> PlainTextResponse:
+    store: Store = request.app.state.hub.store
+    families = [
+        *await store_metrics(store),
+        *metrics.REGISTRY.metrics(),
+        *metrics.process_metrics(),
+    ]
+    return PlainTextResponse(metrics.render(families), media_type=CONTENT_TYPE)

@@ -1,0 +1,247 @@
+"""The inbox store operations and its processor, on SQLite and PostgreSQL; the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import inbox_commands
+from hub.cli.app import app as cli
+from hub.inbox import Inbox, InboxItem, InboxProcessor
+from hub.runtime import Hub
+from hub.store import Store
+from tests.web import SlackStyleReceiver, open_hub
+
+
+@pytest.fixture
+async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    h = await open_hub(tmp_path, database=db_url)
+    SlackStyleReceiver.handled.clear()
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+async def test_add_dedupes_on_source_and_delivery_id(store: Store) -> None:
+    inbox = Inbox(store)
+    first = await inbox.add("shop", "d1", b"{}", {"x": "1"})
+    again = await inbox.add("shop", "d1", b"{}", {"x": "2"})
+    other_source = await inbox.add("desk", "d1", b"{}")
+    assert first == (first[0], False)
+    assert again == (first[0], True)
+    assert other_source[1] is False and other_source[0] != first[0]
+    assert (await inbox.depth())["pending"] == 2
+
+
+async def test_claim_is_oldest_first_and_skips_malformed(store: Store) -> None:
+    inbox = Inbox(store)
+    ids = [(await inbox.add("shop", f"d{n}", b"{}"))[0] for n in range(5)]
+    await inbox.add("shop", "bad", b"{", status="malformed", error="not JSON")
+    async with inbox.claim(3) as claim:
+        assert [i.id for i in claim.items] == ids[:3]
+    async with inbox.claim(10) as claim:
+        assert [i.id for i in claim.items] == ids
+
+
+async def test_failures_back_off_then_go_dead_and_retry_revives(store: Store) -> None:
+    inbox = Inbox(store, max_attempts=3, retry_delay=0.2)
+    item_id, _ = await inbox.add("shop", "d1", b"{}")
+    assert await inbox.mark_failed(item_id, "TransientError: 503") == "pending"
+    async with inbox.claim() as claim:
+        assert claim.items == []  # waiting out its back-off
+    await asyncio.sleep(0.25)
+    async with inbox.claim() as claim:
+        assert [i.id for i in claim.items] == [item_id]
+        assert await claim.failed(claim.items[0], "TransientError: 503 again") == "pending"
+    await asyncio.sleep(0.45)  # second back-off doubles
+    async with inbox.claim() as claim:
+        assert await claim.failed(claim.items[0], "PermanentError: gone") == "dead"
+    dead = await inbox.show(item_id)
+    assert dead is not None
+    assert (dead.status, dead.attempts, dead.error) == ("dead", 3, "PermanentError: gone")
+    async with inbox.claim() as claim:
+        assert claim.items == []
+    assert await inbox.retry(item_id) is True
+    revived = await inbox.show(item_id)
+    assert revived is not None and (revived.status, revived.attempts) == ("pending", 0)
+    assert await inbox.retry(99999) is False
+
+
+async def test_two_postgres_claims_never_share_items(pg_schema_url: str) -> None:
+    store = await Store.open(pg_schema_url)
+    try:
+        inbox = Inbox(store)
+        for n in range(6):
+            await inbox.add("shop", f"d{n}", b"{}")
+        async with inbox.claim(4) as first, inbox.claim(4) as second:
+            a = {i.id for i in first.items}
+            b = {i.id for i in second.items}
+            assert len(a) == 4 and len(b) == 2 and not a & b
+            for item in first.items:
+                await first.done(item)
+        assert (await inbox.depth())["done"] == 4
+    finally:
+        await store.close()
+
+
+async def test_processor_processes_each_item_once(hub: Hub) -> None:
+    inbox = Inbox.shared(hub.store)
+    seen: list[str] = []
+
+    async def handler(item: InboxItem) -> None:
+        seen.append(item.delivery_id)
+
+    for n in range(5):
+        await inbox.add("shop", f"d{n}", b"{}")
+    await inbox.add("shop", "d0", b"{}")  # a redelivery
+    processor = InboxProcessor(hub, {"shop": handler}, batch=2)
+    while await processor.run_once():
+        pass
+    assert sorted(seen) == [f"d{n}" for n in range(5)]
+    assert await processor.run_once() == 0
+    assert (await inbox.depth())["done"] == 5
+
+
+async def test_processor_uses_the_receivers_handle_by_default(hub: Hub) -> None:
+    item_id, _ = await Inbox.shared(hub.store).add("shop", "e1", b"{}")
+    processor = InboxProcessor(hub)
+    assert await processor.run_once() == 1
+    assert SlackStyleReceiver.handled == [item_id]
+    await processor.aclose()
+
+
+async def test_failing_handler_retries_then_dead(hub: Hub) -> None:
+    inbox = Inbox(hub.store, max_attempts=3, retry_delay=0)
+    calls = 0
+
+    async def handler(item: InboxItem) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError(f"remote said no (token=abcdef123, attempt {calls})")
+
+    item_id, _ = await inbox.add("shop", "d1", b"{}")
+    processor = InboxProcessor(hub, {"shop": handler}, inbox=inbox)
+    for _ in range(5):
+        await processor.run_once()
+    item = await inbox.show(item_id)
+    assert calls == 3
+    assert item is not None and (item.status, item.attempts) == ("dead", 3)
+    assert item.error == "RuntimeError: remote said no (token=***, attempt 3)"
+
+
+async def test_run_wakes_on_delivery_and_stops_on_cancel(hub: Hub) -> None:
+    inbox = Inbox.shared(hub.store)
+    done = asyncio.Event()
+
+    async def handler(item: InboxItem) -> None:
+        done.set()
+
+    processor = InboxProcessor(hub, {"shop": handler}, poll_interval=30)
+    task = asyncio.create_task(processor.run())
+    await asyncio.sleep(0.2)  # waiting, with a poll interval far longer than this test
+    await inbox.add("shop", "d1", b"{}")
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the single-processor lease (SQLite) was released: another processor starts at once
+    again = InboxProcessor(hub, {"shop": handler}, poll_interval=30)
+    second = asyncio.create_task(again.run())
+    await inbox.add("shop", "d2", b"{}")
+    for _ in range(100):
+        if (await inbox.depth())["done"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert (await inbox.depth())["done"] == 2
+
+
+async def test_item_interrupted_mid_processing_is_processed_again(hub: Hub) -> None:
+    inbox = Inbox.shared(hub.store)
+    started = asyncio.Event()
+
+    async def hangs(item: InboxItem) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    await inbox.add("shop", "d1", b"{}")
+    task = asyncio.create_task(InboxProcessor(hub, {"shop": hangs}).run())
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()  # the process stops while the handler runs
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await inbox.depth())["pending"] == 1
+    seen: list[str] = []
+
+    async def works(item: InboxItem) -> None:
+        seen.append(item.delivery_id)
+
+    assert await InboxProcessor(hub, {"shop": works}).run_once() == 1
+    assert seen == ["d1"]
+
+
+# ---- crmhub inbox ---------------------------------------------------------------------------
+
+
+async def _seed(tmp_path: Path) -> tuple[int, int]:
+    from tests.web import write_config
+
+    write_config(tmp_path)
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'crmhub.db'}")
+    try:
+        inbox = Inbox(store, max_attempts=1)
+        ok_id, _ = await inbox.add("shop", "d1", b'{"event": "hello"}', {"x-test": "yes"})
+        dead_id, _ = await inbox.add("shop", "d2", b"{}")
+        await inbox.mark_failed(dead_id, "PermanentError: no such contact")
+        await inbox.add("shop", "d3", b"{", status="malformed", error="not JSON")
+        return ok_id, dead_id
+    finally:
+        await store.close()
+
+
+def _cli(tmp_path: Path, *args: str) -> tuple[int, str]:
+    assert inbox_commands.inbox_app.registered_commands  # importing it registered ``inbox``
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "crmhub.toml"), *args])
+    return result.exit_code, result.output
+
+
+def test_cli_list_show_retry(tmp_path: Path) -> None:
+    ok_id, dead_id = asyncio.run(_seed(tmp_path))
+
+    code, out = _cli(tmp_path, "inbox", "--json")
+    assert code == 0, out
+    listed = json.loads(out)
+    assert [i["delivery_id"] for i in listed] == ["d3", "d2", "d1"]
+
+    code, out = _cli(tmp_path, "inbox", "--status", "dead", "--json")
+    assert [(i["id"], i["error"]) for i in json.loads(out)] == [
+        (dead_id, "PermanentError: no such contact")
+    ]
+    code, out = _cli(tmp_path, "inbox", "--status", "dead")
+    assert code == 0 and "no such contact" in out and "d1" not in out
+
+    code, out = _cli(tmp_path, "inbox", "show", str(ok_id), "--json")
+    shown = json.loads(out)
+    assert shown["body"] == {"event": "hello"}
+    assert shown["headers"] == {"x-test": "yes"}
+    code, out = _cli(tmp_path, "inbox", "show", "999")
+    assert code == 1 and "no inbox item 999" in out
+
+    code, out = _cli(tmp_path, "inbox", "retry", str(dead_id))
+    assert code == 0 and "1 item queued again" in out
+    code, out = _cli(tmp_path, "inbox", "--status", "dead", "--json")
+    assert json.loads(out) == []
+    code, out = _cli(tmp_path, "inbox", "retry", "--all-dead")
+    assert code == 0 and "0 items queued again" in out
+    code, out = _cli(tmp_path, "inbox", "retry")
+    assert code == 1 and "--all-dead" in out
+    code, out = _cli(tmp_path, "inbox", "--status", "bogus")
+    assert code == 1 and "unknown status" in out
