@@ -39,7 +39,8 @@ class HubSettings(BaseModel):
     delete_guard_share: float = Field(0.10, ge=0, le=1)
     delete_guard_max: int = Field(50, ge=0)
     http_host: str = "127.0.0.1"
-    http_port: int = Field(8750, ge=1, le=65535)
+    http_port: int = Field(8750, ge=0, le=65535)
+    """The daemon's HTTP port; 0 picks a free one (printed at start)."""
     webhook_max_body: int = Field(1024 * 1024, ge=1024)
     """Largest webhook or form body accepted, in bytes (413 beyond)."""
 

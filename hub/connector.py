@@ -8,7 +8,7 @@ engine maps, matches, merges and stores; a connector only talks to its remote sy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,10 @@ from hub.errors import ErrorKind
 from hub.http.counters import HttpCounters
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from auth.providers import OAuthSettings
+    from hub.runtime import Hub
     from hub.webhooks import WebhookReceiver
 
 Cursor = dict[str, Any]
@@ -174,6 +177,9 @@ class Connector(ABC):
     """The provider's OAuth endpoints, scopes and habits (``auth.providers.OAuthSettings``)."""
     webhook: ClassVar[type[WebhookReceiver] | None] = None
     """The receiver of the provider's webhooks (``hub.webhooks.WebhookReceiver``)."""
+    routes: ClassVar[Callable[[Hub], APIRouter] | None] = None
+    """Builds extra web routes (``routes(hub) -> APIRouter``), included by the web app once
+    when at least one configured connection uses this connector (web forms' own paths)."""
 
     def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
         self.settings = settings

@@ -1,13 +1,28 @@
-"""The demo: two spreadsheets that know some of the same people, kept in step.
+"""The demo: a spreadsheet and a Mailchimp audience kept in step by a running hub.
 
-``crmhub demo`` writes a folder with ``sales.csv``, ``newsletter.csv`` and a
-``crmhub.toml`` joining them, then syncs until quiet and shows the result. Needs no
-accounts and no network.
+``crmhub demo`` needs no accounts and no network. It starts the Mailchimp sandbox (a fake
+Mailchimp on loopback), writes a folder with ``sales.csv`` and a ``crmhub.toml`` joining
+the two, stores the sandbox's API key, and runs the daemon (scheduled syncs, webhooks, the
+inbox) in the same process. A small driver then acts like a person: it edits a member "in
+Mailchimp" (the sandbox fires the webhook) and adds a row to the spreadsheet, and the feed
+shows each change arriving on the other side.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from hub.config import load_config
+from hub.runtime import Hub
+from hub.store.schema import entities, runs
 
 SALES = """\
 email,first_name,last_name,phone,company,city
@@ -16,45 +31,148 @@ bob@example.org,Bob,Stone,+1 212 555 0199,Globex,New York
 carla@example.net,Carla,Diaz,,Initech,Austin
 """
 
-NEWSLETTER = """\
-email;first_name;last_name;phone;consent
-ann.lee@example.com;Ann;Lee;+14155550100;yes
-dave@example.com;Dave;Kim;+1 646 555 0123;yes
-bob@EXAMPLE.org;Robert;Stone;;no
-"""
-
 CONFIG = """\
-# crmhub demo: two CSV files kept in step. Edit either file and run
-#   crmhub --config {config} sync
-# to see the change reach the other one.
+# crmhub demo: a CSV file and a (sandbox) Mailchimp audience, kept in step.
+# Written by `crmhub demo`; the sandbox's address changes on every start.
 
 [hub]
 database = "crmhub.db"
 phone_region = "US"
+http_port = {port}
 
 [connections.sales]
 connector = "csv"
 path = "sales.csv"
-conflict_policy = "newest"
+schedule = "every 5s"
 
 [connections.newsletter]
-connector = "csv"
-path = "newsletter.csv"
-# The newsletter list is where people fix their own names: it wins disagreements.
-conflict_policy = "prefer"
-prefer = ["newsletter", "sales"]
+connector = "mailchimp"
+list_id = "{list_id}"
+api_base = "{api_base}"
+webhook_secret = "{secret}"
+schedule = "every 5s"
 """
 
+SECRET = "demo-webhook-secret-0123456789"
+Say = Callable[[str], None]
 
-def write_demo(folder: Path, *, reset: bool = False) -> Path:
-    """Write the demo files into ``folder`` (kept as they are unless ``reset``)."""
+
+def write_demo(folder: Path, *, api_base: str, list_id: str, port: int) -> Path:
+    """Fresh demo files in ``folder``; returns the configuration's path."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in ("crmhub.db", "crmhub.db-wal", "crmhub.db-shm"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "sales.csv").write_text(SALES, encoding="utf-8")
     config = folder / "crmhub.toml"
-    files = {"sales.csv": SALES, "newsletter.csv": NEWSLETTER}
-    if reset or not config.exists():
-        for name in ("crmhub.db", "crmhub.db-wal", "crmhub.db-shm"):
-            (folder / name).unlink(missing_ok=True)
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
-        config.write_text(CONFIG.format(config=config.name), encoding="utf-8")
+    config.write_text(
+        CONFIG.format(port=port, list_id=list_id, api_base=api_base, secret=SECRET),
+        encoding="utf-8",
+    )
     return config
+
+
+def csv_people(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return {row["email"].strip().lower(): row for row in csv.DictReader(f)}
+
+
+async def _counts(hub: Hub) -> tuple[int, int]:
+    async with hub.store.connect() as db:
+        people = await db.scalar(
+            select(func.count()).select_from(entities).where(entities.c.deleted_at.is_(None))
+        )
+        done = await db.scalar(select(func.count()).select_from(runs).where(runs.c.status == "ok"))
+    return int(people or 0), int(done or 0)
+
+
+async def _wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check() if asyncio.iscoroutinefunction(check) else check():
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+async def run_demo(
+    folder: Path, *, port: int = 8750, seconds: float | None = None, say: Say = print
+) -> bool:
+    """Run the demo until Ctrl-C (or ``seconds``); True when every step was seen."""
+    from auth.flows import store_api_key
+    from connectors.mailchimp.sandbox import LIST_ID, SANDBOX_API_KEY, create_sandbox
+    from hub.daemon import Daemon
+    from hub.logging import configure_logging
+    from hub.sandbox import serve_sandbox
+
+    configure_logging(json=False, level="WARNING")
+    logging.getLogger("crmhub.apscheduler").setLevel(logging.ERROR)
+    sandbox = create_sandbox(seed=7, size=25)
+    url, server = serve_sandbox(sandbox)
+    provider = sandbox.provider
+    say(f"Mailchimp sandbox on {url} with {len(provider.audience.members)} members")
+    config_path = write_demo(folder, api_base=f"{url}/3.0/", list_id=LIST_ID, port=port)
+    hub = await Hub.open(load_config(config_path))
+    ok = True
+    try:
+        await store_api_key(hub, "newsletter", SANDBOX_API_KEY)
+        daemon = Daemon(hub)
+        daemon.install_signal_handlers()
+        main = asyncio.create_task(daemon.run(), name="crmhub demo daemon")
+        await daemon.ready.wait()
+        provider.webhooks.url = f"{daemon.base_url}/hooks/newsletter?secret={SECRET}"
+        say(f"crmhub up on {daemon.base_url} (configuration: {config_path})")
+        ok = await _drive(hub, provider, folder, say)
+        if seconds is None:
+            say("The hub keeps running: edit demo/sales.csv and watch; Ctrl-C stops it.")
+            await main
+        else:
+            await asyncio.wait({main}, timeout=max(0.0, seconds))
+            daemon.request_stop()
+            await main
+    finally:
+        await hub.close()
+        server.stop()
+    return ok
+
+
+async def _drive(hub: Hub, provider: Any, folder: Path, say: Say) -> bool:
+    sales = folder / "sales.csv"
+    members = provider.audience
+
+    def everyone_everywhere() -> bool:
+        emails = set(csv_people(sales))
+        return len(emails) >= 3 + 25 and members.get("ann.lee@example.com") is not None
+
+    seen = await _wait_for(everyone_everywhere, 60)
+    people, done = await _counts(hub)
+    say(
+        f"first syncs done ({done} runs): {people} contacts in the hub, "
+        f"{len(members.members)} members in Mailchimp, {len(csv_people(sales))} rows in sales.csv"
+    )
+    if not seen:
+        say("the spreadsheet and the audience did not meet within a minute")
+        return False
+    # A person edits a member in Mailchimp: the sandbox fires the webhook.
+    form = provider.edit("ann.lee@example.com", {"merge_fields": {"FNAME": "Annie"}})
+    provider.notify(form)
+    say("edited in Mailchimp: ann.lee@example.com is now called Annie")
+    came_back = await _wait_for(
+        lambda: csv_people(sales).get("ann.lee@example.com", {}).get("first_name") == "Annie",
+        30,
+    )
+    say(
+        "the edit came back into the hub and reached sales.csv"
+        if came_back
+        else "the edit did not reach sales.csv within 30 s"
+    )
+    # A person adds a row to the spreadsheet.
+    with sales.open("a", encoding="utf-8") as f:
+        f.write("dana@example.com,Dana,Park,+1 646 555 0142,Umbrella,Boston\n")
+    say("added to sales.csv: dana@example.com")
+    arrived = await _wait_for(lambda: members.get("dana@example.com") is not None, 30)
+    say(
+        "dana@example.com is now a member in Mailchimp"
+        if arrived
+        else "dana@example.com did not reach Mailchimp within 30 s"
+    )
+    return came_back and arrived

@@ -454,8 +454,11 @@ class InboxProcessor:
             error = redact_text(f"{type(exc).__name__}: {exc}")
             status = await claim.failed(item, error)
             result = "dead" if status == "dead" else "failed"
-            log.warning(
-                "inbox item failed",
+            # A run of the connection already going is ordinary: the item is simply retried.
+            busy = isinstance(exc, LeaseHeld) and status != "dead"
+            log.log(
+                logging.INFO if busy else logging.WARNING,
+                "inbox item deferred: connection busy" if busy else "inbox item failed",
                 extra={"item": item.id, "source": item.source, "status": status, "error": error},
             )
         else:

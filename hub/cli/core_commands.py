@@ -483,48 +483,16 @@ __all__ = ["CONFIG_NAME"]
 @app.command()
 def demo(
     folder: Path = typer.Option(Path("demo"), "--folder", help="Where to write the demo."),
-    reset: bool = typer.Option(True, "--reset/--keep", help="Start from fresh demo files."),
+    port: int = typer.Option(8750, "--port", help="The hub's HTTP port (0: any free port)."),
+    seconds: float = typer.Option(
+        None, "--seconds", help="Stop after this many seconds (default: run until Ctrl-C)."
+    ),
 ) -> None:
-    """Write two overlapping CSV files and a configuration, sync them, show the result."""
-    from hub.config import load_config
-    from hub.demo import write_demo
-    from hub.engine import sync_connection
+    """Start a Mailchimp sandbox and the hub, and watch records flow both ways."""
+    from hub.demo import run_demo
 
-    config_path = write_demo(folder, reset=reset)
-    console.print(f"demo configuration: {config_path}")
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    async def body() -> list[dict[str, Any]]:
-        hub = await Hub.open(load_config(config_path))
-        try:
-            for _ in range(3):
-                for name in hub.config.connections:
-                    _print_report(await sync_connection(hub, name))
-            async with hub.store.connect() as db:
-                return [
-                    dict(r._mapping)
-                    for r in await db.execute(
-                        select(entities).where(entities.c.deleted_at.is_(None))
-                    )
-                ]
-        finally:
-            await hub.close()
-
-    rows = run(body)
-    table = Table("email", "name", "phone", "company", "consent", title="golden records")
-    for r in sorted(rows, key=lambda r: r["fields"].get("email") or ""):
-        f = r["fields"]
-        table.add_row(
-            f.get("email") or "",
-            f"{f.get('first_name') or ''} {f.get('last_name') or ''}".strip(),
-            f.get("phone") or "",
-            f.get("company") or "",
-            str(f.get("consent", "")),
-        )
-    console.print(table)
-    for name in ("sales.csv", "newsletter.csv"):
-        console.print(f"[bold]{folder / name}[/]")
-        console.print((folder / name).read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(
-        f"Edit a file in {folder}/ and run `crmhub --config {config_path} sync` to see the "
-        "change reach the other file."
-    )
+    if not run(lambda: run_demo(folder, port=port, seconds=seconds, say=say)):
+        raise typer.Exit(1)

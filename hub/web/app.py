@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from hub.errors import ConfigError
 from hub.inbox import Inbox
 from hub.runtime import Hub
 from hub.web import hooks, oauth, ops
@@ -36,7 +37,8 @@ def create_app(
 
     ``max_body`` bounds request bodies (default: the ``webhook_max_body`` hub setting when
     there is one, else 1 MiB). ``inbox`` defaults to the store's shared inbox, the one
-    ``InboxProcessor(hub)`` watches. ``routers`` adds routes (for instance a connector's).
+    ``InboxProcessor(hub)`` watches. ``routers`` adds routes; connectors in use add theirs
+    through ``Connector.routes`` (see ``connector_routers``).
     """
     limit = max_body or hub.config.hub.webhook_max_body or DEFAULT_MAX_BODY
     receivers = hooks.Receivers(hub)
@@ -63,6 +65,24 @@ def create_app(
     app.include_router(hooks.router)
     app.include_router(ops.router)
     app.include_router(oauth.router)
-    for router in routers:
+    for router in (*connector_routers(hub), *routers):
         app.include_router(router)
     return app
+
+
+def connector_routers(hub: Hub) -> list[APIRouter]:
+    """The routers of connectors used by configured connections (each connector once)."""
+    built: list[APIRouter] = []
+    seen: set[str] = set()
+    for conn in hub.config.connections.values():
+        name = conn.hub.connector
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            cls = hub.registry.get(name)
+        except ConfigError:  # reported where the connection is used; the app still starts
+            continue
+        if cls.routes is not None:
+            built.append(cls.routes(hub))
+    return built
