@@ -54,6 +54,9 @@ class OAuthSettings(BaseModel):
     scopes: list[str] = []
     pkce: bool = True
     rotates_refresh_tokens: bool = False
+    refresh_token_max_idle_days: int | None = None
+    """Refresh tokens die after this many days unused (Xero: 60); crmhub refreshes such
+    connections once a day when half of that has passed without a refresh."""
     client_auth: ClientAuth = "body"
     """How the client authenticates at the token endpoint: form fields or HTTP Basic."""
     authorize_params: dict[str, str] = {}

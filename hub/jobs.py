@@ -42,6 +42,7 @@ from apscheduler.abc import EventBroker
 from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
 from apscheduler.eventbrokers.local import LocalEventBroker
 from apscheduler.eventbrokers.psycopg import PsycopgEventBroker
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +62,7 @@ JobFunction = Callable[["Hub", str, asyncio.Event], Awaitable[Any]]
 
 SCHEDULE_PREFIX = "sync:"
 TASK_PREFIX = "crmhub.sync:"
+KEEPALIVE_TASK = "crmhub.keepalive"
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 RESUME_STATUSES = ("interrupted", "running")
@@ -69,10 +71,31 @@ _owners: dict[str, SyncScheduler] = {}
 
 
 async def run_sync(hub: Hub, name: str, stop: asyncio.Event) -> Any:
-    """The production job: one sync of ``name`` through the engine."""
-    from hub.engine import sync_connection
+    """The production job: one sync of ``name`` through the engine, unless its last run
+    ended throttled until a time still ahead (a daily quota): then it waits for that."""
+    from hub.engine import RunReport, sync_connection
 
+    until = await throttled_until(hub, name)
+    if until is not None and until > datetime.now(UTC):
+        log.info("scheduled run of %r skipped: throttled until %s", name, until.isoformat())
+        return RunReport(run_id="", connection=name, status="skipped")
     return await sync_connection(hub, name, stop=stop)
+
+
+async def throttled_until(hub: Hub, name: str) -> datetime | None:
+    """When the provider lets ``name`` in again, if its latest run ended throttled."""
+    query = (
+        select(runs.c.status, runs.c.throttled_until)
+        .where(runs.c.connection == name)
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    )
+    async with hub.store.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None or row.status != "throttled" or row.throttled_until is None:
+        return None
+    until: datetime = row.throttled_until
+    return until if until.tzinfo else until.replace(tzinfo=UTC)
 
 
 def build_scheduler(
@@ -115,6 +138,15 @@ async def run_scheduled_sync(name: str, due: datetime | None = None) -> str:
         log.warning("scheduled run of %r found no running crmhub scheduler", name)
         return "skipped"
     return await owner.run_job(name, due or _scheduled_fire_time())
+
+
+async def run_keep_alive() -> list[str]:
+    """The daily task refreshing OAuth grants that die when unused (``auth.keepalive``)."""
+    from auth.keepalive import keep_alive_all
+
+    scheduler = current_async_scheduler.get()
+    owner = _owners.get(scheduler.identity) if scheduler else None
+    return await keep_alive_all(owner.hub) if owner is not None else []
 
 
 class SyncScheduler:
@@ -213,6 +245,14 @@ class SyncScheduler:
                 conflict_policy=ConflictPolicy.replace,
             )
             changes["replaced" if old is not None else "added"].append(name)
+        await self.scheduler.configure_task(KEEPALIVE_TASK, func=run_keep_alive, max_running_jobs=1)
+        await self.scheduler.add_schedule(
+            KEEPALIVE_TASK,
+            IntervalTrigger(days=1),
+            id=KEEPALIVE_TASK,
+            coalesce=CoalescePolicy.latest,
+            conflict_policy=ConflictPolicy.do_nothing,
+        )
         for name in sorted(set(stored) - set(wanted)):
             await self.scheduler.remove_schedule(SCHEDULE_PREFIX + name)
             changes["removed"].append(name)

@@ -5,4 +5,5 @@ from hub.cli import (  # noqa: F401
     core_commands,
     daemon_commands,
     inbox_commands,
+    outbox_commands,
 )

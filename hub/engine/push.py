@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Change, Page, PushResult
@@ -23,6 +23,7 @@ from hub.store import utcnow
 from hub.store.schema import conflicts, entities, links, outbox
 
 MAX_ATTEMPTS = 5
+DEAD_LETTER_PAUSE = timedelta(hours=1)
 
 
 @dataclass
@@ -111,11 +112,18 @@ class Pusher:
 
     async def _next_batch(self, db: AsyncConnection, size: int) -> list[_Owed]:
         now = utcnow()
+        # Due: pending rows, and dead letters of transient failures whose pause has passed
+        # (a permanent refusal has no next attempt: only a person retries it).
         query = select(outbox.c.id, outbox.c.entity_id, outbox.c.op).where(
             outbox.c.connection == self.ctx.name,
             outbox.c.stream == self.stream.name,
-            outbox.c.status == "pending",
-            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+            or_(
+                and_(
+                    outbox.c.status == "pending",
+                    or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+                ),
+                and_(outbox.c.status == "dead", outbox.c.next_attempt_at <= now),
+            ),
         )
         rows = (
             await db.execute(query.order_by(outbox.c.created_at, outbox.c.id).limit(size))
@@ -253,6 +261,9 @@ class Pusher:
             if result.retry_after is not None
             else _backoff(attempts)
         )
+        # A transient failure that used up its budget is a dead letter that a later run
+        # tries again (after DEAD_LETTER_PAUSE); a permanent one waits for a person.
+        next_attempt = now + (DEAD_LETTER_PAUSE if dead else wait) if retryable else None
         await db.execute(
             update(outbox)
             .where(outbox.c.id == o.row_id)
@@ -260,7 +271,7 @@ class Pusher:
                 status="dead" if dead else "pending",
                 attempts=attempts,
                 last_error=f"{result.error}: {result.message or ''}".strip(),
-                next_attempt_at=None if dead else now + wait,
+                next_attempt_at=next_attempt,
                 updated_at=now,
             )
         )

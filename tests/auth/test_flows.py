@@ -42,12 +42,6 @@ from hub.store.schema import oauth_states, tokens
 class DemoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Until the configuration loader keeps ``[connections.NAME.oauth]`` and the
-    # ``CRMHUB_<NAME>_CLIENT_*`` variables for itself, a connector must accept them.
-    oauth: dict[str, Any] | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-
 
 class DemoConnector(Connector):
     """A connector that only needs credentials; its endpoints come from the test."""
@@ -596,3 +590,60 @@ async def test_google_adapter_refreshes_against_the_sandbox(tmp_path: Path) -> N
             assert status is not None and status.status == "needs_reauth"
         finally:
             await hub.close()
+
+
+async def test_keep_alive_refreshes_only_grants_idle_for_half_their_life(
+    tmp_path: Path, sandbox: tuple[SandboxOAuthServer, str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from auth.keepalive import keep_alive_all
+
+    server, base = sandbox
+    toml = f"""
+[hub]
+database = "hub.db"
+
+[connections.ledger]
+connector = "generic"
+
+[connections.ledger.oauth]
+kind = "generic_oauth2"
+authorize_url = "{base}/oauth/authorize"
+token_url = "{base}/oauth/token"
+client_id = "sandbox-client"
+client_secret = "sandbox-secret"
+refresh_token_max_idle_days = 60
+
+[connections.fresh]
+connector = "generic"
+
+[connections.fresh.oauth]
+kind = "generic_oauth2"
+authorize_url = "{base}/oauth/authorize"
+token_url = "{base}/oauth/token"
+client_id = "sandbox-client"
+client_secret = "sandbox-secret"
+refresh_token_max_idle_days = 60
+"""
+    hub = await open_hub(tmp_path, toml, {"generic": GenericConnector})
+    try:
+        vault = open_vault(hub, create_key=True)
+        for name in ("ledger", "fresh"):
+            grant = server.issue_grant()
+            await vault.put(name, "oauth2", grant, datetime.now(UTC) + timedelta(hours=1))
+        async with hub.store.begin() as db:
+            long_ago = datetime.now(UTC) - timedelta(days=31)
+            await db.execute(
+                tokens.update()
+                .where(tokens.c.connection == "ledger")
+                .values(refreshed_at=long_ago, updated_at=long_ago)
+            )
+        before = server.refresh_requests
+        assert await keep_alive_all(hub) == ["ledger"]
+        assert server.refresh_requests == before + 1
+        assert await keep_alive_all(hub) == []  # just refreshed: not due again
+        assert server.refresh_requests == before + 1
+        assert server.reused_refresh_tokens == []
+    finally:
+        await hub.close()

@@ -221,12 +221,12 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
     try:
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             ids = {s.id for s in await scheduler.scheduler.get_schedules()}
-            assert ids == {"sync:a", "sync:b"}
+            assert ids == {"sync:a", "sync:b", "crmhub.keepalive"}
         hub.config = load_config(write_config(tmp_path, {"a": "every 10m", "c": "every 1h"}))
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             assert scheduler.wanted().keys() == {"a", "c"}
             schedules = {s.id: s for s in await scheduler.scheduler.get_schedules()}
-        assert set(schedules) == {"sync:a", "sync:c"}
+        assert set(schedules) == {"sync:a", "sync:c", "crmhub.keepalive"}
         assert schedules["sync:a"].metadata["schedule"] == "every 10m"
         trigger = schedules["sync:a"].trigger
         assert isinstance(trigger, IntervalTrigger)
@@ -312,3 +312,40 @@ async def test_two_nodes_on_postgres_never_run_a_connection_twice(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_run_throttled_until_later_is_not_started_again_before(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.config import load_config
+    from hub.jobs import run_sync
+    from hub.runtime import Hub
+    from hub.store.schema import runs
+
+    (tmp_path / "p.csv").write_text("email\nann@example.com\n")
+    (tmp_path / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n[connections.p]\nconnector = "csv"\npath = "p.csv"\n'
+    )
+    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"))
+    try:
+        now = datetime.now(UTC)
+        async with hub.store.begin() as db:
+            await db.execute(
+                runs.insert().values(
+                    id="r1",
+                    connection="p",
+                    status="throttled",
+                    full=False,
+                    started_at=now,
+                    counts={},
+                    throttled_until=now + timedelta(hours=3),
+                )
+            )
+        report = await run_sync(hub, "p", asyncio.Event())
+        assert report.status == "skipped"
+        async with hub.store.begin() as db:
+            await db.execute(runs.update().values(throttled_until=now - timedelta(seconds=1)))
+        report = await run_sync(hub, "p", asyncio.Event())
+        assert report.status == "ok"
+    finally:
+        await hub.close()

@@ -273,3 +273,47 @@ async def test_failed_push_stays_owed_and_is_retried(two: Setup) -> None:
         await db.execute(outbox.update().values(next_attempt_at=None))
     await two.sync("shop")
     assert len(shop) == 1
+
+
+async def test_permanent_refusal_is_a_dead_letter_left_for_a_person(two: Setup) -> None:
+    crm, shop = two.remotes["crm"], two.remotes["shop"]
+    crm.add({"email": "a@x.io", "first_name": "A"})
+    await two.sync("crm")
+    shop.refuse = lambda change: "invalid address"
+    report = await two.sync("shop")
+    assert report.counts.get("push_dead") == 1
+    shop.refuse = None
+    await two.sync("shop")  # a later run does not retry a permanent refusal
+    assert len(shop) == 0
+    assert two.hub is not None
+    async with two.hub.store.connect() as db:
+        row = (await db.execute(outbox.select().where(outbox.c.connection == "shop"))).one()
+    assert row.status == "dead" and "invalid address" in row.last_error
+    assert row.next_attempt_at is None
+
+
+async def test_exhausted_transient_failure_is_retried_by_a_later_run(two: Setup) -> None:
+    from hub.engine.push import MAX_ATTEMPTS
+    from hub.errors import TransientError
+
+    crm, shop = two.remotes["crm"], two.remotes["shop"]
+    crm.add({"email": "a@x.io", "first_name": "A"})
+    await two.sync("crm")
+    assert two.hub is not None
+    for _ in range(MAX_ATTEMPTS):
+        shop.fail("push", TransientError("shop is down"))
+        await two.sync("shop")
+        async with two.hub.store.begin() as db:  # the backoff has passed
+            await db.execute(
+                outbox.update().values(next_attempt_at=None).where(outbox.c.status == "pending")
+            )
+    async with two.hub.store.connect() as db:
+        row = (await db.execute(outbox.select().where(outbox.c.connection == "shop"))).one()
+    assert row.status == "dead" and row.next_attempt_at is not None
+    await two.sync("shop")
+    assert len(shop) == 0  # the dead letter's pause has not passed yet
+    async with two.hub.store.begin() as db:
+        await db.execute(outbox.update().values(next_attempt_at=row.created_at))
+    await two.sync("shop")
+    assert len(shop) == 1
+    assert await two.count(outbox, connection="shop", status="done") == 1

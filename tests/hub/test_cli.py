@@ -1,0 +1,90 @@
+"""The command line, in process: listings, JSON output, exit codes and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import (
+    app,
+    commands,  # noqa: F401  (registers the commands)
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "a.csv").write_text("email,first_name\nann@example.com,Ann\n")
+    (tmp_path / "b.csv").write_text("email,first_name\nbob@example.com,Bob\n")
+    (tmp_path / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n\n[connections.a]\nconnector = "csv"\npath = "a.csv"\n\n'
+        '[connections.b]\nconnector = "csv"\npath = "b.csv"\n'
+    )
+    monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_writes_a_commented_config_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMHUB_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _ = invoke("init")
+    assert code == 0 and "[hub]" in (tmp_path / "crmhub.toml").read_text()
+    code, out = invoke("init")
+    assert code == 1 and "exists already" in out
+
+
+def test_connectors_lists_built_ins_as_json() -> None:
+    code, out = invoke("connectors", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["csv"]["status"] == "ok" and rows["csv"]["streams"] == ["contacts -> contact"]
+    assert rows["mailchimp"]["status"] == "ok"
+
+
+def test_plan_then_sync_then_listings(folder: Path) -> None:
+    code, out = invoke("sync", "--plan", "--json")
+    assert code == 0
+    plans = json.loads(out)
+    assert [p["status"] for p in plans] == ["plan", "plan"]
+    assert not (folder / "hub.db").exists() or "bob" not in (folder / "a.csv").read_text()
+    code, out = invoke("sync", "--json")
+    assert code == 0 and [r["status"] for r in json.loads(out)] == ["ok", "ok"]
+    invoke("sync")
+    assert "bob@example.com" in (folder / "a.csv").read_text()
+    code, out = invoke("runs", "--json")
+    assert code == 0 and len(json.loads(out)) >= 4
+    code, out = invoke("entities", "search", "ann@example.com", "--json")
+    assert code == 0 and [e["fields"]["first_name"] for e in json.loads(out)] == ["Ann"]
+    code, out = invoke("outbox", "--status", "all", "--json")
+    assert code == 0 and {r["status"] for r in json.loads(out)} == {"done"}
+    code, out = invoke("outbox", "retry", "--all-dead")
+    assert code == 0 and "0 owed write(s)" in out
+
+
+def test_unknown_connection_and_bad_option_fail_clearly(folder: Path) -> None:
+    code, out = invoke("sync", "nosuch")
+    assert code == 1 and "no connection named 'nosuch'" in out and "a, b" in out
+    code, out = invoke("outbox", "--status", "lost")
+    assert code == 2 and "pending, done, dead" in out
+
+
+def test_mapping_check_names_file_line_and_key(folder: Path) -> None:
+    good = Path(__file__).resolve().parents[2] / "mappings" / "csv" / "contacts.toml"
+    code, out = invoke("mapping", "check", str(good))
+    assert code == 0 and "OK" in out
+    bad = folder / "bad.toml"
+    bad.write_text('entity = "contact"\n\n[[field]]\ncanonical = "emial"\nremote = "email"\n')
+    code, out = invoke("mapping", "check", str(bad))
+    assert code == 1 and "bad.toml:4" in out and "emial" in out
