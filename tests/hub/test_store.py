@@ -99,3 +99,21 @@ def test_lease_of_killed_process_is_taken_at_once(db_url: str) -> None:
 async def _migrate(url: str) -> None:
     store = await Store.open(url)
     await store.close()
+
+
+async def test_migrations_create_exactly_the_schema(store: Store) -> None:
+    """The tables the migrations build are the ones ``hub.store.schema`` describes (a schema
+    change without its migration fails here)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from hub.store.schema import metadata
+
+    scheduler_tables = {"metadata", "tasks", "schedules", "jobs", "job_results"}
+
+    def diff(connection: object) -> list[object]:
+        found = compare_metadata(MigrationContext.configure(connection), metadata)
+        return [d for d in found if not (d[0] == "remove_table" and d[1].name in scheduler_tables)]
+
+    async with store.connect() as conn:
+        assert await conn.run_sync(diff) == []
