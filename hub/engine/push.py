@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Change, Page, PushResult
@@ -113,21 +113,30 @@ class Pusher:
     async def _next_batch(self, db: AsyncConnection, size: int) -> list[_Owed]:
         now = utcnow()
         # Due: pending rows, and dead letters of transient failures whose pause has passed
-        # (a permanent refusal has no next attempt: only a person retries it).
-        query = select(outbox.c.id, outbox.c.entity_id, outbox.c.op).where(
-            outbox.c.connection == self.ctx.name,
-            outbox.c.stream == self.stream.name,
-            or_(
-                and_(
-                    outbox.c.status == "pending",
-                    or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
-                ),
-                and_(outbox.c.status == "dead", outbox.c.next_attempt_at <= now),
-            ),
+        # (a permanent refusal has no next attempt: only a person retries it). Two queries,
+        # so each walks the (connection, stream, status, created_at) index.
+        columns = (outbox.c.id, outbox.c.entity_id, outbox.c.op)
+        mine = (outbox.c.connection == self.ctx.name, outbox.c.stream == self.stream.name)
+        rows = list(
+            (
+                await db.execute(
+                    select(*columns)
+                    .where(*mine, outbox.c.status == "pending")
+                    .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+                    .order_by(outbox.c.created_at)
+                    .limit(size)
+                )
+            ).all()
         )
-        rows = (
-            await db.execute(query.order_by(outbox.c.created_at, outbox.c.id).limit(size))
-        ).all()
+        if len(rows) < size:
+            rows += (
+                await db.execute(
+                    select(*columns)
+                    .where(*mine, outbox.c.status == "dead", outbox.c.next_attempt_at <= now)
+                    .order_by(outbox.c.created_at)
+                    .limit(size - len(rows))
+                )
+            ).all()
         if not rows:
             return []
         ids = list({r.entity_id for r in rows})

@@ -307,6 +307,7 @@ class MemoryConnector(Connector):
     description = "In-process remote system for tests and benchmarks."
     Settings = MemorySettings
     settings: MemorySettings
+    push_batch_size = 1000
 
     @property
     def remote(self) -> MemoryRemote:
