@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from hub.config import Config, load_config
 from hub.errors import CrmhubError
+from hub.runtime import Hub
 
 T = TypeVar("T")
 
@@ -60,6 +62,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def get_config() -> Config:
     return load_config(state.config_path)
+
+
+@asynccontextmanager
+async def open_hub() -> AsyncIterator[Hub]:
+    """The configured hub (settings validated, store migrated), closed when the block ends."""
+    hub = await Hub.open(get_config())
+    try:
+        yield hub
+    finally:
+        await hub.close()
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from sqlalchemy import String, cast, func, or_, select
 
-from hub.cli.app import app, console, fail, get_config, print_json, run, state
+from hub.cli.app import app, console, fail, open_hub, print_json, run, state
 from hub.config import CONFIG_NAME, find_config
 from hub.errors import ConfigError, LeaseHeld
 from hub.registry import Registry
@@ -118,20 +118,13 @@ def _default_streams(cls: Any) -> list[str]:
         return []
 
 
-async def _open() -> Hub:
-    return await Hub.open(get_config())
-
-
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (also done on every start)."""
 
     async def body() -> None:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             console.print(f"database at revision {await hub.store.revision()}")
-        finally:
-            await hub.close()
 
     run(body)
 
@@ -147,10 +140,9 @@ def sync(
     from hub.engine import sync_connection
 
     async def body() -> int:
-        hub = await _open()
         failed = 0
         reports = []
-        try:
+        async with open_hub() as hub:
             names = connections or [n for n, c in hub.config.connections.items() if c.hub.enabled]
             for name in names:
                 hub.config.connection(name)
@@ -183,8 +175,6 @@ def sync(
                     failed += 1
                 if not json_out:
                     _print_report(report)
-        finally:
-            await hub.close()
         if json_out:
             print_json(
                 [
@@ -240,15 +230,12 @@ def runs_list(
         return
 
     async def body() -> list[dict[str, Any]]:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
             if connection:
                 q = q.where(runs.c.connection == connection)
             async with hub.store.connect() as db:
                 return [dict(r._mapping) for r in await db.execute(q)]
-        finally:
-            await hub.close()
 
     rows = run(body)
     if json_out:
@@ -275,12 +262,9 @@ def runs_approve(run_id: str) -> None:
     from hub.engine import approve
 
     async def body() -> int:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             full_id = await _full_run_id(hub, run_id)
             return await approve(hub, full_id)
-        finally:
-            await hub.close()
 
     console.print(f"applied {run(body)} deletion(s)")
 
@@ -306,15 +290,12 @@ def conflicts_list(
         return
 
     async def body() -> list[dict[str, Any]]:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             q = select(conflicts).order_by(conflicts.c.id)
             if not all_:
                 q = q.where(conflicts.c.status == "open")
             async with hub.store.connect() as db:
                 return [dict(r._mapping) for r in await db.execute(q)]
-        finally:
-            await hub.close()
 
     rows = run(body)
     if json_out:
@@ -344,11 +325,8 @@ def conflicts_resolve(
     from hub.conflicts import resolve_conflict
 
     async def body() -> Any:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             return await resolve_conflict(hub, conflict_id, take)
-        finally:
-            await hub.close()
 
     value = run(body)
     console.print(f"conflict {conflict_id} resolved: {json.dumps(value)}")
@@ -380,8 +358,7 @@ def entities_search(
 
 def _entities(query: str | None, entity_type: str | None, limit: int, json_out: bool) -> None:
     async def body() -> list[dict[str, Any]]:
-        hub = await _open()
-        try:
+        async with open_hub() as hub:
             q = select(entities).where(entities.c.deleted_at.is_(None)).limit(limit)
             if entity_type:
                 q = q.where(entities.c.type == entity_type)
@@ -397,8 +374,6 @@ def _entities(query: str | None, entity_type: str | None, limit: int, json_out: 
                 )
             async with hub.store.connect() as db:
                 return [dict(r._mapping) for r in await db.execute(q.order_by(entities.c.id))]
-        finally:
-            await hub.close()
 
     rows = run(body)
     if json_out:
@@ -418,33 +393,27 @@ def entities_show(entity_id: str, json_out: bool = JSON) -> None:
     """One golden record with its links and where each field came from."""
 
     async def body() -> dict[str, Any]:
-        hub = await _open()
-        try:
-            async with hub.store.connect() as db:
-                found = (
-                    await db.execute(select(entities).where(entities.c.id.like(f"{entity_id}%")))
-                ).all()
-                if len(found) != 1:
-                    raise ConfigError(
-                        f"no single entity matches {entity_id!r} ({len(found)} found)"
-                    )
-                ent = dict(found[0]._mapping)
-                ent["links"] = [
-                    dict(r._mapping)
-                    for r in await db.execute(select(links).where(links.c.entity_id == ent["id"]))
-                ]
-                ent["history"] = [
-                    dict(r._mapping)
-                    for r in await db.execute(
-                        select(change_log)
-                        .where(change_log.c.entity_id == ent["id"])
-                        .order_by(change_log.c.id.desc())
-                        .limit(20)
-                    )
-                ]
-                return ent
-        finally:
-            await hub.close()
+        async with open_hub() as hub, hub.store.connect() as db:
+            found = (
+                await db.execute(select(entities).where(entities.c.id.like(f"{entity_id}%")))
+            ).all()
+            if len(found) != 1:
+                raise ConfigError(f"no single entity matches {entity_id!r} ({len(found)} found)")
+            ent = dict(found[0]._mapping)
+            ent["links"] = [
+                dict(r._mapping)
+                for r in await db.execute(select(links).where(links.c.entity_id == ent["id"]))
+            ]
+            ent["history"] = [
+                dict(r._mapping)
+                for r in await db.execute(
+                    select(change_log)
+                    .where(change_log.c.entity_id == ent["id"])
+                    .order_by(change_log.c.id.desc())
+                    .limit(20)
+                )
+            ]
+            return ent
 
     ent = run(body)
     if json_out:

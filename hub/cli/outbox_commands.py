@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select, update
 
-from hub.cli.app import app, console, get_config, print_json, run
+from hub.cli.app import app, console, open_hub, print_json, run
 from hub.errors import ConfigError
-from hub.runtime import Hub
 from hub.store import utcnow
 from hub.store.schema import outbox
 
@@ -36,8 +35,7 @@ def outbox_list(
         raise typer.BadParameter(f"use one of {', '.join(STATUSES)}, all", param_hint="--status")
 
     async def body() -> tuple[list[dict[str, Any]], dict[str, int]]:
-        hub = await Hub.open(get_config())
-        try:
+        async with open_hub() as hub:
             q = select(outbox).order_by(outbox.c.updated_at.desc()).limit(limit)
             if status != "all":
                 q = q.where(outbox.c.status == status)
@@ -48,8 +46,6 @@ def outbox_list(
                 rows = [dict(r._mapping) for r in await db.execute(q)]
                 counts = {s: int(n) for s, n in await db.execute(totals)}
             return rows, counts
-        finally:
-            await hub.close()
 
     rows, counts = run(body)
     if json_out:
@@ -81,8 +77,7 @@ def outbox_retry(
         raise typer.BadParameter("name a row id or use --all-dead")
 
     async def body() -> int:
-        hub = await Hub.open(get_config())
-        try:
+        async with open_hub() as hub:
             where = outbox.c.status == "dead"
             if row_id:
                 where = where & outbox.c.id.like(f"{row_id}%")
@@ -95,7 +90,5 @@ def outbox_retry(
             if row_id and result.rowcount != 1:
                 raise ConfigError(f"no single dead letter matches {row_id!r}")
             return int(result.rowcount)
-        finally:
-            await hub.close()
 
     console.print(f"{run(body)} owed write(s) will be pushed by the next run")
