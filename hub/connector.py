@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from auth.providers import OAuthSettings
     from hub.runtime import Hub
+    from hub.store import Store
     from hub.webhooks import WebhookReceiver
 
 Cursor = dict[str, Any]
@@ -152,6 +153,9 @@ class ConnectorContext:
     base_dir: Path = field(default_factory=Path.cwd)
     credentials: Credentials | None = None
     counters: HttpCounters = field(default_factory=HttpCounters)
+    store: Store | None = None
+    """The hub's store, for connectors whose source is the hub itself (web forms read the
+    inbox); others never touch it."""
 
 
 class Connector(ABC):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from hub.config import Config, ConnectionConfig
 from hub.connector import Connector, ConnectorContext, Credentials
 from hub.errors import ConfigError, Problem
+from hub.store import Store
 from hub.tomlfile import locate
 
 GROUP = "crmhub.connectors"
@@ -107,13 +108,17 @@ class Registry:
             raise ConfigError(problems) from None
 
     def create(
-        self, config: Config, name: str, credentials: Credentials | None = None
+        self,
+        config: Config,
+        name: str,
+        credentials: Credentials | None = None,
+        store: Store | None = None,
     ) -> Connector:
         conn = config.connection(name)
         cls = self.get(conn.hub.connector)
         settings = self.settings_for(config, conn)
         context = ConnectorContext(
-            connection=name, base_dir=config.base_dir, credentials=credentials
+            connection=name, base_dir=config.base_dir, credentials=credentials, store=store
         )
         return cls(settings, context)
 

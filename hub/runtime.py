@@ -27,7 +27,9 @@ class Hub:
     def connector(self, name: str) -> Connector:
         from auth.credentials import VaultCredentials
 
-        return self.registry.create(self.config, name, VaultCredentials(self, name))
+        return self.registry.create(
+            self.config, name, credentials=VaultCredentials(self, name), store=self.store
+        )
 
     async def close(self) -> None:
         await self.store.close()
