@@ -1,11 +1,12 @@
-"""The demo: a spreadsheet and a Mailchimp audience kept in step by a running hub.
+"""The demo: a web form, a spreadsheet and a Mailchimp audience kept in step by a running hub.
 
 ``crmhub demo`` needs no accounts and no network. It starts the Mailchimp sandbox (a fake
-Mailchimp on loopback), writes a folder with ``sales.csv`` and a ``crmhub.toml`` joining
-the two, stores the sandbox's API key, and runs the daemon (scheduled syncs, webhooks, the
-inbox) in the same process. A small driver then acts like a person: it edits a member "in
-Mailchimp" (the sandbox fires the webhook) and adds a row to the spreadsheet, and the feed
-shows each change arriving on the other side.
+Mailchimp on loopback), writes a folder with ``sales.csv`` and a ``crmhub.toml`` joining a
+sign-up form, the spreadsheet and the audience, stores the sandbox's API key, and runs the
+daemon (scheduled syncs, webhooks, forms, the inbox) in the same process. A small driver
+then acts like people do: someone fills in the sign-up form, someone edits a member "in
+Mailchimp" (the sandbox fires the webhook), someone adds a row to the spreadsheet; the feed
+shows each change arriving on the other sides.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ connector = "csv"
 path = "sales.csv"
 schedule = "every 5s"
 
+[connections.signup]
+connector = "webforms"
+direction = "pull"
+form_name = "Newsletter sign-up"
+key = "{form_key}"
+form_secret = "{form_secret}"
+
 [connections.newsletter]
 connector = "mailchimp"
 list_id = "{list_id}"
@@ -54,6 +62,8 @@ schedule = "every 5s"
 """
 
 SECRET = "demo-webhook-secret-0123456789"
+FORM_KEY = "demo-signup-form-key-0123456789"
+FORM_SECRET = "demo-form-secret-0123456789"
 Say = Callable[[str], None]
 
 
@@ -65,7 +75,14 @@ def write_demo(folder: Path, *, api_base: str, list_id: str, port: int) -> Path:
     (folder / "sales.csv").write_text(SALES, encoding="utf-8")
     config = folder / "crmhub.toml"
     config.write_text(
-        CONFIG.format(port=port, list_id=list_id, api_base=api_base, secret=SECRET),
+        CONFIG.format(
+            port=port,
+            list_id=list_id,
+            api_base=api_base,
+            secret=SECRET,
+            form_key=FORM_KEY,
+            form_secret=FORM_SECRET,
+        ),
         encoding="utf-8",
     )
     return config
@@ -121,7 +138,7 @@ async def run_demo(
         await daemon.ready.wait()
         provider.webhooks.url = f"{daemon.base_url}/hooks/newsletter?secret={SECRET}"
         say(f"crmhub up on {daemon.base_url} (configuration: {config_path})")
-        ok = await _drive(hub, provider, folder, say)
+        ok = await _drive(hub, provider, folder, say, f"{daemon.base_url}/forms/{FORM_KEY}")
         if seconds is None:
             say("The hub keeps running: edit demo/sales.csv and watch; Ctrl-C stops it.")
             await main
@@ -135,7 +152,30 @@ async def run_demo(
     return ok
 
 
-async def _drive(hub: Hub, provider: Any, folder: Path, say: Say) -> bool:
+async def _sign_up(form_url: str, say: Say) -> bool:
+    """Fill in the sign-up form like a browser: fetch the form's signed issue time, take a
+    few seconds to type, post it form-encoded."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        token = (await client.get(f"{form_url}/token")).json()
+        await asyncio.sleep(float(token["min_seconds"]) + 0.5)
+        answer = await client.post(
+            form_url,
+            data={
+                "email": "erin@example.com",
+                "first_name": "Erin",
+                "last_name": "Moss",
+                "consent": "on",
+                "website": "",
+                token["field"]: token["token"],
+            },
+        )
+    say(f"signed up on the web form: erin@example.com (answer {answer.status_code})")
+    return answer.status_code in (200, 303)
+
+
+async def _drive(hub: Hub, provider: Any, folder: Path, say: Say, form_url: str) -> bool:
     sales = folder / "sales.csv"
     members = provider.audience
 
@@ -175,4 +215,17 @@ async def _drive(hub: Hub, provider: Any, folder: Path, say: Say) -> bool:
         if arrived
         else "dana@example.com did not reach Mailchimp within 30 s"
     )
-    return came_back and arrived
+    # A person fills in the sign-up form on the website.
+    posted = await _sign_up(form_url, say)
+
+    def erin_subscribed() -> bool:
+        member = members.get("erin@example.com")
+        return member is not None and member.status == "subscribed"
+
+    joined = posted and await _wait_for(erin_subscribed, 30)
+    say(
+        "erin@example.com is a subscribed member in Mailchimp and a row in sales.csv"
+        if joined and "erin@example.com" in csv_people(sales)
+        else "the sign-up did not reach Mailchimp and sales.csv within 30 s"
+    )
+    return came_back and arrived and joined

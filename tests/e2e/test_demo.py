@@ -32,4 +32,5 @@ def test_demo_shows_records_flowing(tmp_path: Path) -> None:
     assert "28 contacts in the hub, 28 members in Mailchimp, 28 rows in sales.csv" in out
     assert "the edit came back into the hub and reached sales.csv" in out
     assert "dana@example.com is now a member in Mailchimp" in out
+    assert "erin@example.com is a subscribed member in Mailchimp and a row in sales.csv" in out
     assert (tmp_path / "demo" / "crmhub.db").exists()
