@@ -12,9 +12,10 @@ Guarantees:
 - Schedules derive from the configuration on every start: one per enabled connection with a
   ``schedule``; a changed schedule replaces the stored one, an unchanged one keeps its stored
   next run time, and schedules of connections no longer configured are removed.
-- A connection never runs twice at once: each connection is its own APScheduler task with
-  ``max_running_jobs=1`` (shared through the database), the engine takes the connection's
-  run lease, and this process skips a connection it is already running.
+- A connection never runs twice at once: the engine takes the connection's run lease (in the
+  database, so across nodes), and this process skips a connection it is already running.
+  APScheduler's own ``max_running_jobs`` is not used: its counter stays taken for ever when
+  a daemon dies in the middle of a job (4.0.0a6), which would stop the connection's schedule.
 - Runs missed while every daemon was down run once on start, not once per missed slot
   (``CoalescePolicy.latest``); a queued run is skipped when a run of the same connection
   started less than half a period before it was due, so a slow connection does not pile up
@@ -228,7 +229,7 @@ class SyncScheduler:
             grace = max(spec.period(), MIN_GRACE)
             task_id = TASK_PREFIX + name
             await self.scheduler.configure_task(
-                task_id, func=run_scheduled_sync, max_running_jobs=1, misfire_grace_time=grace
+                task_id, func=run_scheduled_sync, max_running_jobs=None, misfire_grace_time=grace
             )
             old = stored.get(name)
             if old is not None and old.metadata.get("schedule") == spec.text:
@@ -245,7 +246,9 @@ class SyncScheduler:
                 conflict_policy=ConflictPolicy.replace,
             )
             changes["replaced" if old is not None else "added"].append(name)
-        await self.scheduler.configure_task(KEEPALIVE_TASK, func=run_keep_alive, max_running_jobs=1)
+        await self.scheduler.configure_task(
+            KEEPALIVE_TASK, func=run_keep_alive, max_running_jobs=None
+        )
         await self.scheduler.add_schedule(
             KEEPALIVE_TASK,
             IntervalTrigger(days=1),

@@ -226,8 +226,11 @@ class Pusher:
         ids = [o.link.remote_id for o in stale if o.link is not None]
         records = await self.ctx.connector.fetch(self.stream, ids) if ids else []
         if records:
-            async with db_factory() as db:
-                await PageApplier(self.ctx, self.sctx).apply(db, Page(records=records))
+            from hub.engine.run import page_transaction
+
+            page = Page(records=records)
+            async with page_transaction(self.ctx, self.stream.entity, db_factory) as db:
+                await PageApplier(self.ctx, self.sctx).apply(db, page)
 
     async def _finish(
         self, db: AsyncConnection, owed: list[_Owed], results: dict[str, PushResult]

@@ -196,7 +196,7 @@ async def _pull_stream(
     pages = 0
     all_full_scan = True
     async for page in ctx.connector.pull(sctx.stream, cursor):
-        async with db_factory() as db:
+        async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
             await applier.apply(db, page)
         pages += 1
         all_full_scan = all_full_scan and page.full_scan
@@ -216,6 +216,20 @@ async def _pull_stream(
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
             await _deletes(ctx, db, stream, sorted(removed))
+
+
+def page_transaction(
+    ctx: RunContext,
+    entity: str,
+    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    """The transaction a page is applied in. Identity matching reads the match keys and
+    then creates the entities it found none for: two runs doing that at once for the same
+    entity type would both create the same person, so page transactions of one entity type
+    take turns (across processes and hosts). A plan runs in its own rolled-back one."""
+    if ctx.plan:
+        return db_factory()
+    return ctx.hub.store.begin_serialized(f"match:{entity}")
 
 
 async def _deletes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -130,6 +131,29 @@ class Store:
         """One transaction; committed when the block ends, rolled back on error."""
         async with self.engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def begin_serialized(self, key: str) -> AsyncIterator[AsyncConnection]:
+        """A transaction that holds the lock named ``key`` from its first statement on, so
+        transactions of the same key (in any process) run one after the other and each sees
+        what the previous committed. SQLite: ``BEGIN IMMEDIATE`` (its single write lock);
+        PostgreSQL: a transaction-scoped advisory lock."""
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                from sqlalchemy import text
+
+                lock_id = int.from_bytes(
+                    hashlib.sha256(key.encode()).digest()[:8], "big", signed=True
+                )
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -21,7 +21,7 @@ from hub.jobs import SCHEDULE_PREFIX, TASK_PREFIX, SyncScheduler
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.schedule import parse_schedule, schedule_for
-from hub.store import Store
+from hub.store import Lease, Store
 from hub.store.schema import runs
 
 # -- parsing -------------------------------------------------------------------------------
@@ -107,6 +107,11 @@ class Recorder:
         self.max_active = 0
 
     async def __call__(self, hub: Hub, name: str, stop: asyncio.Event) -> Any:
+        # Like the engine: the connection's run lease first (raises LeaseHeld when taken).
+        async with Lease(hub.store, f"run:{name}"):
+            return await self._run(hub, name, stop)
+
+    async def _run(self, hub: Hub, name: str, stop: asyncio.Event) -> Any:
         self.starts.append((name, time.monotonic()))
         self.active += 1
         self.max_active = max(self.max_active, self.active)
