@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -181,7 +182,7 @@ def parse_form(body: bytes, delivery_id: str | None = None) -> dict[str, str]:
     return {k: v[-1] for k, v in parsed.items()}
 
 
-class WebhookReceiver:
+class WebhookReceiver(ABC):
     """Base class of a connector's webhook receiver. Override ``verify``; ``handle`` is optional.
 
     The web app builds one instance per connection, with the connection's connector
@@ -210,11 +211,11 @@ class WebhookReceiver:
         register_secret(text)
         return text
 
+    @abstractmethod
     async def verify(self, request: RequestInfo, body: bytes) -> Delivery:
         """Check authenticity and return the delivery, or raise ``WebhookRejected``."""
-        raise NotImplementedError
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
+    async def handle(self, hub: Hub, item: InboxItem) -> None:  # noqa: B027  (optional hook)
         """Act on a stored delivery after it was answered. Default: nothing (pulls reconcile)."""
 
 
