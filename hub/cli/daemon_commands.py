@@ -46,6 +46,7 @@ def sandbox(
     port_base: int = typer.Option(
         8800, "--port-base", help="First port; each further sandbox takes the next (0: any free)."
     ),
+    size: int = typer.Option(None, "--size", min=0, help="How many fake records to seed."),
 ) -> None:
     """Serve the sandboxes (fake providers) of installed connectors on 127.0.0.1."""
     from hub.sandbox import find_sandboxes, serve_sandbox
@@ -66,7 +67,8 @@ def sandbox(
                 raise fail(f"the {name} sandbox is broken: {info.error}")
             port = port_base + i if port_base else 0
             try:
-                url, server = serve_sandbox(info.factory(seed=seed), port=port)
+                options = {"seed": seed} if size is None else {"seed": seed, "size": size}
+                url, server = serve_sandbox(info.factory(**options), port=port)
             except OSError as exc:
                 raise fail(f"cannot serve the {name} sandbox on port {port}: {exc}") from None
             servers.append(server)

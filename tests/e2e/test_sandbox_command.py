@@ -1,0 +1,46 @@
+"""``crmhub sandbox`` serves installed connectors' sandboxes on loopback until stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+
+from connectors.mailchimp.sandbox import LIST_ID, SANDBOX_API_KEY
+
+
+def test_serves_the_mailchimp_sandbox_with_the_seeded_size() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "sandbox", "mailchimp", "--port-base", "0", "--size", "7"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        name, url = proc.stdout.readline().split()
+        assert name == "mailchimp" and url.startswith("http://127.0.0.1:")
+        answer = httpx.get(
+            f"{url}/3.0/lists/{LIST_ID}/members",
+            auth=("crmhub", SANDBOX_API_KEY),
+            params={"count": 100},
+            timeout=10,
+        )
+        assert answer.status_code == 200 and answer.json()["total_items"] == 7
+        assert httpx.get(f"{url}/_sandbox/log", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+
+
+def test_an_unknown_sandbox_is_named_with_the_known_ones() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "sandbox", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "no sandbox for nosuch" in proc.stderr and "mailchimp" in proc.stderr
