@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import sys
 import tempfile
@@ -76,6 +77,10 @@ async def main() -> None:
         p = person(i)
         p["email"] = p["email"].upper()
         shop.add(p)
+    # The two remotes stand in for other systems: their 150,000 records would not be in the
+    # hub's memory, so the garbage collector is told to leave them (and the imported modules)
+    # alone rather than walk them again and again during the sync.
+    gc.freeze()
     (tmp / "contact.toml").write_text(MAPPING)
     (tmp / "crmhub.toml").write_text(
         f'[hub]\ndatabase = "{url}"\nphone_region = "US"\n'

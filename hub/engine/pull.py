@@ -7,24 +7,24 @@ loses at most the page in flight, which is pulled again and applies idempotently
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
-from hub.engine.writes import OutboxQueue, upsert_cursor
+from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import match_keys
+from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
 from hub.store.schema import change_log, conflicts, entities, entity_keys, links
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entity:
     id: str
     fields: dict[str, Any]
@@ -33,9 +33,11 @@ class _Entity:
     changed: bool = False
     keys_changed: bool = False
     log: dict[str, list[Any]] = field(default_factory=dict)
+    keys: list[tuple[str, str]] | None = None
+    """Match keys already computed from ``fields`` (a new entity's), else ``None``."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Link:
     id: str
     entity_id: str
@@ -68,18 +70,20 @@ class PageApplier:
         self.pushes_to_self = ctx.conn.hub.direction != "pull" and sctx.stream.can_push
         self.seen_remote_ids: set[str] = set()
         self.deleted_remote_ids: list[str] = []
+        self.ids = IdPool()
 
     async def apply(self, db: AsyncConnection, page: Page) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
         mapping = self.sctx.mapping
         records: list[tuple[RemoteRecord, dict[str, Any]]] = []
+        errors: list[FieldProblem] = []
+        to_canonical = mapping.to_canonical
         for rec in page.records:
-            errors: list[FieldProblem] = []
-            canon = mapping.to_canonical(rec.data, errors)
-            for problem in errors:
-                ctx.count("field_errors")
-                ctx.errors.append(f"{name} {stream} record {rec.id}: {problem}")
-            records.append((rec, canon))
+            records.append((rec, to_canonical(rec.data, errors)))
+            if errors:
+                ctx.count("field_errors", len(errors))
+                ctx.errors.extend(f"{name} {stream} record {rec.id}: {p}" for p in errors)
+                errors.clear()
         ctx.count("records", len(records))
         if records:
             await self._merge_records(db, records)
@@ -93,104 +97,91 @@ class PageApplier:
     ) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
         remote_ids = [rec.id for rec, _ in records]
-        rows = await db.execute(
-            select(links).where(
-                links.c.connection == name,
-                links.c.stream == stream,
-                links.c.remote_id.in_(remote_ids),
-            )
+        rows = await select_in(
+            db,
+            links,
+            ("id", "entity_id", "remote_id", "remote_version", "base"),
+            {"connection": name, "stream": stream},
+            "remote_id",
+            remote_ids,
         )
-        known: dict[str, _Link] = {
-            r.remote_id: _Link(r.id, r.entity_id, r.remote_id, r.remote_version, dict(r.base))
-            for r in rows
-        }
+        known: dict[str, _Link] = {r[2]: _Link(*r) for r in rows}
         # Identity matching for records seen for the first time.
         wanted: dict[str, set[str]] = {}
         keys_of: dict[str, list[tuple[str, str]]] = {}
         for rec, canon in records:
             if rec.id in known:
                 continue
+            keys = match_keys(self.entity_type, canon, self.region)
+            keys_of[rec.id] = keys
             # Only the strongest key present identifies: two addresses sharing a phone
             # number (a switchboard, a household) are two people, not one.
-            keys = match_keys(self.entity_type, canon, self.region)[:1]
-            keys_of[rec.id] = keys
-            for kind, value in keys:
+            for kind, value in keys[:1]:
                 wanted.setdefault(kind, set()).add(value)
         by_key: dict[tuple[str, str], str] = {}
         for kind, values in wanted.items():
-            found = await db.execute(
-                select(entity_keys.c.value, entity_keys.c.entity_id).where(
-                    entity_keys.c.entity_type == self.entity_type,
-                    entity_keys.c.kind == kind,
-                    entity_keys.c.value.in_(values),
-                )
+            found = await select_in(
+                db,
+                entity_keys,
+                ("value", "entity_id"),
+                {"entity_type": self.entity_type, "kind": kind},
+                "value",
+                values,
             )
             for value, entity_id in found:
                 by_key.setdefault((kind, value), entity_id)
         entity_ids = {link.entity_id for link in known.values()} | set(by_key.values())
         loaded: dict[str, _Entity] = {}
-        if entity_ids:
-            found_entities = await db.execute(
-                select(entities.c.id, entities.c.fields, entities.c.provenance).where(
-                    entities.c.id.in_(entity_ids), entities.c.deleted_at.is_(None)
-                )
-            )
-            for row in found_entities:
-                loaded[row.id] = _Entity(row.id, dict(row.fields), dict(row.provenance))
+        for entity_id, fields, provenance, deleted_at in await select_in(
+            db, entities, ("id", "fields", "provenance", "deleted_at"), {}, "id", entity_ids
+        ):
+            if deleted_at is None:
+                loaded[entity_id] = _Entity(entity_id, fields, provenance)
         held = await self._open_conflicts(db, list(loaded))
 
+        created = matched = 0
+        take_id = self.ids.take
         for rec, canon in records:
             link = known.get(rec.id)
+            # No entity behind a link: it was deleted in the hub; the record starts afresh.
             ent = loaded.get(link.entity_id) if link else None
-            if link is not None and ent is None:
-                # The link points at an entity deleted in the hub: start it afresh.
-                link = None
-            if link is None:
-                ent = self._match(keys_of.get(rec.id, []), by_key, loaded)
-                link = _Link(str(uuid.uuid4()), "", rec.id, None, {}, new=True)
-                known[rec.id] = link
+            if link is None or ent is None:
+                own_keys = keys_of.get(rec.id)  # None: not looked up, computed when written
+                strongest = own_keys[0] if own_keys else None
+                match_id = by_key.get(strongest) if strongest else None
+                ent = loaded.get(match_id) if match_id else None
                 if ent is None:
-                    ent = self._create(canon, rec, loaded)
-                    for kind, value in keys_of.get(rec.id, []):
-                        by_key.setdefault((kind, value), ent.id)
-                    ctx.count("created")
-                    link.entity_id, link.base, link.version = ent.id, dict(canon), rec.version
+                    ent = self._create(canon, rec, take_id())
+                    ent.keys = own_keys
+                    loaded[ent.id] = ent
+                    if strongest:
+                        by_key.setdefault(strongest, ent.id)
+                    created += 1
+                    known[rec.id] = _Link(
+                        take_id(), ent.id, rec.id, rec.version, dict(canon), new=True
+                    )
                     continue
-                link.entity_id = ent.id
-                ctx.count("matched")
-            assert ent is not None
+                link = known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
+                matched += 1
             self._merge(ent, link, rec, canon, held.get(ent.id, set()))
+        ctx.count("created", created)
+        ctx.count("matched", matched)
         await self._write(db, list(loaded.values()), known, held)
         self.seen_remote_ids.update(remote_ids)
 
-    def _match(
-        self,
-        keys: list[tuple[str, str]],
-        by_key: dict[tuple[str, str], str],
-        loaded: dict[str, _Entity],
-    ) -> _Entity | None:
-        for key in keys:
-            entity_id = by_key.get(key)
-            if entity_id is not None and entity_id in loaded:
-                return loaded[entity_id]
-        return None
-
-    def _create(
-        self, canon: dict[str, Any], rec: RemoteRecord, loaded: dict[str, _Entity]
-    ) -> _Entity:
-        at = (rec.modified_at or self.ctx.started).isoformat()
+    def _create(self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str) -> _Entity:
+        stamp = [self.ctx.name, (rec.modified_at or self.ctx.started).isoformat()]
         values = {k: v for k, v in canon.items() if v is not None}
-        ent = _Entity(
-            id=str(uuid.uuid4()),
+        return _Entity(
+            id=entity_id,
             fields=values,
-            provenance={k: [self.ctx.name, at] for k in values},
+            # one list for every field: provenance entries are replaced, never changed
+            provenance=dict.fromkeys(values, stamp),
             new=True,
             changed=True,
             keys_changed=True,
             log={k: [None, v] for k, v in values.items()},
         )
-        loaded[ent.id] = ent
-        return ent
 
     def _merge(
         self,
@@ -280,10 +271,8 @@ class PageApplier:
         held: dict[str, set[str]] = {}
         if not entity_ids:
             return held
-        rows = await db.execute(
-            select(conflicts.c.entity_id, conflicts.c.field).where(
-                conflicts.c.status == "open", conflicts.c.entity_id.in_(entity_ids)
-            )
+        rows = await select_in(
+            db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", entity_ids
         )
         for entity_id, f in rows:
             held.setdefault(entity_id, set()).add(f)
@@ -305,34 +294,19 @@ class PageApplier:
                 {"entity": e.id, "new": e.new, "changes": e.log} for e in created + updated
             )
         if created:
-            await db.execute(
-                insert(entities),
-                [
-                    {
-                        "id": e.id,
-                        "type": self.entity_type,
-                        "fields": e.fields,
-                        "provenance": e.provenance,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for e in created
-                ],
+            await insert_rows(
+                db,
+                entities,
+                ("id", "type", "fields", "provenance", "created_at", "updated_at"),
+                [(e.id, self.entity_type, e.fields, e.provenance, now, now) for e in created],
             )
-        if updated:
-            await db.execute(
-                update(entities)
-                .where(entities.c.id == bindparam("b_id"))
-                .values(
-                    fields=bindparam("b_fields"),
-                    provenance=bindparam("b_prov"),
-                    updated_at=bindparam("b_now"),
-                ),
-                [
-                    {"b_id": e.id, "b_fields": e.fields, "b_prov": e.provenance, "b_now": now}
-                    for e in updated
-                ],
-            )
+        await update_rows(
+            db,
+            entities,
+            ("fields", "provenance", "updated_at"),
+            ("id",),
+            [(e.fields, e.provenance, now, e.id) for e in updated],
+        )
         rekey = [e for e in ents if e.keys_changed]
         if rekey:
             stale = [e.id for e in rekey if not e.new]
@@ -341,66 +315,41 @@ class PageApplier:
             key_rows = {
                 (self.entity_type, kind, value, e.id)
                 for e in rekey
-                for kind, value in match_keys(self.entity_type, e.fields, self.region)
-            }
-            if key_rows:
-                await db.execute(
-                    insert(entity_keys),
-                    [
-                        {"entity_type": t, "kind": k, "value": v, "entity_id": i}
-                        for t, k, v, i in key_rows
-                    ],
+                for kind, value in (
+                    e.keys
+                    if e.keys is not None
+                    else match_keys(self.entity_type, e.fields, self.region)
                 )
+            }
+            await insert_rows(
+                db, entity_keys, ("entity_type", "kind", "value", "entity_id"), list(key_rows)
+            )
         all_links = list(known.values())
-        fresh = [lk for lk in all_links if lk.new]
-        if fresh:
-            await db.execute(
-                insert(links),
-                [
-                    {
-                        "id": lk.id,
-                        "entity_id": lk.entity_id,
-                        "connection": ctx.name,
-                        "stream": self.sctx.stream.name,
-                        "remote_id": lk.remote_id,
-                        "remote_version": lk.version,
-                        "base": lk.base,
-                        "updated_at": now,
-                    }
-                    for lk in fresh
-                ],
-            )
-        changed = [lk for lk in all_links if lk.changed and not lk.new]
-        if changed:
-            await db.execute(
-                update(links)
-                .where(links.c.id == bindparam("b_id"))
-                .values(
-                    base=bindparam("b_base"),
-                    remote_version=bindparam("b_version"),
-                    updated_at=bindparam("b_now"),
-                ),
-                [
-                    {"b_id": lk.id, "b_base": lk.base, "b_version": lk.version, "b_now": now}
-                    for lk in changed
-                ],
-            )
+        stream = self.sctx.stream.name
+        await insert_rows(
+            db,
+            links,
+            LINK_COLUMNS,
+            [
+                (lk.id, lk.entity_id, ctx.name, stream, lk.remote_id, lk.version, lk.base, now)
+                for lk in all_links
+                if lk.new
+            ],
+        )
+        await update_rows(
+            db,
+            links,
+            ("base", "remote_version", "updated_at"),
+            ("id",),
+            [(lk.base, lk.version, now, lk.id) for lk in all_links if lk.changed and not lk.new],
+        )
         # A creation's history is its provenance; the log records changes to what existed.
-        logged = [e for e in ents if e.log and not e.new]
-        if logged:
-            await db.execute(
-                insert(change_log),
-                [
-                    {
-                        "entity_id": e.id,
-                        "connection": ctx.name,
-                        "run_id": ctx.run_id,
-                        "at": now,
-                        "changes": e.log,
-                    }
-                    for e in logged
-                ],
-            )
+        await insert_rows(
+            db,
+            change_log,
+            ("entity_id", "connection", "run_id", "at", "changes"),
+            [(e.id, ctx.name, ctx.run_id, now, e.log) for e in ents if e.log and not e.new],
+        )
         if self.new_conflicts:
             await db.execute(
                 insert(conflicts),

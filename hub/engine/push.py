@@ -9,21 +9,37 @@ no-op. A failed write leaves the base alone: the value stays owed and is retried
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Change, Page, PushResult
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.merge import MISSING
+from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
 from hub.store import utcnow
+from hub.store.bulk import insert_rows, select_in, update_rows
 from hub.store.schema import conflicts, entities, links, outbox
 
 MAX_ATTEMPTS = 5
 DEAD_LETTER_PAUSE = timedelta(hours=1)
+
+
+class _EntityRow(NamedTuple):
+    id: str
+    fields: dict[str, Any]
+    deleted_at: datetime | None
+
+
+class _LinkRow(NamedTuple):
+    id: str
+    entity_id: str
+    remote_id: str
+    remote_version: str | None
+    base: dict[str, Any]
 
 
 @dataclass
@@ -139,30 +155,19 @@ class Pusher:
             ).all()
         if not rows:
             return []
-        ids = list({r.entity_id for r in rows})
+        ids = {r.entity_id for r in rows}
         ents = {
-            r.id: r
-            for r in await db.execute(
-                select(entities.c.id, entities.c.fields, entities.c.deleted_at).where(
-                    entities.c.id.in_(ids)
-                )
-            )
+            r[0]: _EntityRow(*r)
+            for r in await select_in(db, entities, _EntityRow._fields, {}, "id", ids)
         }
+        where = {"connection": self.ctx.name, "stream": self.stream.name}
         lks = {
-            r.entity_id: r
-            for r in await db.execute(
-                select(links).where(
-                    links.c.connection == self.ctx.name,
-                    links.c.stream == self.stream.name,
-                    links.c.entity_id.in_(ids),
-                )
-            )
+            r[1]: _LinkRow(*r)
+            for r in await select_in(db, links, _LinkRow._fields, where, "entity_id", ids)
         }
         held: dict[str, set[str]] = {}
-        for entity_id, f in await db.execute(
-            select(conflicts.c.entity_id, conflicts.c.field).where(
-                conflicts.c.status == "open", conflicts.c.entity_id.in_(ids)
-            )
+        for entity_id, f in await select_in(
+            db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", ids
         ):
             held.setdefault(entity_id, set()).add(f)
         return [self._owed(r, ents.get(r.entity_id), lks.get(r.entity_id), held) for r in rows]
@@ -254,13 +259,13 @@ class Pusher:
                 await self._failed(db, o, result, now)
         if succeeded:
             await self._linked(db, succeeded, now)
-        if done:
-            await db.execute(
-                update(outbox)
-                .where(outbox.c.id == bindparam("b_id"))
-                .values(status="done", updated_at=now, last_error=None),
-                [{"b_id": i} for i in done],
-            )
+        await update_rows(
+            db,
+            outbox,
+            ("status", "updated_at", "last_error"),
+            ("id",),
+            [("done", now, None, i) for i in done],
+        )
 
     async def _failed(self, db: AsyncConnection, o: _Owed, result: PushResult, now: Any) -> None:
         assert o.change is not None
@@ -299,29 +304,23 @@ class Pusher:
         ]
         if removed:
             await db.execute(delete(links).where(links.c.id.in_(removed)))
-        moved = [
-            {
-                "b_id": o.link.id,
-                "b_base": {**o.link.base, **o.values},
-                "b_version": r.version or o.link.remote_version,
-                "b_remote": r.remote_id or o.link.remote_id,
-                "b_now": now,
-            }
-            for o, r in succeeded
-            if o.change and o.change.op == "update" and o.link is not None
-        ]
-        if moved:
-            await db.execute(
-                update(links)
-                .where(links.c.id == bindparam("b_id"))
-                .values(
-                    base=bindparam("b_base"),
-                    remote_version=bindparam("b_version"),
-                    remote_id=bindparam("b_remote"),
-                    updated_at=bindparam("b_now"),
-                ),
-                moved,
-            )
+        await update_rows(
+            db,
+            links,
+            ("base", "remote_version", "remote_id", "updated_at"),
+            ("id",),
+            [
+                (
+                    {**o.link.base, **o.values},
+                    r.version or o.link.remote_version,
+                    r.remote_id or o.link.remote_id,
+                    now,
+                    o.link.id,
+                )
+                for o, r in succeeded
+                if o.change and o.change.op == "update" and o.link is not None
+            ],
+        )
         created = [(o, r) for o, r in succeeded if o.change and o.change.op == "create"]
         if not created:
             return
@@ -341,7 +340,7 @@ class Pusher:
                 )
             )
         }
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for o, r in created:
             assert r.remote_id is not None
             other = taken.get(r.remote_id)
@@ -354,16 +353,20 @@ class Pusher:
                 continue
             taken[r.remote_id] = o.entity_id
             rows.append(
-                {
-                    "id": o.row_id,
-                    "entity_id": o.entity_id,
-                    "connection": self.ctx.name,
-                    "stream": self.stream.name,
-                    "remote_id": r.remote_id,
-                    "remote_version": r.version,
-                    "base": o.values,
-                    "updated_at": now,
-                }
+                (
+                    o.row_id,
+                    o.entity_id,
+                    self.ctx.name,
+                    self.stream.name,
+                    r.remote_id,
+                    r.version,
+                    o.values,
+                    now,
+                )
             )
-        if rows:
-            await db.execute(insert(links), rows)
+        await insert_rows(
+            db,
+            links,
+            LINK_COLUMNS,
+            rows,
+        )

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from hub.engine.push import Pusher
 from hub.errors import ConnectorError, LeaseHeld, NeedsReauth, RateLimited
 from hub.runtime import Hub
 from hub.store import Lease, utcnow
+from hub.store.bulk import new_id
 from hub.store.schema import cursors, links, runs
 
 Progress = Callable[[str, int], None]
@@ -62,7 +63,7 @@ async def sync_connection(
     is rolled back, and no push is sent; the report's ``plan`` says what would change.
     """
     conn = hub.config.connection(name)
-    run_id = str(uuid.uuid4())
+    run_id = new_id()
     if not conn.hub.enabled:
         return RunReport(run_id, name, "skipped")
     connector = hub.connector(name)
@@ -196,8 +197,9 @@ async def _pull_stream(
     pages = 0
     all_full_scan = True
     async for page in ctx.connector.pull(sctx.stream, cursor):
-        async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
-            await applier.apply(db, page)
+        with collector_paused():
+            async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
+                await applier.apply(db, page)
         pages += 1
         all_full_scan = all_full_scan and page.full_scan
         ctx.count("pages")
@@ -216,6 +218,34 @@ async def _pull_stream(
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
             await _deletes(ctx, db, stream, sorted(removed))
+
+
+_pauses = 0
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a page is applied.
+
+    A page builds thousands of records, entities and rows that live until its transaction
+    ends and are then freed by reference counting; collecting while they are being built
+    walks them again and again for nothing (a tenth of a large sync's time). Once the last
+    page in flight (of any run in this process) is done, collection resumes and catches
+    up at once. Nested and concurrent pauses count: the collector stays off until all end.
+    """
+    global _pauses
+    if _pauses == 0 and not gc.isenabled():
+        yield  # switched off by someone else: leave it as it is
+        return
+    if _pauses == 0:
+        gc.disable()
+    _pauses += 1
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0:
+            gc.enable()
 
 
 def page_transaction(

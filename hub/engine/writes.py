@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import utcnow
+from hub.store.bulk import insert_rows, new_ids, select_in, update_rows
 from hub.store.schema import cursors, outbox
 
 if TYPE_CHECKING:
     from hub.engine.context import RunContext
+
+
+LINK_COLUMNS = (
+    "id",
+    "entity_id",
+    "connection",
+    "stream",
+    "remote_id",
+    "remote_version",
+    "base",
+    "updated_at",
+)
+"""Every column of a new ``links`` row, in the order pull and push give them."""
+
+_OUTBOX_COLUMNS = (
+    "id",
+    "connection",
+    "stream",
+    "entity_id",
+    "op",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
 
 
 class OutboxQueue:
@@ -39,33 +63,26 @@ class OutboxQueue:
             return 0
         entity_ids = {w[2] for w in self.wanted} - self.fresh
         existing: set[tuple[str, str, str, str]] = set()
-        for chunk in _chunks(sorted(entity_ids), 5000):
-            rows = await db.execute(
-                select(outbox.c.connection, outbox.c.stream, outbox.c.entity_id, outbox.c.op).where(
-                    outbox.c.status == "pending", outbox.c.entity_id.in_(chunk)
-                )
-            )
-            existing.update(tuple(r) for r in rows)
+        rows = await select_in(
+            db,
+            outbox,
+            ("connection", "stream", "entity_id", "op"),
+            {"status": "pending"},
+            "entity_id",
+            entity_ids,
+        )
+        existing.update(rows)
         missing = sorted(self.wanted - existing)
         now = utcnow()
-        if missing:
-            await db.execute(
-                insert(outbox),
-                [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "connection": c,
-                        "stream": s,
-                        "entity_id": e,
-                        "op": op,
-                        "status": "pending",
-                        "attempts": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for c, s, e, op in missing
-                ],
-            )
+        await insert_rows(
+            db,
+            outbox,
+            _OUTBOX_COLUMNS,
+            [
+                (row_id, c, s, e, op, "pending", 0, now, now)
+                for row_id, (c, s, e, op) in zip(new_ids(len(missing)), missing, strict=True)
+            ],
+        )
         if self.ctx is not None:
             self.ctx.count("queued", len(missing))
         self.wanted.clear()
@@ -75,18 +92,17 @@ class OutboxQueue:
 
 async def upsert_cursor(db: AsyncConnection, connection: str, stream: str, value: Any) -> None:
     now = utcnow()
-    result = await db.execute(
-        update(cursors)
-        .where(cursors.c.connection == connection, cursors.c.stream == stream)
-        .values(value=value, updated_at=now)
+    changed = await update_rows(
+        db,
+        cursors,
+        ("value", "updated_at"),
+        ("connection", "stream"),
+        [(value, now, connection, stream)],
     )
-    if result.rowcount == 0:
-        await db.execute(
-            insert(cursors).values(
-                connection=connection, stream=stream, value=value, updated_at=now
-            )
+    if changed == 0:
+        await insert_rows(
+            db,
+            cursors,
+            ("connection", "stream", "value", "updated_at"),
+            [(connection, stream, value, now)],
         )
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

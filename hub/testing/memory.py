@@ -33,7 +33,6 @@ Behaviour the engine can rely on (and tests can provoke):
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -66,7 +65,7 @@ class MemoryRemote:
         self._modified: dict[str, datetime] = {}
         self._field_modified: dict[str, dict[str, datetime]] = {}
         # id -> seq of its last change (live or deleted), oldest first: a suffix is "since n".
-        self._log: OrderedDict[str, int] = OrderedDict()
+        self._log: dict[str, int] = {}
         self._tombstones: set[str] = set()
         self._idempotency: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -229,8 +228,8 @@ class MemoryRemote:
 
     def _touch(self, record_id: str) -> None:
         self.seq += 1
+        self._log.pop(record_id, None)  # re-inserted: a dict keeps insertion order
         self._log[record_id] = self.seq
-        self._log.move_to_end(record_id)
 
     def _apply(self, record_id: str, fields: dict[str, Any]) -> None:
         now = self.now()
