@@ -45,6 +45,8 @@ class RunContext:
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     held: bool = False
+    analyzed_at: int = 0
+    """Records brought in when the store's statistics were last refreshed (run.py)."""
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
 

@@ -312,7 +312,8 @@ class PageApplier:
             stale = [e.id for e in rekey if not e.new]
             if stale:
                 await db.execute(delete(entity_keys).where(entity_keys.c.entity_id.in_(stale)))
-            key_rows = {
+            # match_keys gives each kind once, so the rows are distinct
+            key_rows = [
                 (self.entity_type, kind, value, e.id)
                 for e in rekey
                 for kind, value in (
@@ -320,9 +321,9 @@ class PageApplier:
                     if e.keys is not None
                     else match_keys(self.entity_type, e.fields, self.region)
                 )
-            }
+            ]
             await insert_rows(
-                db, entity_keys, ("entity_type", "kind", "value", "entity_id"), list(key_rows)
+                db, entity_keys, ("entity_type", "kind", "value", "entity_id"), key_rows
             )
         all_links = list(known.values())
         stream = self.sctx.stream.name

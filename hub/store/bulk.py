@@ -6,7 +6,8 @@ work itself (parameters processed one by one; several round trips to aiosqlite's
 every statement), so the page path goes to the driver's own connection, inside the
 transaction the caller holds:
 
-- :func:`insert_rows` and :func:`update_rows`: one ``executemany`` of plain SQL;
+- :func:`insert_rows` and :func:`update_rows`: one ``executemany`` of plain SQL (inserts
+  on PostgreSQL: one ``COPY``);
 - :func:`select_in`: rows whose key is in a list, the list passed as one parameter
   (SQLite's ``json_each``, PostgreSQL's ``= ANY``), however long it is.
 
@@ -134,11 +135,15 @@ def _mark(dialect: Dialect) -> str:
 
 @lru_cache(maxsize=256)
 def _write_plan(
-    dialect: Dialect, table: Table, columns: tuple[str, ...], where: tuple[str, ...]
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    where: tuple[str, ...],
+    copy: bool = False,
 ) -> tuple[str, tuple[Converter | _Timestamp | None, ...]]:
-    """SQL text and per-parameter conversions of an INSERT (``where`` empty) or of an
-    UPDATE setting ``columns`` on the rows matching ``where`` (parameters: ``columns``,
-    then ``where``)."""
+    """SQL text and per-parameter conversions of an INSERT (``where`` empty; with ``copy``
+    PostgreSQL's ``COPY ... FROM STDIN``) or of an UPDATE setting ``columns`` on the rows
+    matching ``where`` (parameters: ``columns``, then ``where``)."""
     quote = dialect.identifier_preparer.quote
     marks: list[str] = []
     converters: list[Converter | _Timestamp | None] = []
@@ -159,6 +164,8 @@ def _write_plan(
     name = quote(table.name)
     if not where:
         cols = ", ".join(quote(c) for c in columns)
+        if copy:
+            return f"COPY {name} ({cols}) FROM STDIN", tuple(converters)
         return f"INSERT INTO {name} ({cols}) VALUES ({', '.join(marks)})", tuple(converters)
     sets = ", ".join(f"{quote(c)} = {m}" for c, m in zip(columns, marks, strict=False))
     cond = " AND ".join(
@@ -193,8 +200,9 @@ async def insert_rows(
     returns the number of rows."""
     if not rows:
         return 0
-    sql, converters = _write_plan(db.dialect, table, tuple(columns), ())
-    return await _executemany(db, sql, _convert(converters, rows))
+    copy = _native(db) == "postgresql"  # COPY takes rows several times faster than INSERT
+    sql, converters = _write_plan(db.dialect, table, tuple(columns), (), copy)
+    return await _executemany(db, sql, _convert(converters, rows), copy=copy)
 
 
 async def update_rows(
@@ -212,7 +220,9 @@ async def update_rows(
     return await _executemany(db, sql, _convert(converters, rows))
 
 
-async def _executemany(db: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+async def _executemany(
+    db: AsyncConnection, sql: str, rows: list[tuple[Any, ...]], *, copy: bool = False
+) -> int:
     native = _native(db)
     if native is None:
         result = await db.exec_driver_sql(sql, rows)
@@ -225,6 +235,11 @@ async def _executemany(db: AsyncConnection, sql: str, rows: list[tuple[Any, ...]
             cursor = await driver.executemany(sql, rows)
             return int(cursor.rowcount)
         async with driver.cursor() as cursor:
+            if copy:
+                async with cursor.copy(sql) as stream:
+                    for row in rows:
+                        await stream.write_row(row)
+                return len(rows)
             await cursor.executemany(sql, rows)
             return int(cursor.rowcount)
     except base_error as exc:

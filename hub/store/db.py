@@ -121,7 +121,13 @@ class Store:
 
         try:
             async with self.engine.begin() as conn:
-                if not self.is_sqlite:
+                if self.is_sqlite:
+                    # Python's sqlite3 commits each CREATE TABLE on its own unless a
+                    # transaction is open: a process killed half-way through would leave
+                    # tables without the revision that made them. One transaction, taken
+                    # with the write lock, also keeps two starting processes in turn.
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
                     # Two processes starting at once must not both run the migrations.
                     from sqlalchemy import text
 
@@ -174,6 +180,18 @@ class Store:
                 await conn.rollback()
                 raise
             await conn.commit()
+
+    async def analyze(self, *tables: str) -> None:
+        """Refresh PostgreSQL's statistics of ``tables`` (a no-op on SQLite, whose planner
+        needs none). Tables filled faster than autovacuum looks at them otherwise keep the
+        statistics of an empty table, and the planner then reads a whole index to find a
+        page's thousand keys."""
+        if self.is_sqlite or not tables:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            quote = conn.dialect.identifier_preparer.quote
+            await conn.exec_driver_sql(f"ANALYZE {', '.join(quote(t) for t in tables)}")
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

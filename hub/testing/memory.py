@@ -121,6 +121,10 @@ class MemoryRemote:
         data = self._records.get(record_id)
         return dict(data) if data is not None else None
 
+    def ids(self) -> list[str]:
+        """Ids of the live records, oldest first (without copying the records)."""
+        return list(self._records)
+
     def all(self) -> dict[str, dict[str, Any]]:
         return {rid: dict(data) for rid, data in self._records.items()}
 
@@ -332,7 +336,8 @@ class MemoryConnector(Connector):
         full = since is None
         if full:
             # Live records by last change; tombstones are skipped (a full scan implies them).
-            changed = [(rid, at) for rid, at in remote.log_since(0) if rid in remote]
+            live = remote._records
+            changed = [(rid, at) for rid, at in remote.log_since(0) if rid in live]
             end = remote.seq
         else:
             assert since is not None
@@ -346,7 +351,7 @@ class MemoryConnector(Connector):
             chunk = changed[start : start + size]
             page = Page(full_scan=full)
             for record_id, _ in chunk:
-                if record_id in remote:
+                if record_id in remote._records:
                     page.records.append(remote.record(record_id))
                 elif remote.is_deleted(record_id):
                     page.deleted.append(record_id)

@@ -24,6 +24,42 @@ async def test_migrates_to_head_and_is_idempotent(db_url: str) -> None:
         await again.close()
 
 
+_KILLED_MID_MIGRATION = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from alembic.operations import Operations
+    from hub.store import Store
+
+    made = Operations.create_table
+    count = [0]
+
+    def create_then_die(self, *args, **kwargs):
+        table = made(self, *args, **kwargs)
+        count[0] += 1
+        if count[0] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return table
+
+    Operations.create_table = create_then_die
+    asyncio.run(Store.open(sys.argv[1]))
+    """
+)
+
+
+async def test_a_process_killed_while_migrating_leaves_a_database_that_migrates(
+    db_url: str,
+) -> None:
+    died = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_MIGRATION, db_url], capture_output=True, timeout=60
+    )
+    assert died.returncode == -9
+    store = await Store.open(db_url)  # nothing half-made stands in the way
+    try:
+        assert await store.revision() == "0001"
+    finally:
+        await store.close()
+
+
 async def test_lease_is_exclusive_and_released(store: Store) -> None:
     async with Lease(store, "run:people"):
         with pytest.raises(LeaseHeld) as held:
