@@ -197,8 +197,8 @@ async def _pull_stream(
     pages = 0
     all_full_scan = True
     async for page in ctx.connector.pull(sctx.stream, cursor):
-        with collector_paused():
-            async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
+        async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
+            with collector_paused():
                 await applier.apply(db, page)
         pages += 1
         all_full_scan = all_full_scan and page.full_scan
