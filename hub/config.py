@@ -43,6 +43,9 @@ class HubSettings(BaseModel):
     """The daemon's HTTP port; 0 picks a free one (printed at start)."""
     webhook_max_body: int = Field(1024 * 1024, ge=1024)
     """Largest webhook or form body accepted, in bytes (413 beyond)."""
+    retention_days: int = Field(30, ge=1)
+    """Settled runs, outbox rows and inbox deliveries older than this are deleted by the
+    daemon once a day (``hub.housekeeping``; ``crmhub db prune`` does it at once)."""
 
 
 class ConnectionSettings(BaseModel):

@@ -381,15 +381,20 @@ class Inbox:
             counts = {str(status): int(n) for status, n in rows}
         return {**dict.fromkeys(STATUSES, 0), **counts}
 
-    async def purge(self, older_than: timedelta, statuses: Sequence[str] = ("done",)) -> int:
-        """Delete items in ``statuses`` last touched (processed, else received) before
-        ``older_than`` ago; returns how many."""
+    async def purge(
+        self,
+        older_than: timedelta,
+        statuses: Sequence[str] = ("done",),
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete items in ``statuses`` last touched (processed, else received) more than
+        ``older_than`` before ``now``; returns how many."""
         touched = func.coalesce(table.c.processed_at, table.c.received_at)
+        cutoff = (now or utcnow()) - older_than
         async with self._writing(), self.store.begin() as conn:
             result = await conn.execute(
-                delete(table).where(
-                    table.c.status.in_(list(statuses)), touched < utcnow() - older_than
-                )
+                delete(table).where(table.c.status.in_(list(statuses)), touched < cutoff)
             )
         return int(result.rowcount)
 

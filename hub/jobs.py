@@ -64,6 +64,7 @@ JobFunction = Callable[["Hub", str, asyncio.Event], Awaitable[Any]]
 SCHEDULE_PREFIX = "sync:"
 TASK_PREFIX = "crmhub.sync:"
 KEEPALIVE_TASK = "crmhub.keepalive"
+HOUSEKEEPING_TASK = "crmhub.housekeeping"
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 RESUME_STATUSES = ("interrupted", "running")
@@ -148,6 +149,21 @@ async def run_keep_alive() -> list[str]:
     scheduler = current_async_scheduler.get()
     owner = _owners.get(scheduler.identity) if scheduler else None
     return await keep_alive_all(owner.hub) if owner is not None else []
+
+
+async def run_housekeeping() -> dict[str, int]:
+    """The daily task deleting settled rows past their retention (``hub.housekeeping``)."""
+    from hub.housekeeping import prune
+
+    scheduler = current_async_scheduler.get()
+    owner = _owners.get(scheduler.identity) if scheduler else None
+    if owner is None:
+        return {}
+    hub = owner.hub
+    pruned = (await prune(hub.store, timedelta(days=hub.config.hub.retention_days))).as_dict()
+    if any(pruned.values()):
+        log.info("housekeeping deleted %s", ", ".join(f"{n} {k}" for k, n in pruned.items()))
+    return pruned
 
 
 class SyncScheduler:
@@ -246,16 +262,16 @@ class SyncScheduler:
                 conflict_policy=ConflictPolicy.replace,
             )
             changes["replaced" if old is not None else "added"].append(name)
-        await self.scheduler.configure_task(
-            KEEPALIVE_TASK, func=run_keep_alive, max_running_jobs=None
-        )
-        await self.scheduler.add_schedule(
-            KEEPALIVE_TASK,
-            IntervalTrigger(days=1),
-            id=KEEPALIVE_TASK,
-            coalesce=CoalescePolicy.latest,
-            conflict_policy=ConflictPolicy.do_nothing,
-        )
+        daily = ((KEEPALIVE_TASK, run_keep_alive), (HOUSEKEEPING_TASK, run_housekeeping))
+        for task, task_func in daily:
+            await self.scheduler.configure_task(task, func=task_func, max_running_jobs=None)
+            await self.scheduler.add_schedule(
+                task,
+                IntervalTrigger(days=1),
+                id=task,
+                coalesce=CoalescePolicy.latest,
+                conflict_policy=ConflictPolicy.do_nothing,
+            )
         for name in sorted(set(stored) - set(wanted)):
             await self.scheduler.remove_schedule(SCHEDULE_PREFIX + name)
             changes["removed"].append(name)

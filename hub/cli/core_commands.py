@@ -18,7 +18,7 @@ from hub.registry import Registry
 from hub.runtime import Hub
 from hub.store.schema import change_log, conflicts, entities, entity_keys, links, runs
 
-db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: migrations and retention.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs: history and held deletions.", invoke_without_command=True)
 conflicts_app = typer.Typer(help="Conflicts waiting for a person.", invoke_without_command=True)
 entities_app = typer.Typer(help="Golden records.", invoke_without_command=True)
@@ -45,6 +45,9 @@ database = "crmhub.db"
 # than this many, waits for `crmhub runs approve RUN_ID`.
 delete_guard_share = 0.10
 delete_guard_max = 50
+# Days to keep settled runs, written outbox rows and processed webhook deliveries
+# (the daemon deletes older ones once a day; `crmhub db prune` at once).
+# retention_days = 30
 
 # [connections.people]
 # connector = "csv"
@@ -125,6 +128,37 @@ def db_upgrade() -> None:
     async def body() -> None:
         async with open_hub() as hub:
             console.print(f"database at revision {await hub.store.revision()}")
+
+    run(body)
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: int = typer.Option(
+        None,
+        "--older-than",
+        min=1,
+        help="Days to keep (default: [hub] retention_days, 30).",
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """Delete settled runs, written outbox rows and processed inbox deliveries older than
+    the retention (the daemon does this once a day)."""
+    from datetime import timedelta
+
+    from hub.housekeeping import prune
+
+    async def body() -> None:
+        async with open_hub() as hub:
+            days = older_than or hub.config.hub.retention_days
+            pruned = (await prune(hub.store, timedelta(days=days))).as_dict()
+        if json_out:
+            print_json({"older_than_days": days, **pruned})
+            return
+        console.print(
+            f"deleted what was settled more than {days} days ago: "
+            + ", ".join(f"{n} {what}" for what, n in pruned.items())
+        )
 
     run(body)
 

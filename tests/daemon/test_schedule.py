@@ -226,12 +226,17 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
     try:
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             ids = {s.id for s in await scheduler.scheduler.get_schedules()}
-            assert ids == {"sync:a", "sync:b", "crmhub.keepalive"}
+            assert ids == {"sync:a", "sync:b", "crmhub.keepalive", "crmhub.housekeeping"}
         hub.config = load_config(write_config(tmp_path, {"a": "every 10m", "c": "every 1h"}))
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             assert scheduler.wanted().keys() == {"a", "c"}
             schedules = {s.id: s for s in await scheduler.scheduler.get_schedules()}
-        assert set(schedules) == {"sync:a", "sync:c", "crmhub.keepalive"}
+        assert set(schedules) == {
+            "sync:a",
+            "sync:c",
+            "crmhub.keepalive",
+            "crmhub.housekeeping",
+        }
         assert schedules["sync:a"].metadata["schedule"] == "every 10m"
         trigger = schedules["sync:a"].trigger
         assert isinstance(trigger, IntervalTrigger)

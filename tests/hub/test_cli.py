@@ -88,3 +88,15 @@ def test_mapping_check_names_file_line_and_key(folder: Path) -> None:
     bad.write_text('entity = "contact"\n\n[[field]]\ncanonical = "emial"\nremote = "email"\n')
     code, out = invoke("mapping", "check", str(bad))
     assert code == 1 and "bad.toml:4" in out and "emial" in out
+
+
+def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
+    code, out = invoke("db", "prune", "--json")
+    assert code == 0, out
+    assert json.loads(out) == {"older_than_days": 30, "inbox": 0, "outbox": 0, "runs": 0}
+    code, out = invoke("db", "prune", "--older-than", "7")
+    assert code == 0, out
+    assert "more than 7 days ago: 0 inbox, 0 outbox, 0 runs" in out
+    code, out = invoke("db", "prune", "--older-than", "0")
+    assert code != 0
+    assert "older-than" in out
