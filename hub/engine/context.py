@@ -14,6 +14,8 @@ from hub.errors import ConfigError, Problem
 from hub.mapping import Mapping, load_mapping
 from hub.runtime import Hub
 
+_GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -45,8 +47,9 @@ class RunContext:
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     held: bool = False
+    written: int = 0
+    """Rows this run has brought in or settled (pulled records, finished outbox rows)."""
     analyzed_at: int = 0
-    """Records brought in when the store's statistics were last refreshed (run.py)."""
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
 
@@ -60,6 +63,19 @@ class RunContext:
     def count(self, key: str, n: int = 1) -> None:
         if n:
             self.counts[key] = self.counts.get(key, 0) + n
+
+    async def wrote(self, n: int) -> None:
+        """Note ``n`` more rows brought in or settled. Each time the run passes another power
+        of ten (1,000, 10,000, ...) the store's statistics of the tables it fills and
+        changes are refreshed where stale, so the next pages' lookups keep using their
+        indexes however fast the tables grow or their rows change status."""
+        self.written += n
+        mark = 1000
+        while mark * 10 <= self.written:
+            mark *= 10
+        if self.written >= mark > self.analyzed_at and not self.plan:
+            self.analyzed_at = mark
+            await self.hub.store.refresh_statistics(*_GROWING_TABLES)
 
 
 def mapping_path(hub: Hub, conn: ConnectionConfig, connector: Connector, stream: Stream) -> Path:

@@ -78,6 +78,7 @@ class Pusher:
                     return
                 settled = [o for o in owed if o.change is None]
                 await self._finish(db, settled, {})
+            await self.ctx.wrote(len(owed))
             pending = [o for o in owed if o.change is not None]
             if not pending:
                 continue

@@ -203,7 +203,7 @@ async def _pull_stream(
         pages += 1
         all_full_scan = all_full_scan and page.full_scan
         ctx.count("pages")
-        await _refresh_statistics(ctx)
+        await ctx.wrote(len(page.records))
         if progress:
             progress("pulled", ctx.counts.get("records", 0))
         if stop is not None and stop.is_set():
@@ -219,22 +219,6 @@ async def _pull_stream(
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
             await _deletes(ctx, db, stream, sorted(removed))
-
-
-_GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
-
-
-async def _refresh_statistics(ctx: RunContext) -> None:
-    """Each time a run has brought in another power of ten of records (1,000, 10,000, ...),
-    the database's statistics of the tables it fills are refreshed, so that the lookups of
-    the next pages keep using their indexes however fast the tables grow."""
-    records = ctx.counts.get("records", 0)
-    mark = 1000
-    while mark * 10 <= records:
-        mark *= 10
-    if records >= mark > ctx.analyzed_at and not ctx.plan:
-        ctx.analyzed_at = mark
-        await ctx.hub.store.analyze(*_GROWING_TABLES)
 
 
 _pauses = 0

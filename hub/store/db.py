@@ -181,17 +181,32 @@ class Store:
                 raise
             await conn.commit()
 
-    async def analyze(self, *tables: str) -> None:
-        """Refresh PostgreSQL's statistics of ``tables`` (a no-op on SQLite, whose planner
-        needs none). Tables filled faster than autovacuum looks at them otherwise keep the
-        statistics of an empty table, and the planner then reads a whole index to find a
-        page's thousand keys."""
+    async def refresh_statistics(self, *tables: str) -> list[str]:
+        """Refresh PostgreSQL's planner statistics of those ``tables`` that have none yet or
+        whose rows changed by more than a fifth since they were gathered; returns the tables
+        analysed (none on SQLite, whose planner needs no statistics). Tables filled faster
+        than autovacuum looks at them otherwise keep the statistics of an empty table, and
+        the planner then reads a whole index to find a page's thousand keys."""
         if self.is_sqlite or not tables:
-            return
+            return []
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            quote = conn.dialect.identifier_preparer.quote
-            await conn.exec_driver_sql(f"ANALYZE {', '.join(quote(t) for t in tables)}")
+            result = await conn.exec_driver_sql(
+                "SELECT c.relname, c.reltuples, s.n_mod_since_analyze FROM pg_class c "
+                "JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                "WHERE c.oid = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)",
+                (list(tables),),
+            )
+            found: list[Any] = list(result)
+            stale = [
+                str(name)
+                for name, estimate, changed in found
+                if estimate < 0 or changed > 0.2 * max(estimate, 1000)
+            ]
+            if stale:
+                quote = conn.dialect.identifier_preparer.quote
+                await conn.exec_driver_sql(f"ANALYZE {', '.join(quote(t) for t in stale)}")
+        return sorted(stale)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

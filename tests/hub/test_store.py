@@ -153,3 +153,13 @@ async def test_migrations_create_exactly_the_schema(store: Store) -> None:
 
     async with store.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_statistics_are_refreshed_only_where_missing_or_stale(store: Store) -> None:
+    first = await store.refresh_statistics("entities", "links")
+    again = await store.refresh_statistics("entities", "links")
+    if store.is_sqlite:
+        assert first == again == []  # SQLite's planner needs no statistics
+    else:
+        assert first == ["entities", "links"]  # never analysed
+        assert again == []
