@@ -230,7 +230,7 @@ def collector_paused() -> Iterator[None]:
 
     A page builds thousands of records, entities and rows that live until its transaction
     ends and are then freed by reference counting; collecting while they are being built
-    walks them again and again for nothing (a tenth of a large sync's time). Once the last
+    walks them again and again for nothing (some 5% of a large sync's time). Once the last
     page in flight (of any run in this process) is done, collection resumes and catches
     up at once. Nested and concurrent pauses count: the collector stays off until all end.
     """

@@ -27,7 +27,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -227,10 +228,7 @@ async def _executemany(
     if native is None:
         result = await db.exec_driver_sql(sql, rows)
         return int(result.rowcount)
-    driver = (await db.get_raw_connection()).driver_connection
-    assert driver is not None
-    base_error = db.dialect.loaded_dbapi.Error
-    try:
+    async with _driver(db, sql, rows[:1]) as driver:
         if native == "sqlite":
             cursor = await driver.executemany(sql, rows)
             return int(cursor.rowcount)
@@ -242,8 +240,19 @@ async def _executemany(
                 return len(rows)
             await cursor.executemany(sql, rows)
             return int(cursor.rowcount)
+
+
+@asynccontextmanager
+async def _driver(db: AsyncConnection, sql: str, params: Any) -> AsyncIterator[Any]:
+    """The driver's connection under ``db`` (same transaction); its errors are raised as
+    SQLAlchemy's, naming ``sql``."""
+    driver = (await db.get_raw_connection()).driver_connection
+    assert driver is not None
+    base_error = db.dialect.loaded_dbapi.Error
+    try:
+        yield driver
     except base_error as exc:
-        raise DBAPIError.instance(sql, rows[:1], exc, base_error, dialect=db.dialect) from exc
+        raise DBAPIError.instance(sql, params, exc, base_error, dialect=db.dialect) from exc
 
 
 @lru_cache(maxsize=256)
@@ -288,16 +297,11 @@ async def select_in(
         return [tuple(r) for r in await db.execute(stmt)]
     sql, processors = _select_plan(db.dialect, table, tuple(columns), tuple(where), key)
     params = (*where.values(), listed if native == "postgresql" else dump_json(listed))
-    driver = (await db.get_raw_connection()).driver_connection
-    assert driver is not None
-    base_error = db.dialect.loaded_dbapi.Error
-    try:
+    async with _driver(db, sql, params) as driver:
         if native == "sqlite":
             rows = await driver.execute_fetchall(sql, params)
         else:
             async with driver.cursor() as cursor:
                 await cursor.execute(sql, params)
                 rows = await cursor.fetchall()
-    except base_error as exc:
-        raise DBAPIError.instance(sql, params, exc, base_error, dialect=db.dialect) from exc
     return _convert(processors, rows)

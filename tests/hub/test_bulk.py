@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.engine.run import collector_paused
 from hub.engine.writes import LINK_COLUMNS
@@ -43,6 +44,15 @@ def test_id_pool_hands_out_distinct_ids_in_order() -> None:
     assert len(set(taken)) == 50
 
 
+ENTITY_COLUMNS = ("id", "type", "fields", "provenance", "created_at", "updated_at")
+
+
+async def _entity(db: AsyncConnection) -> str:
+    entity = new_id()
+    await insert_rows(db, entities, ENTITY_COLUMNS, [(entity, "contact", {}, {}, WHEN, WHEN)])
+    return entity
+
+
 async def _raw_text(store: Store, table: str, column: str, row_id: str) -> str | None:
     cast = f"CAST({column} AS TEXT)" if not store.is_sqlite else column
     async with store.connect() as db:
@@ -61,7 +71,7 @@ async def test_insert_rows_stores_what_sqlalchemy_stores(store: Store) -> None:
         await insert_rows(
             db,
             entities,
-            ("id", "type", "fields", "provenance", "created_at", "updated_at"),
+            ENTITY_COLUMNS,
             [(ours, "contact", FIELDS, prov, WHEN, WHEN)],
         )
         await db.execute(
@@ -90,14 +100,8 @@ async def test_insert_rows_stores_what_sqlalchemy_stores(store: Store) -> None:
 
 
 async def test_update_rows_counts_and_none_in_json_is_json_null(store: Store) -> None:
-    entity = new_id()
     async with store.begin() as db:
-        await insert_rows(
-            db,
-            entities,
-            ("id", "type", "fields", "provenance", "created_at", "updated_at"),
-            [(entity, "contact", {}, {}, WHEN, WHEN)],
-        )
+        entity = await _entity(db)
         await db.execute(
             insert(conflicts).values(
                 entity_id=entity,
@@ -186,13 +190,14 @@ async def test_select_in_matches_sqlalchemy_for_lists_past_parameter_limits(stor
 
 
 async def test_driver_errors_come_out_as_sqlalchemy_errors(store: Store) -> None:
-    row = (new_id(), "contact", {}, {}, WHEN, WHEN)
-    columns = ("id", "type", "fields", "provenance", "created_at", "updated_at")
     async with store.begin() as db:
-        await insert_rows(db, entities, columns, [row])
+        taken = await _entity(db)
     with pytest.raises(IntegrityError):
         async with store.begin() as db:
-            await insert_rows(db, entities, columns, [(new_id(), *row[1:]), row])
+            await _entity(db)
+            await insert_rows(
+                db, entities, ENTITY_COLUMNS, [(taken, "contact", {}, {}, WHEN, WHEN)]
+            )
     async with store.connect() as db:
         count = len((await db.execute(select(entities.c.id))).all())
     assert count == 1  # the failed transaction left nothing behind
