@@ -242,6 +242,13 @@ def _report(
         f"{last / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB; "
         f"growth after the first minute {growth:+.1f} MiB ({growth * MiB / baseline:+.1%})"
     )
+    half = samples[-1][0] / 2
+    middle = next((rss for t, rss in samples if t >= half), last)
+    hours = (samples[-1][0] - half) / 3600
+    if hours > 0:
+        print(f"rss in the second half: {(last - middle) / MiB / hours:+.1f} MiB per hour")
+    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    print(f"database with its WAL: {size / MiB:.1f} MiB")
     print("runs by connection and status:")
     for connection, status, n in counts(
         db, "select connection, status, count(*) from runs group by 1, 2 order by 1, 2"
