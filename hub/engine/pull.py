@@ -132,18 +132,29 @@ class PageApplier:
                 by_key.setdefault((kind, value), entity_id)
         entity_ids = {link.entity_id for link in known.values()} | set(by_key.values())
         loaded: dict[str, _Entity] = {}
+        deleted: set[str] = set()
         for entity_id, fields, provenance, deleted_at in await select_in(
             db, entities, ("id", "fields", "provenance", "deleted_at"), {}, "id", entity_ids
         ):
             if deleted_at is None:
                 loaded[entity_id] = _Entity(entity_id, fields, provenance)
+            else:
+                deleted.add(entity_id)
         held = await self._open_conflicts(db, list(loaded))
 
-        created = matched = 0
+        created = matched = tombstoned = 0
         take_id = self.ids.take
         for rec, canon in records:
             link = known.get(rec.id)
-            # No entity behind a link: it was deleted in the hub; the record starts afresh.
+            if link is not None and link.entity_id in deleted:
+                # Deleted in the hub (a delete propagated from another system): the link
+                # stays until this system's copy is deleted too, and nothing comes back. The
+                # version seen is kept, so the delete owed here is not refused as stale.
+                tombstoned += 1
+                if rec.version != link.version:
+                    link.version = rec.version
+                    link.changed = True
+                continue
             ent = loaded.get(link.entity_id) if link else None
             if link is None or ent is None:
                 own_keys = keys_of.get(rec.id)  # None: not looked up, computed when written
@@ -166,6 +177,7 @@ class PageApplier:
             self._merge(ent, link, rec, canon, held.get(ent.id, set()))
         ctx.count("created", created)
         ctx.count("matched", matched)
+        ctx.count("skipped_deleted", tombstoned)
         await self._write(db, list(loaded.values()), known, held)
         self.seen_remote_ids.update(remote_ids)
 

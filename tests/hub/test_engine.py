@@ -317,3 +317,31 @@ async def test_exhausted_transient_failure_is_retried_by_a_later_run(two: Setup)
     await two.sync("shop")
     assert len(shop) == 1
     assert await two.count(outbox, connection="shop", status="done") == 1
+
+
+async def test_a_record_changed_elsewhere_after_a_propagated_delete_stays_deleted(
+    tmp_path: Path, db_url: str
+) -> None:
+    s = Setup(
+        tmp_path, db_url, ["crm", "shop"], per_connection={"crm": 'delete_policy = "propagate"\n'}
+    )
+    await s.open()
+    try:
+        crm, shop = s.remotes["crm"], s.remotes["shop"]
+        ids = [crm.add({"email": f"p{i}@x.io", "first_name": f"P{i}"}) for i in range(20)]
+        await s.sync_until_quiet()
+        crm.delete(ids[0])
+        assert (await s.sync("crm")).counts.get("deleted") == 1
+        # shop's copy changes before shop is told: its next pull meets a link to a deleted
+        # contact, which the pending delete is about to remove
+        shop_id = next(rid for rid, d in shop.all().items() if d["email"] == "p0@x.io")
+        shop.update(shop_id, first_name="Changed")
+        report = await s.sync("shop")
+        assert report.status == "ok", report
+        assert shop_id not in shop.all(), str(report.counts)
+        await s.sync_until_quiet()
+        assert len(crm) == 19 and len(shop) == 19
+        assert len(await s.entities()) == 19
+        assert await s.count(links, connection="shop") == 19
+    finally:
+        await s.close()
