@@ -1,9 +1,12 @@
 """Engine throughput: 100,000 contacts across two connections (in-process remotes).
 
-    .venv/bin/python bench/engine.py [--records 100000] [--database URL]
+    .venv/bin/python bench/engine.py [--records 100000] [--database URL] [--busy]
 
 Prints the initial sync's records/s, an incremental sync with 1% and with 0% changed,
-and the peak RSS. HTTP is not measured here (see bench/ratelimit.py, bench/webhooks.py).
+and the peak RSS. With ``--busy`` a thread of the same process spins the whole time, as
+another run's mapping or a burst of webhooks does in the daemon: the figures then show what
+the database driver's waits for the interpreter lock cost. HTTP is not measured here (see
+bench/ratelimit.py, bench/webhooks.py).
 By default the store is a new SQLite file; with ``--database postgresql+psycopg://...`` the
 run gets a schema of its own in that database, dropped at the end.
 """
@@ -18,6 +21,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,10 +99,32 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: SQLite)")
+    parser.add_argument("--busy", action="store_true", help="a busy thread beside the syncs")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
-    with database(args.database, tmp) as url:
+    with database(args.database, tmp) as url, busy_thread(args.busy):
         await run(args.records, url, tmp)
+
+
+@contextlib.contextmanager
+def busy_thread(wanted: bool) -> Iterator[None]:
+    """A thread running pure Python until the block ends (if ``wanted``)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+
+    thread = threading.Thread(target=spin, daemon=True)
+    if wanted:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if wanted:
+            thread.join()
 
 
 async def run(n: int, url: str, tmp: Path) -> None:

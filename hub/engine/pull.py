@@ -1,8 +1,11 @@
 """Applying one pulled page: map, match, merge, and stage every write of the page.
 
-Everything a page changes (entities, keys, links with their bases, conflicts, change log,
-outbox rows, the cursor) is written in the one transaction the caller holds, so a crash
-loses at most the page in flight, which is pulled again and applies idempotently.
+A page is first prepared (mapped to canonical values, its match keys computed: work that
+needs no database, so the run does it for the next page while the current one is written)
+and then applied. Everything a page changes (entities, keys, links with their bases,
+conflicts, change log, outbox rows, the cursor) is written in the one transaction the
+caller holds, so a crash loses at most the page in flight, which is pulled again and
+applies idempotently.
 """
 
 from __future__ import annotations
@@ -48,6 +51,18 @@ class _Link:
     changed: bool = False
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A page mapped to canonical values, with the match keys of each record."""
+
+    records: list[tuple[RemoteRecord, dict[str, Any]]]
+    keys: dict[str, list[tuple[str, str]]]
+    """Match keys by remote id, strongest first."""
+    errors: list[str]
+    deleted: list[str]
+    cursor: Any
+
+
 def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
@@ -72,30 +87,43 @@ class PageApplier:
         self.deleted_remote_ids: list[str] = []
         self.ids = IdPool()
 
-    async def apply(self, db: AsyncConnection, page: Page) -> None:
+    async def apply(self, db: AsyncConnection, page: Page | Prepared) -> None:
+        """Apply a page (prepared first if it is not) in the transaction ``db``."""
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
-        mapping = self.sctx.mapping
-        records: list[tuple[RemoteRecord, dict[str, Any]]] = []
-        errors: list[FieldProblem] = []
-        to_canonical = mapping.to_canonical
-        for rec in page.records:
-            records.append((rec, to_canonical(rec.data, errors)))
-            if errors:
-                ctx.count("field_errors", len(errors))
-                ctx.errors.extend(f"{name} {stream} record {rec.id}: {p}" for p in errors)
-                errors.clear()
-        ctx.count("records", len(records))
-        if records:
-            await self._merge_records(db, records)
+        if isinstance(page, Page):
+            page = self.prepare(page)
+        ctx.count("records", len(page.records))
+        if page.errors:
+            ctx.count("field_errors", len(page.errors))
+            ctx.errors.extend(page.errors)
+        if page.records:
+            await self._merge_records(db, page)
         if page.deleted:
             self.deleted_remote_ids.extend(page.deleted)
         if page.cursor is not None and not ctx.plan:
             await upsert_cursor(db, name, stream, page.cursor)
 
-    async def _merge_records(
-        self, db: AsyncConnection, records: list[tuple[RemoteRecord, dict[str, Any]]]
-    ) -> None:
+    def prepare(self, page: Page) -> Prepared:
+        """Map ``page`` to canonical values and compute its match keys (no database)."""
+        name, stream = self.ctx.name, self.sctx.stream.name
+        to_canonical = self.sctx.mapping.to_canonical
+        entity_type, region = self.entity_type, self.region
+        records: list[tuple[RemoteRecord, dict[str, Any]]] = []
+        keys: dict[str, list[tuple[str, str]]] = {}
+        messages: list[str] = []
+        problems: list[FieldProblem] = []
+        for rec in page.records:
+            canon = to_canonical(rec.data, problems)
+            records.append((rec, canon))
+            keys[rec.id] = match_keys(entity_type, canon, region)
+            if problems:
+                messages.extend(f"{name} {stream} record {rec.id}: {p}" for p in problems)
+                problems.clear()
+        return Prepared(records, keys, messages, page.deleted, page.cursor)
+
+    async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
+        records, keys_of = page.records, page.keys
         remote_ids = [rec.id for rec, _ in records]
         rows = await select_in(
             db,
@@ -108,15 +136,12 @@ class PageApplier:
         known: dict[str, _Link] = {r[2]: _Link(*r) for r in rows}
         # Identity matching for records seen for the first time.
         wanted: dict[str, set[str]] = {}
-        keys_of: dict[str, list[tuple[str, str]]] = {}
-        for rec, canon in records:
+        for rec, _ in records:
             if rec.id in known:
                 continue
-            keys = match_keys(self.entity_type, canon, self.region)
-            keys_of[rec.id] = keys
             # Only the strongest key present identifies: two addresses sharing a phone
             # number (a switchboard, a household) are two people, not one.
-            for kind, value in keys[:1]:
+            for kind, value in keys_of[rec.id][:1]:
                 wanted.setdefault(kind, set()).add(value)
         by_key: dict[tuple[str, str], str] = {}
         for kind, values in wanted.items():
@@ -157,7 +182,7 @@ class PageApplier:
                 continue
             ent = loaded.get(link.entity_id) if link else None
             if link is None or ent is None:
-                own_keys = keys_of.get(rec.id)  # None: not looked up, computed when written
+                own_keys = keys_of[rec.id]
                 strongest = own_keys[0] if own_keys else None
                 match_id = by_key.get(strongest) if strongest else None
                 ent = loaded.get(match_id) if match_id else None

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.connector import Page
 from hub.engine import deletes
 from hub.engine.context import RunContext, StreamContext, build_context
-from hub.engine.pull import PageApplier
+from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
 from hub.errors import ConnectorError, LeaseHeld, NeedsReauth, RateLimited
 from hub.runtime import Hub
@@ -196,18 +197,19 @@ async def _pull_stream(
     applier = PageApplier(ctx, sctx)
     pages = 0
     all_full_scan = True
-    async for page in ctx.connector.pull(sctx.stream, cursor):
-        async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
-            with collector_paused():
-                await applier.apply(db, page)
-        pages += 1
-        all_full_scan = all_full_scan and page.full_scan
-        ctx.count("pages")
-        await ctx.wrote(len(page.records))
-        if progress:
-            progress("pulled", ctx.counts.get("records", 0))
-        if stop is not None and stop.is_set():
-            raise _Stopped
+    async with read_ahead(ctx.connector.pull(sctx.stream, cursor), applier.prepare) as ahead:
+        async for page, prepared in ahead:
+            async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
+                with collector_paused():
+                    await applier.apply(db, prepared)
+            pages += 1
+            all_full_scan = all_full_scan and page.full_scan
+            ctx.count("pages")
+            await ctx.wrote(len(page.records))
+            if progress:
+                progress("pulled", ctx.counts.get("records", 0))
+            if stop is not None and stop.is_set():
+                raise _Stopped
     removed = set(applier.deleted_remote_ids)
     async with db_factory() as db:
         if pages and all_full_scan:
@@ -219,6 +221,54 @@ async def _pull_stream(
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
             await _deletes(ctx, db, stream, sorted(removed))
+
+
+_END = object()
+
+
+@contextlib.asynccontextmanager
+async def read_ahead(
+    pages: AsyncIterator[Page], prepare: Callable[[Page], Prepared]
+) -> AsyncIterator[AsyncGenerator[tuple[Page, Prepared]]]:
+    """The connector's pages, each with its :meth:`PageApplier.prepare` result, the next
+    one fetched and prepared while the caller applies the current one: the remote's
+    answer (or the mapping's work) overlaps the database's. One page at most is held
+    ahead; leaving the block cancels it and closes the connector's generator, so a run
+    that stops or fails asks nothing more of the remote."""
+
+    async def fetch() -> Any:
+        page = await anext(pages, None)
+        if page is None:
+            return _END
+        with collector_paused():
+            return page, prepare(page)
+
+    task: asyncio.Future[Any] | None = None
+
+    async def iterate() -> AsyncGenerator[tuple[Page, Prepared]]:
+        nonlocal task
+        task = asyncio.ensure_future(fetch())
+        while True:
+            item = await task
+            if item is _END:
+                task = None
+                return
+            task = asyncio.ensure_future(fetch())
+            yield item
+
+    items = iterate()
+    try:
+        yield items
+    finally:
+        await items.aclose()
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # a cancellation of this run still comes through
+            if not task.cancelled():
+                task.exception()  # the caller's own error is the one that counts
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 _pauses = 0

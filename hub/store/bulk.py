@@ -6,8 +6,9 @@ work itself (parameters processed one by one; several round trips to aiosqlite's
 every statement), so the page path goes to the driver's own connection, inside the
 transaction the caller holds:
 
-- :func:`insert_rows` and :func:`update_rows`: one ``executemany`` of plain SQL (inserts
-  on PostgreSQL: one ``COPY``);
+- :func:`insert_rows` and :func:`update_rows`: on SQLite one statement whose rows come in
+  as one JSON parameter (``json_each``); on PostgreSQL one ``COPY`` for inserts and one
+  ``executemany`` for updates;
 - :func:`select_in`: rows whose key is in a list, the list passed as one parameter
   (SQLite's ``json_each``, PostgreSQL's ``= ANY``), however long it is.
 
@@ -17,6 +18,13 @@ is made once per table, column list and dialect. Driver errors come out as SQLAl
 as from any other statement. A driver other than aiosqlite or psycopg goes through
 SQLAlchemy as usual.
 
+SQLite's page writes are single statements for a second reason: the driver lets go of the
+interpreter lock while a statement runs, and takes it again for every row of an
+``executemany``. Beside a busy event loop (another connection's run mapping its page, a
+webhook burst) each retaking waits for the loop's thread to yield, up to the interpreter's
+switch interval, and a thousand-row page that takes milliseconds alone took seconds. One
+statement takes the lock back once.
+
 Row ids are UUIDv7 strings (:func:`new_ids`): time-ordered, so the rows a page inserts land
 next to each other at the end of every primary-key and foreign-key index instead of at
 random places, which is what keeps large syncs fast on SQLite and PostgreSQL alike.
@@ -25,6 +33,7 @@ random places, which is what keeps large syncs fast on SQLite and PostgreSQL ali
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -32,6 +41,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -134,23 +144,29 @@ def _mark(dialect: Dialect) -> str:
     return "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
 
 
+# UPDATE ... FROM arrived in SQLite 3.33; older libraries take updates one row at a time.
+_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
 @lru_cache(maxsize=256)
 def _write_plan(
     dialect: Dialect,
     table: Table,
     columns: tuple[str, ...],
     where: tuple[str, ...],
-    copy: bool = False,
+    mode: str = "rows",
 ) -> tuple[str, tuple[Converter | _Timestamp | None, ...]]:
-    """SQL text and per-parameter conversions of an INSERT (``where`` empty; with ``copy``
-    PostgreSQL's ``COPY ... FROM STDIN``) or of an UPDATE setting ``columns`` on the rows
-    matching ``where`` (parameters: ``columns``, then ``where``)."""
+    """SQL text and per-parameter conversions of an INSERT (``where`` empty) or of an
+    UPDATE setting ``columns`` on the rows matching ``where`` (parameters: ``columns``, then
+    ``where``). ``mode``: ``"rows"``, a statement for ``executemany``; ``"copy"``,
+    PostgreSQL's ``COPY ... FROM STDIN``; ``"json"``, one SQLite statement taking every row
+    as one JSON array of arrays."""
     quote = dialect.identifier_preparer.quote
     marks: list[str] = []
     converters: list[Converter | _Timestamp | None] = []
-    for name in columns + where:
+    for position, name in enumerate(columns + where):
         kind = table.c[name].type.dialect_impl(dialect)
-        mark = _mark(dialect)
+        mark = _mark(dialect) if mode != "json" else f"json_extract(r.value, '$[{position}]')"
         if isinstance(kind, JSON):
             # As SQLAlchemy's JSON type does by default, ``None`` is stored as JSON ``null``.
             converters.append(_dump_json_or_null if kind.none_as_null else dump_json)
@@ -163,15 +179,21 @@ def _write_plan(
             converters.append(kind.bind_processor(dialect))
         marks.append(mark)
     name = quote(table.name)
+    rows_of = " FROM json_each(?) AS r"
     if not where:
         cols = ", ".join(quote(c) for c in columns)
-        if copy:
+        if mode == "copy":
             return f"COPY {name} ({cols}) FROM STDIN", tuple(converters)
+        if mode == "json":
+            sql = f"INSERT INTO {name} ({cols}) SELECT {', '.join(marks)}{rows_of}"
+            return sql, tuple(converters)
         return f"INSERT INTO {name} ({cols}) VALUES ({', '.join(marks)})", tuple(converters)
     sets = ", ".join(f"{quote(c)} = {m}" for c, m in zip(columns, marks, strict=False))
     cond = " AND ".join(
-        f"{quote(c)} = {m}" for c, m in zip(where, marks[len(columns) :], strict=True)
+        f"{name}.{quote(c)} = {m}" for c, m in zip(where, marks[len(columns) :], strict=True)
     )
+    if mode == "json":
+        return f"UPDATE {name} SET {sets}{rows_of} WHERE {cond}", tuple(converters)
     return f"UPDATE {name} SET {sets} WHERE {cond}", tuple(converters)
 
 
@@ -201,9 +223,8 @@ async def insert_rows(
     returns the number of rows."""
     if not rows:
         return 0
-    copy = _native(db) == "postgresql"  # COPY takes rows several times faster than INSERT
-    sql, converters = _write_plan(db.dialect, table, tuple(columns), (), copy)
-    return await _executemany(db, sql, _convert(converters, rows), copy=copy)
+    mode = {"postgresql": "copy", "sqlite": "json"}.get(_native(db) or "", "rows")
+    return await _write(db, table, tuple(columns), (), mode, rows)
 
 
 async def update_rows(
@@ -214,31 +235,51 @@ async def update_rows(
     rows: Sequence[Sequence[Any]],
 ) -> int:
     """UPDATE ``table`` once per row: each tuple holds the new values of ``columns``, then
-    the values of the ``where`` columns naming the row. Returns the rows changed."""
+    the values of the ``where`` columns naming the row; where two tuples name the same row,
+    the later one is written. Returns the rows changed."""
     if not rows:
         return 0
-    sql, converters = _write_plan(db.dialect, table, tuple(columns), tuple(where))
-    return await _executemany(db, sql, _convert(converters, rows))
+    mode = "json" if _native(db) == "sqlite" and _SQLITE_UPDATE_FROM else "rows"
+    if mode == "json":  # one statement: it must not name a row twice
+        rows = list({tuple(r[len(columns) :]): r for r in rows}.values())
+    return await _write(db, table, tuple(columns), tuple(where), mode, rows)
 
 
-async def _executemany(
-    db: AsyncConnection, sql: str, rows: list[tuple[Any, ...]], *, copy: bool = False
+async def _write(
+    db: AsyncConnection,
+    table: Table,
+    columns: tuple[str, ...],
+    where: tuple[str, ...],
+    mode: str,
+    rows: Sequence[Sequence[Any]],
 ) -> int:
+    """Write ``rows`` with the statement :func:`_write_plan` makes; returns the rows
+    written."""
+    sql, converters = _write_plan(db.dialect, table, columns, where, mode)
+    converted = _convert(converters, rows)
     native = _native(db)
     if native is None:
-        result = await db.exec_driver_sql(sql, rows)
+        result = await db.exec_driver_sql(sql, converted)
         return int(result.rowcount)
-    async with _driver(db, sql, rows[:1]) as driver:
+    if mode == "json":
+        try:
+            payload = orjson.dumps(converted).decode()
+        except TypeError:  # a value JSON cannot carry (bytes, out-of-range integers)
+            return await _write(db, table, columns, where, "rows", rows)
+    async with _driver(db, sql, converted[:1]) as driver:
         if native == "sqlite":
-            cursor = await driver.executemany(sql, rows)
+            if mode == "json":
+                cursor = await driver.execute(sql, (payload,))
+            else:
+                cursor = await driver.executemany(sql, converted)
             return int(cursor.rowcount)
         async with driver.cursor() as cursor:
-            if copy:
+            if mode == "copy":
                 async with cursor.copy(sql) as stream:
-                    for row in rows:
+                    for row in converted:
                         await stream.write_row(row)
-                return len(rows)
-            await cursor.executemany(sql, rows)
+                return len(converted)
+            await cursor.executemany(sql, converted)
             return int(cursor.rowcount)
 
 

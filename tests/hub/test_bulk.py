@@ -17,7 +17,7 @@ from hub.engine.run import collector_paused
 from hub.engine.writes import LINK_COLUMNS
 from hub.store import Store
 from hub.store.bulk import IdPool, insert_rows, new_id, new_ids, select_in, update_rows
-from hub.store.schema import conflicts, entities, links
+from hub.store.schema import conflicts, entities, inbox, links
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 FIELDS = {"email": "ann@example.com", "tags": ["a", "b"], "n": 3, "ok": True, "x": None}
@@ -201,6 +201,34 @@ async def test_driver_errors_come_out_as_sqlalchemy_errors(store: Store) -> None
     async with store.connect() as db:
         count = len((await db.execute(select(entities.c.id))).all())
     assert count == 1  # the failed transaction left nothing behind
+
+
+async def test_update_rows_naming_a_row_twice_writes_the_later(store: Store) -> None:
+    async with store.begin() as db:
+        entity = await _entity(db)
+        rows = [({"city": c}, WHEN, entity) for c in ("Lima", "Oslo", "Rome")]
+        assert await update_rows(db, entities, ("fields", "updated_at"), ("id",), rows) >= 1
+    async with store.connect() as db:
+        assert (await db.execute(select(entities.c.fields))).scalar() == {"city": "Rome"}
+
+
+async def test_values_json_cannot_carry_are_written_all_the_same(store: Store) -> None:
+    # SQLite's page writes carry rows as JSON: a bytes column takes the other way in
+    body = bytes(range(256))
+    columns = ("source", "delivery_id", "kind", "headers", "body", "status", "attempts")
+    async with store.begin() as db:
+        assert await insert_rows(
+            db,
+            inbox,
+            (*columns, "received_at"),
+            [
+                ("forms", "d1", "event", {"n": 2**70}, body, "pending", 0, WHEN),
+                ("forms", "d2", "event", {}, b"", "pending", 0, WHEN),
+            ],
+        )
+    async with store.connect() as db:
+        got = (await db.execute(select(inbox.c.body, inbox.c.headers).order_by(inbox.c.id))).all()
+    assert [tuple(r) for r in got] == [(body, {"n": 2**70}), (b"", {})]
 
 
 def test_collector_pause_nests_and_leaves_a_disabled_collector_alone() -> None:
