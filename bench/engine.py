@@ -109,6 +109,9 @@ async def main() -> None:
 @contextlib.contextmanager
 def busy_thread(wanted: bool) -> Iterator[None]:
     """A thread running pure Python until the block ends (if ``wanted``)."""
+    if not wanted:
+        yield
+        return
     stop = threading.Event()
 
     def spin() -> None:
@@ -117,14 +120,12 @@ def busy_thread(wanted: bool) -> Iterator[None]:
             n += 1
 
     thread = threading.Thread(target=spin, daemon=True)
-    if wanted:
-        thread.start()
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        if wanted:
-            thread.join()
+        thread.join()
 
 
 async def run(n: int, url: str, tmp: Path) -> None:

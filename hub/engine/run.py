@@ -223,9 +223,6 @@ async def _pull_stream(
             await _deletes(ctx, db, stream, sorted(removed))
 
 
-_END = object()
-
-
 @contextlib.asynccontextmanager
 async def read_ahead(
     pages: AsyncIterator[Page], prepare: Callable[[Page], Prepared]
@@ -236,21 +233,21 @@ async def read_ahead(
     ahead; leaving the block cancels it and closes the connector's generator, so a run
     that stops or fails asks nothing more of the remote."""
 
-    async def fetch() -> Any:
+    async def fetch() -> tuple[Page, Prepared] | None:
         page = await anext(pages, None)
         if page is None:
-            return _END
+            return None
         with collector_paused():
             return page, prepare(page)
 
-    task: asyncio.Future[Any] | None = None
+    task: asyncio.Future[tuple[Page, Prepared] | None] | None = None
 
     async def iterate() -> AsyncGenerator[tuple[Page, Prepared]]:
         nonlocal task
         task = asyncio.ensure_future(fetch())
         while True:
             item = await task
-            if item is _END:
+            if item is None:
                 task = None
                 return
             task = asyncio.ensure_future(fetch())
