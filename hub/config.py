@@ -46,6 +46,8 @@ class HubSettings(BaseModel):
     retention_days: int = Field(30, ge=1)
     """Settled runs, outbox rows and inbox deliveries older than this are deleted by the
     daemon once a day (``hub.housekeeping``; ``crmhub db prune`` does it at once)."""
+    idle_run_retention_days: int = Field(3, ge=1)
+    """Runs that finished well and changed nothing are deleted after this many days."""
 
 
 class ConnectionSettings(BaseModel):

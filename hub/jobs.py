@@ -160,7 +160,14 @@ async def run_housekeeping() -> dict[str, int]:
     if owner is None:
         return {}
     hub = owner.hub
-    pruned = (await prune(hub.store, timedelta(days=hub.config.hub.retention_days))).as_dict()
+    settings = hub.config.hub
+    pruned = (
+        await prune(
+            hub.store,
+            timedelta(days=settings.retention_days),
+            idle_older_than=timedelta(days=settings.idle_run_retention_days),
+        )
+    ).as_dict()
     if any(pruned.values()):
         log.info("housekeeping deleted %s", ", ".join(f"{n} {k}" for k, n in pruned.items()))
     return pruned

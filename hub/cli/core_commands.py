@@ -48,6 +48,8 @@ delete_guard_max = 50
 # Days to keep settled runs, written outbox rows and processed webhook deliveries
 # (the daemon deletes older ones once a day; `crmhub db prune` at once).
 # retention_days = 30
+# Days to keep runs that finished well and changed nothing.
+# idle_run_retention_days = 3
 
 # [connections.people]
 # connector = "csv"
@@ -151,12 +153,18 @@ def db_prune(
     async def body() -> None:
         async with open_hub() as hub:
             days = older_than or hub.config.hub.retention_days
-            pruned = (await prune(hub.store, timedelta(days=days))).as_dict()
+            idle_days = min(days, hub.config.hub.idle_run_retention_days)
+            pruned = (
+                await prune(
+                    hub.store, timedelta(days=days), idle_older_than=timedelta(days=idle_days)
+                )
+            ).as_dict()
         if json_out:
-            print_json({"older_than_days": days, **pruned})
+            print_json({"older_than_days": days, "idle_runs_older_than_days": idle_days, **pruned})
             return
         console.print(
-            f"deleted what was settled more than {days} days ago: "
+            f"deleted what was settled more than {days} days ago"
+            f" (runs that changed nothing: {idle_days}): "
             + ", ".join(f"{n} {what}" for what, n in pruned.items())
         )
 

@@ -93,10 +93,17 @@ def test_mapping_check_names_file_line_and_key(folder: Path) -> None:
 def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
     code, out = invoke("db", "prune", "--json")
     assert code == 0, out
-    assert json.loads(out) == {"older_than_days": 30, "inbox": 0, "outbox": 0, "runs": 0}
-    code, out = invoke("db", "prune", "--older-than", "7")
+    assert json.loads(out) == {
+        "older_than_days": 30,
+        "idle_runs_older_than_days": 3,
+        "inbox": 0,
+        "outbox": 0,
+        "runs": 0,
+    }
+    code, out = invoke("db", "prune", "--older-than", "2")
     assert code == 0, out
-    assert "more than 7 days ago: 0 inbox, 0 outbox, 0 runs" in out
+    said = " ".join(out.split())  # the console wraps at its width
+    assert "more than 2 days ago (runs that changed nothing: 2): 0 inbox, 0 outbox, 0 runs" in said
     code, out = invoke("db", "prune", "--older-than", "0")
     assert code != 0
     assert "older-than" in out
