@@ -202,7 +202,8 @@ async def _finish(task: asyncio.Task[Any], timeout: float) -> None:
     """Wait for ``task`` to end by itself, cancel it after ``timeout``; its own failure is
     reported by the caller, a cancellation of the caller is passed on."""
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(task)
     except TimeoutError:
         task.cancel()
         with contextlib.suppress(BaseException):

@@ -479,8 +479,11 @@ class InboxProcessor:
             return len(claim.items)
 
     async def _wait(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+        # arrives as the event is set, and the processor then would not stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.inbox.wakeup.wait(), self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):
+                await self.inbox.wakeup.wait()
             # deliveries come in bursts: gather a few before claiming, which costs a query
             await asyncio.sleep(self.linger)
 

@@ -385,7 +385,8 @@ class SyncScheduler:
         if self.running and grace > 0:
             log.info("waiting for running syncs to stop: %s", ", ".join(sorted(self.running)))
             try:
-                await asyncio.wait_for(self._idle.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
             except TimeoutError:
                 log.warning("cancelling syncs still running: %s", ", ".join(self.running))
         await self.scheduler.stop()

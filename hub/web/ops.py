@@ -47,7 +47,8 @@ async def healthz(request: Request) -> JSONResponse:
     store: Store = request.app.state.hub.store
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(_ping(store), HEALTH_TIMEOUT)
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await _ping(store)
     except TimeoutError:
         reason = f"database did not answer within {HEALTH_TIMEOUT:g} s"
     except (SQLAlchemyError, CrmhubError, OSError) as exc:

@@ -133,9 +133,14 @@ def test_html_form_post_reaches_the_hub_and_the_csv_file(daemon: tuple[str, Path
     assert person is not None
     assert person["consent"] is True and person["phone"] == "+14155550100"
     assert person["custom.message"] == "Please call me"
-    activities = [
-        json.loads(f) for (f,) in query(db, "select fields from entities where type = 'activity'")
-    ]
+
+    def stored_activities() -> list[dict[str, Any]]:
+        found = query(db, "select fields from entities where type = 'activity'")
+        return [json.loads(f) for (f,) in found]
+
+    # the run writes the contacts stream, then the activities stream, in transactions of their own
+    wait_until(lambda: stored_activities() != [], 20, "the activity in the hub", log)
+    activities = stored_activities()
     assert len(activities) == 1 and activities[0]["subject"] == "Enquiry"
     assert activities[0]["contact_email"] == "nia@example.com"
     assert json.loads(activities[0]["body"]) == fields

@@ -164,6 +164,20 @@ async def test_run_wakes_on_delivery_and_stops_on_cancel(hub: Hub) -> None:
     assert (await inbox.depth())["done"] == 2
 
 
+async def test_cancel_arriving_with_a_wakeup_still_stops_the_processor(hub: Hub) -> None:
+    # A delivery stored in the same moment as the stop: the wake-up must not swallow the
+    # cancellation (the processor then waited its whole poll interval, again and again).
+    processor = InboxProcessor(hub, {"shop": lambda item: asyncio.sleep(0)}, poll_interval=30)
+    for _ in range(5):
+        task = asyncio.create_task(processor.run())
+        await asyncio.sleep(0.3)  # waiting for a delivery
+        processor.inbox.wakeup.set()
+        task.cancel()
+        done, _pending = await asyncio.wait([task], timeout=5)
+        assert done == {task}, "the processor did not stop"
+        assert task.cancelled()
+
+
 async def test_item_interrupted_mid_processing_is_processed_again(hub: Hub) -> None:
     inbox = Inbox.shared(hub.store)
     started = asyncio.Event()
