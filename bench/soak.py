@@ -1,13 +1,15 @@
 """Memory soak: the demo configuration under steady edits, the daemon's RSS sampled.
 
-    python bench/soak.py [--minutes 10] [--interval 3] [--sample 10] [--keep DIR]
+    python bench/soak.py [--minutes 10] [--interval 3] [--sample 10] [--add-every 10] [--keep DIR]
 
 Three processes on loopback, for a bounded time: the Mailchimp sandbox (``crmhub sandbox
 mailchimp``), ``crmhub up`` on the demo's files (``hub.demo.write_demo``: a CSV connection
 and a Mailchimp connection, both ``every 5s``, the Mailchimp webhook pointed at the daemon),
 and this driver. Every ``--interval`` seconds the driver edits one side in turn: a member's
 first name "in Mailchimp" (the sandbox fires the webhook), or a row's city in ``sales.csv``;
-every fifth CSV edit appends a new person instead. The daemon's resident set size is sampled
+every ``--add-every``-th step (10) appends a new person to the CSV instead; with
+``--add-every 0`` nobody is added, so the data stays the same size and any growth in memory
+is the daemon's own. The daemon's resident set size is sampled
 every ``--sample`` seconds (psutil).
 
 Prints the samples, the growth from the end of the first minute to the end, and the runs and
@@ -81,8 +83,9 @@ def wait_for(pattern: str, log: Path, proc: subprocess.Popen[str], timeout: floa
 class Driver:
     """Acts like people editing both sides."""
 
-    def __init__(self, sandbox: str, sales: Path) -> None:
+    def __init__(self, sandbox: str, sales: Path, add_every: int) -> None:
         self.sandbox = sandbox
+        self.add_every = add_every
         self.sales = sales
         self.rng = random.Random(1)
         self.step = 0
@@ -109,7 +112,7 @@ class Driver:
                 response = await client.post(f"{self.sandbox}/_mailchimp/edit", json=body)
                 response.raise_for_status()
                 self.edits["mailchimp"] += 1
-            elif self.step % 10 == 0:
+            elif self.add_every and self.step % self.add_every == 0:
                 await asyncio.to_thread(self._append)
                 self.edits["csv_add"] += 1
             else:
@@ -144,7 +147,9 @@ def counts(db: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-async def soak(folder: Path, minutes: float, interval: float, sample: float) -> None:
+async def soak(
+    folder: Path, minutes: float, interval: float, sample: float, add_every: int
+) -> None:
     env = {**os.environ, "CRMHUB_CONFIG": str(folder / "crmhub.toml"), "SOAK_MC_KEY": ""}
     sandbox_port, hub_port = free_port(), free_port()
     sandbox_cmd = [*HUB, "sandbox", "mailchimp", "--port-base", str(sandbox_port)]
@@ -169,7 +174,7 @@ async def soak(folder: Path, minutes: float, interval: float, sample: float) -> 
                 (
                     await client.post(f"{sandbox}/_sandbox/webhooks", json={"url": hook})
                 ).raise_for_status()
-                driver = Driver(sandbox, folder / "sales.csv")
+                driver = Driver(sandbox, folder / "sales.csv", add_every)
                 samples = await _drive_and_sample(client, driver, daemon, minutes, interval, sample)
             daemon.terminate()
             daemon.wait(timeout=20)
@@ -265,14 +270,20 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between edits")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument(
+        "--add-every", type=int, default=10, help="steps between new people (0: none)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the files in this folder")
     args = parser.parse_args()
+    if args.add_every < 0:
+        parser.error("--add-every: 0 or more steps")
+    timing = (args.minutes, args.interval, args.sample, args.add_every)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        asyncio.run(soak(args.keep.resolve(), args.minutes, args.interval, args.sample))
+        asyncio.run(soak(args.keep.resolve(), *timing))
         return
     with tempfile.TemporaryDirectory(prefix="crmhub-soak-") as tmp:
-        asyncio.run(soak(Path(tmp), args.minutes, args.interval, args.sample))
+        asyncio.run(soak(Path(tmp), *timing))
 
 
 if __name__ == "__main__":
