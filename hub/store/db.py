@@ -50,9 +50,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # 2 MiB of pages a connection (SQLite's default): the operating system caches the file, and
-    # a daemon's memory then stops growing once each connection's cache is full.
-    cursor.execute("PRAGMA cache_size=-2048")
+    cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB a connection; the OS caches the rest
     # Checkpoint the WAL every 8,000 pages (32 MiB) rather than 1,000: a large sync rewrites
     # the same index pages in many transactions, and each checkpoint copies and syncs them.
     # The file is cut back to 64 MiB after a checkpoint.
