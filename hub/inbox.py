@@ -19,6 +19,11 @@ a processor that dies releases its rows at once. On SQLite, which has one writer
 the holder of the ``inbox`` lease processes (``InboxProcessor`` takes it); a claim there
 holds no transaction, so the webhook route keeps writing while handlers run.
 
+Ids commit in order. Inserts take turns across processes (``WRITE_TURN``), so no reader ever
+sees an id commit before a lower one: a reader that pages a source's items by id, as the web
+forms connector does, can keep the last id it read as its cursor and miss nothing, also with
+several hub processes writing to one PostgreSQL database.
+
 For a pending item that failed before, ``processed_at`` is the time of its last attempt.
 """
 
@@ -55,6 +60,8 @@ if TYPE_CHECKING:
 STATUSES = ("pending", "done", "dead", "malformed")
 MAX_GROUP = 200
 """Most deliveries committed in one transaction."""
+WRITE_TURN = "inbox"
+"""The lock inserts hold (``Store.begin_serialized``) so that ids commit in order."""
 
 
 @dataclass
@@ -235,7 +242,7 @@ class Inbox:
 
     async def _insert(self, batch: list[_Queued]) -> list[tuple[int, bool] | BaseException]:
         results: list[tuple[int, bool] | BaseException] = []
-        async with self._writing(), self.store.begin() as conn:
+        async with self._writing(), self.store.begin_serialized(WRITE_TURN) as conn:
             stmt = _INSERT[conn.dialect.name == "postgresql"]
             for values, _future in batch:
                 new_id = (await conn.execute(stmt, values)).scalar()

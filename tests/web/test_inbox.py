@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -88,6 +90,40 @@ async def test_two_postgres_claims_never_share_items(pg_schema_url: str) -> None
         assert (await inbox.depth())["done"] == 4
     finally:
         await store.close()
+
+
+async def test_ids_commit_in_order_across_processes(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process's delivery waits while the first one's insert is uncommitted, so a
+    reader paging by id (the web forms cursor) never sees id 2 while id 1 can still appear."""
+    first, second = await Store.open(db_url), await Store.open(db_url)
+    inserted, release = asyncio.Event(), asyncio.Event()
+    real = first.begin_serialized
+
+    @asynccontextmanager
+    async def held_open(key: str) -> AsyncIterator[Any]:
+        async with real(key) as conn:
+            yield conn
+            inserted.set()
+            await release.wait()
+
+    monkeypatch.setattr(first, "begin_serialized", held_open)
+    try:
+        async with asyncio.timeout(30):
+            early = asyncio.create_task(Inbox(first).add("form", "early", b"{}"))
+            await inserted.wait()
+            late = asyncio.create_task(Inbox(second).add("form", "late", b"{}"))
+            await asyncio.sleep(0.5)
+            assert not late.done()
+            assert await Inbox(second).list(source="form") == []
+            release.set()
+            (early_id, _), (late_id, _) = await early, await late
+        assert early_id < late_id
+    finally:
+        release.set()
+        await first.close()
+        await second.close()
 
 
 async def test_processor_processes_each_item_once(hub: Hub) -> None:
