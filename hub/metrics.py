@@ -1,11 +1,12 @@
 """In-process counters and gauges, rendered in the Prometheus text format (version 0.0.4).
 
 Counts that live in the store (runs, inbox, outbox, tokens) are read at scrape time by
-``hub.web.ops``; this module holds what only the process knows: API calls, retries,
-throttled answers, webhook deliveries, inbox items processed. Use the shared metrics below::
+``hub.web.ops``; this module holds what only the process knows: what its runs counted
+(records, API calls, retries, throttled answers, ...), webhook deliveries, inbox items
+processed. Use the shared metrics below::
 
     from hub import metrics
-    metrics.API_CALLS.inc(connection="crm", status="200")
+    metrics.RUN_COUNTS.inc(12, connection="crm", key="records")
 
 Label values are free text; label names are fixed when the metric is declared.
 """
@@ -134,21 +135,12 @@ class Registry:
 
 REGISTRY = Registry()
 
-API_CALLS = REGISTRY.counter(
-    "crmhub_api_calls",
-    "Calls to remote APIs by connection and HTTP status.",
-    ("connection", "status"),
-)
-API_RETRIES = REGISTRY.counter(
-    "crmhub_api_retries", "Remote API calls retried after a transient error.", ("connection",)
-)
-THROTTLED = REGISTRY.counter(
-    "crmhub_api_throttled", "Rate-limit answers (429 and the like) received.", ("connection",)
-)
-RECORDS = REGISTRY.counter(
-    "crmhub_records_processed",
-    "Records handled by sync runs in this process, by connection and kind.",
-    ("connection", "kind"),
+RUN_COUNTS = REGISTRY.counter(
+    "crmhub_run_counts",
+    "What the runs finished in this process counted, by connection and key: records, pages, "
+    "created, updated, deleted, pushed_*, and http_calls, http_retries, http_throttled, "
+    "http_errors, http_bytes_sent, http_bytes_received.",
+    ("connection", "key"),
 )
 WEBHOOKS = REGISTRY.counter(
     "crmhub_webhook_deliveries",

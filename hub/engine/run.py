@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import metrics
 from hub.connector import Page
 from hub.engine import deletes
 from hub.engine.context import RunContext, StreamContext, build_context
@@ -152,6 +153,9 @@ async def _record(ctx: RunContext, report: RunReport) -> None:
                     throttled_until=report.throttled_until,
                 )
             )
+    for key, value in report.counts.items():
+        if value > 0:
+            metrics.RUN_COUNTS.inc(value, connection=ctx.name, key=key)
 
 
 async def _steps(

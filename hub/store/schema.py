@@ -99,6 +99,7 @@ runs = Table(
     Column("error", Text),
     Column("throttled_until", TS),
     Index("ix_runs_connection_started", "connection", "started_at"),
+    Index("ix_runs_connection_status_finished", "connection", "status", "finished_at"),
 )
 
 # Remote deletions a run saw but held back because they exceeded the delete guard.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -69,36 +68,27 @@ async def _runs(conn: AsyncConnection) -> list[Metric]:
             runs.c.connection, runs.c.status
         )
     )
+    succeeded: set[str] = set()
     for connection, status, n in rows:
         by_status.set(n, connection=connection, status=status)
-    counted = Metric(
-        "crmhub_run_counts",
-        "Sum over recorded runs of each count a run reports (records, created, updated, ...).",
-        "gauge",
-        ("connection", "key"),
-    )
-    sums: defaultdict[tuple[str, str], float] = defaultdict(float)
-    for connection, counts in await conn.execute(select(runs.c.connection, runs.c.counts)):
-        for key, value in (counts or {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                sums[(connection, str(key))] += value
-    for (connection, key), total in sums.items():
-        counted.set(total, connection=connection, key=key)
+        if status == "ok":
+            succeeded.add(connection)
     last_ok = Metric(
         "crmhub_last_success_timestamp_seconds",
         "When the last successful run of each connection finished.",
         "gauge",
         ("connection",),
     )
-    rows = await conn.execute(
-        select(runs.c.connection, func.max(runs.c.finished_at))
-        .where(runs.c.status == "ok")
-        .group_by(runs.c.connection)
-    )
-    for connection, finished in rows:
+    # one index lookup per connection (connection, status, finished_at), not a scan
+    for connection in sorted(succeeded):
+        finished = await conn.scalar(
+            select(func.max(runs.c.finished_at)).where(
+                runs.c.connection == connection, runs.c.status == "ok"
+            )
+        )
         if finished is not None:
             last_ok.set(_epoch(finished), connection=connection)
-    return [by_status, counted, last_ok]
+    return [by_status, last_ok]
 
 
 async def _queues(conn: AsyncConnection) -> list[Metric]:

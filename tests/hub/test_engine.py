@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hub import metrics
 from hub.conflicts import resolve_conflict
 from hub.engine import approve, sync_connection
 from hub.store.schema import conflicts, entities, links, outbox
@@ -51,6 +52,21 @@ async def test_identity_matching_links_one_contact_to_both(two: Setup) -> None:
     assert values(shop, "bob@example.com")["first_name"] == "Bob"
     assert values(shop, "ann@example.com")["first_name"] == "Ann"
     assert values(crm, "ann@example.com")["last_name"] == "Lee"
+
+
+async def test_a_run_adds_its_counts_to_the_process_counters(two: Setup) -> None:
+    for n in range(3):
+        two.remotes["crm"].add({"email": f"p{n}@example.com", "first_name": f"P{n}"})
+    before = {s.labels: s.value for s in metrics.RUN_COUNTS.samples()}
+    report = await two.sync("crm")
+    after = {s.labels: s.value for s in metrics.RUN_COUNTS.samples()}
+    assert report.counts["records"] == 3
+    for key, n in report.counts.items():
+        labels = (("connection", "crm"), ("key", key))
+        assert after[labels] == before.get(labels, 0) + n, key
+    plan = await two.sync("crm", plan=True, full=True)
+    assert plan.counts  # a plan counts what it would do, and leaves the counters alone
+    assert {s.labels: s.value for s in metrics.RUN_COUNTS.samples()} == after
 
 
 async def test_quiet_after_settling_and_echo_is_no_change(two: Setup) -> None:

@@ -8,9 +8,13 @@ import sys
 import textwrap
 
 import pytest
+from sqlalchemy import insert, inspect, select
 
 from hub.errors import LeaseHeld
-from hub.store import Lease, Store
+from hub.store import Lease, Store, utcnow
+from hub.store.schema import runs
+
+HEAD = "0002"
 
 
 async def test_migrates_to_head_and_is_idempotent(db_url: str) -> None:
@@ -18,10 +22,42 @@ async def test_migrates_to_head_and_is_idempotent(db_url: str) -> None:
     await first.close()
     again = await Store.open(db_url)
     try:
-        assert await again.revision() == "0001"
+        assert await again.revision() == HEAD
         await again.check_revision()
     finally:
         await again.close()
+
+
+async def test_a_database_of_the_first_schema_upgrades_with_its_runs(db_url: str) -> None:
+    old = Store(Store.create_engine(db_url))
+    try:
+        await old.upgrade("0001")
+        async with old.begin() as db:
+            await db.execute(
+                insert(runs).values(
+                    id="r1",
+                    connection="crm",
+                    status="ok",
+                    full=False,
+                    started_at=utcnow(),
+                    finished_at=utcnow(),
+                    counts={"records": 2},
+                )
+            )
+    finally:
+        await old.close()
+    store = await Store.open(db_url)
+    try:
+        assert await store.revision() == HEAD
+        async with store.connect() as db:
+            names = await db.run_sync(
+                lambda sync: {i["name"] for i in inspect(sync).get_indexes("runs")}
+            )
+            kept = (await db.execute(select(runs.c.id, runs.c.counts))).all()
+        assert "ix_runs_connection_status_finished" in names
+        assert [tuple(r) for r in kept] == [("r1", {"records": 2})]
+    finally:
+        await store.close()
 
 
 _KILLED_MID_MIGRATION = textwrap.dedent(
@@ -55,7 +91,7 @@ async def test_a_process_killed_while_migrating_leaves_a_database_that_migrates(
     assert died.returncode == -9
     store = await Store.open(db_url)  # nothing half-made stands in the way
     try:
-        assert await store.revision() == "0001"
+        assert await store.revision() == HEAD
     finally:
         await store.close()
 
