@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,8 @@ from tests.web import open_hub
 
 
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    h = await open_hub(tmp_path)
+async def hub(tmp_path: Path, db_url: str) -> AsyncIterator[Hub]:
+    h = await open_hub(tmp_path, database=db_url)
     try:
         yield h
     finally:
@@ -99,7 +100,7 @@ async def _seed(store: Store) -> datetime:
                 status="failed",
                 full=False,
                 started_at=now,
-                finished_at=now,
+                finished_at=now + timedelta(hours=1),  # a failure is never a last success
                 counts={"records": 1},
                 error="boom",
             )
@@ -150,6 +151,9 @@ async def test_metrics_reads_the_store_and_the_process(hub: Hub) -> None:
     assert got["crmhub_store_up"] == 1
     assert got['crmhub_runs{connection="shop",status="ok"}'] == 2
     assert got['crmhub_runs{connection="shop",status="failed"}'] == 1
+    last_ok = got['crmhub_last_success_timestamp_seconds{connection="shop"}']
+    assert abs(last_ok - time.time()) < 60
+    assert not any(k.startswith("crmhub_last_success") and "quiet" in k for k in got)
     assert got['crmhub_inbox_items{status="pending"}'] == 1
     assert got['crmhub_inbox_items{status="dead"}'] == 1
     assert got['crmhub_inbox_items{status="malformed"}'] == 0
