@@ -1,0 +1,207 @@
+"""``RestConnector``: the one connector class every declaration runs on.
+
+``declared(source)`` loads a declaration (a TOML file or a dict) and returns a
+``RestConnector`` subclass for it: its name, settings model, streams, auth kind, OAuth
+endpoints, webhook receiver and sandbox all come from the declaration. The registry makes
+these classes for entry points that point at a declaration file
+(``acme = "crmhub_connector_acme:acme.toml"``) and for ``connector = "path/to/file.toml"``
+in ``crmhub.toml``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr, create_model
+
+from auth.providers import OAuthSettings
+from hub.connector import (
+    Change,
+    Connector,
+    ConnectorContext,
+    Cursor,
+    Page,
+    PushResult,
+    RemoteRecord,
+    Stream,
+)
+from hub.http import RetryingClient, make_client
+from hub.rest.auth import CONNECT_KIND, OAuth2Auth, build_auth
+from hub.rest.fetch import fetch_records
+from hub.rest.load import Loaded, load_declaration
+from hub.rest.model import Declaration, SettingSpec
+from hub.rest.reader import Reader
+from hub.rest.stream import CompiledStream, compile_stream, hub_stream
+from hub.rest.template import Template
+from hub.rest.webhooks import DeclaredReceiver
+from hub.rest.writer import Writer
+from hub.webhooks import WebhookReceiver
+
+__all__ = ["RestConnector", "declared", "settings_model"]
+
+_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "secret": SecretStr,
+}
+
+
+def settings_model(spec: Declaration) -> type[BaseModel]:
+    """The pydantic model of the connection settings a declaration asks for; ``base_url``
+    is always accepted (it replaces ``[client] base_url``, e.g. to reach a sandbox)."""
+    fields: dict[str, Any] = {}
+    for name, setting in spec.settings.items():
+        fields[name] = _field(setting)
+    fields.setdefault("base_url", (str | None, None))
+    name = _camel(spec.name) + "Settings"
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _field(setting: SettingSpec) -> tuple[Any, Any]:
+    kind = _TYPES[setting.type]
+    if setting.required:
+        return kind, ...
+    return kind | None, setting.default
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[_\W]+", name) if part)
+
+
+class RestConnector(Connector):
+    """Runs one declaration. Subclasses are made by :func:`declared`, one per declaration."""
+
+    loaded: ClassVar[Loaded]
+    declaration: ClassVar[Declaration]
+    concurrency: ClassVar[int] = 4
+
+    def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
+        super().__init__(settings, context)
+        self._compiled: dict[str, CompiledStream] | None = None
+        self._http: RetryingClient | None = None
+
+    def streams(self) -> list[Stream]:
+        hooks = self.declaration.webhooks is not None
+        return [hub_stream(n, s, hooks) for n, s in self.declaration.streams.items()]
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The connection's settings as templates see them."""
+        return {
+            name: getattr(self.settings, name, None) for name in type(self.settings).model_fields
+        }
+
+    def compiled(self, stream: Stream) -> CompiledStream:
+        if self._compiled is None:
+            webhooks = self.declaration.webhooks is not None
+            self._compiled = {
+                name: compile_stream(self.loaded, name, self.values, webhooks)
+                for name in self.declaration.streams
+            }
+        return self._compiled[stream.name]
+
+    async def http(self) -> RetryingClient:
+        if self._http is None:
+            self._http = await self._open()
+        return self._http
+
+    async def _open(self) -> RetryingClient:
+        client = self.declaration.client
+        values = {"settings": self.values}
+        override = None if "base_url" in self.declaration.settings else self.values["base_url"]
+        base_url = override or Template(client.base_url).render(values)
+        auth = await build_auth(client.auth, self.context.credentials, self.connection, self.values)
+        key = Template(client.limit_key).render(values) if client.limit_key else self.connection
+        made = make_client(
+            base_url=base_url.rstrip("/") + "/",
+            counters=self.context.counters,
+            auth=auth,
+            headers={k: Template(v).render(values) for k, v in client.headers.items()},
+            timeout=httpx.Timeout(client.timeout, connect=client.connect_timeout),
+            rate_limit=client.rate_limit,
+            limit_key=f"{self.name}:{key}",
+        )
+        return RetryingClient(made, connection=self.connection, policy=client.retry)
+
+    async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
+        reader = Reader(await self.http(), self.compiled(stream))
+        async for page in reader.pages(cursor):
+            yield page
+
+    async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
+        if not changes:
+            return []
+        writer = Writer(await self.http(), self.compiled(stream), self._slots())
+        return await writer.push(changes)
+
+    async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
+        if not remote_ids:
+            return []
+        return await fetch_records(
+            await self.http(), self.compiled(stream), remote_ids, self._slots()
+        )
+
+    def _slots(self) -> int:
+        limit = self.declaration.client.rate_limit
+        return limit.concurrency if limit and limit.concurrency else self.concurrency
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    def default_mapping(self, stream: Stream) -> Path:
+        """``mapping`` of the stream (relative to the declaration), else
+        ``mappings/<stream>.toml`` beside the declaration."""
+        spec = self.declaration.streams.get(stream.name)
+        base = self.loaded.base_dir
+        if spec is not None and spec.mapping and base is not None:
+            return base / spec.mapping
+        return super().default_mapping(stream)
+
+    @classmethod
+    def sandbox(cls, seed: int = 0, size: int | None = None, **options: Any) -> Any:
+        """The generated sandbox of this declaration (``crmhub sandbox NAME``)."""
+        from hub.rest.sandbox import create_sandbox
+
+        return create_sandbox(cls.loaded, seed=seed, size=size, **options)
+
+
+def declared(
+    source: str | Path | dict[str, Any] | Loaded,
+    *,
+    label: str | None = None,
+    mapping_dir: Path | None = None,
+) -> type[RestConnector]:
+    """A connector class for a declaration (a TOML file, a dict, or one already loaded).
+
+    Raises ``hub.rest.DeclarationError`` naming every problem of the declaration.
+    """
+    loaded = source if isinstance(source, Loaded) else load_declaration(source, label=label)
+    spec = loaded.spec
+    auth = spec.client.auth
+    oauth: OAuthSettings | None = auth.settings() if isinstance(auth, OAuth2Auth) else None
+    if mapping_dir is None and loaded.base_dir is not None:
+        mapping_dir = loaded.base_dir / "mappings"
+    receiver: type[WebhookReceiver] | None = DeclaredReceiver if spec.webhooks else None
+    attrs: dict[str, Any] = {
+        "name": spec.name,
+        "version": spec.version,
+        "description": spec.description,
+        "Settings": settings_model(spec),
+        "loaded": loaded,
+        "declaration": spec,
+        "push_batch_size": spec.push_batch_size,
+        "mapping_dir": mapping_dir,
+        "auth_kind": "oauth2" if oauth else CONNECT_KIND[auth.kind],
+        "oauth": oauth,
+        "webhook": receiver,
+        "__module__": __name__,
+    }
+    return type(_camel(spec.name) + "Connector", (RestConnector,), attrs)

@@ -1,0 +1,292 @@
+"""Pulling a declared stream: pages, the incremental boundary, deletions, resuming.
+
+Cursor (JSON)::
+
+    {"since": "2024-05-01T12:00:00+00:00" | null,   # ask for changes at or after this
+     "seen": {id: key},                              # already pulled at the boundary
+     "full_at": "..." | null,                        # the last complete listing (full_scan)
+     "resume": {...}}                                # only inside a pull: where to go on
+
+The first pull lists everything; later ones send ``since`` as declared (query parameter,
+body key or ``If-Modified-Since``) and skip what the boundary says was seen. ``since``
+stays ``overlap`` behind the newest change. Intermediate pages keep the pull's own start
+and the next request, so a pull interrupted by a crash resumes where it was; only the last
+page moves ``since`` forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+
+from hub.connector import Cursor, Page
+from hub.errors import TransientError
+from hub.http import RetryingClient, send_with_retry
+from hub.rest.jsonpath import JsonPath
+from hub.rest.model import EndpointDeletes, FullScanDeletes
+from hub.rest.paginators import PageAnswer, PageRequest
+from hub.rest.stream import CompiledStream
+from hub.rest.times import parser
+from hub.rest.window import Window, content_key, parse_iso
+
+__all__ = ["Reader", "read_body"]
+
+
+def read_body(response: httpx.Response, connection: str) -> Any:
+    """The JSON body of a successful answer; an empty one reads as ``None``."""
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise TransientError(
+            f"HTTP {response.status_code} answer is not JSON",
+            connection=connection,
+            request=f"{response.request.method} {response.request.url.path}",
+        ) from None
+
+
+@dataclass
+class _Start:
+    since: datetime | None
+    seen: dict[str, str]
+    full_at: datetime | None
+    resume: dict[str, Any] | None
+
+
+def _start(cursor: Cursor | None) -> _Start:
+    """The saved position; anything unreadable starts over with a full listing."""
+    if not isinstance(cursor, dict):
+        return _Start(None, {}, None, None)
+    seen = cursor.get("seen")
+    if not isinstance(seen, dict) or not all(isinstance(v, str) for v in seen.values()):
+        seen = {}
+    resume = cursor.get("resume")
+    return _Start(
+        parse_iso(cursor.get("since")),
+        seen,
+        parse_iso(cursor.get("full_at")),
+        resume if isinstance(resume, dict) else None,
+    )
+
+
+class Reader:
+    """One pull of one stream; ``pages(cursor)`` yields the engine's pages."""
+
+    def __init__(self, http: RetryingClient, stream: CompiledStream) -> None:
+        self.http = http
+        self.s = stream
+        spec = stream.spec
+        inc = spec.incremental
+        self.window = Window(
+            overlap=timedelta(seconds=inc.overlap if inc else 0),
+            step=stream.since_step,
+            cap=inc.window_max if inc else 10_000,
+        )
+        self.deletes = spec.deletes
+        self.keyed = stream.version_field is not None
+        self.tracked = inc is not None
+
+    def _full_due(self, start: _Start, now: datetime) -> bool:
+        if start.since is None or self.s.spec.incremental is None:
+            return True
+        if isinstance(self.deletes, FullScanDeletes):
+            every = timedelta(hours=self.deletes.every_hours)
+            return start.full_at is None or now - start.full_at >= every
+        return False
+
+    async def pages(self, cursor: Cursor | None) -> AsyncIterator[Page]:
+        start = _start(cursor)
+        now = datetime.now(UTC)
+        resume = start.resume or {}
+        full = bool(resume.get("full")) if resume else self._full_due(start, now)
+        started = parse_iso(resume.get("started")) or now
+        self.window.restore(resume.get("window"))
+        since = None if full else start.since
+        scan = full and isinstance(self.deletes, FullScanDeletes)
+        phase = resume.get("phase", "records")
+        request = PageRequest.from_json(resume.get("request"))
+        if phase == "records":
+            first = request or self._first(self.s.path, self.s.paginator, since)
+            endpoint = isinstance(self.deletes, EndpointDeletes) and since is not None
+            async for page, following in self._listing(first, start, since, endpoint):
+                page.full_scan = scan
+                if following is not None:
+                    page.cursor = self._midway(start, full, started, "records", following)
+                elif endpoint:
+                    nxt = self._endpoint_first(since)
+                    page.cursor = self._midway(start, full, started, "deleted", nxt)
+                else:
+                    page.cursor = self._final(start, full, started)
+                yield page
+            if not (isinstance(self.deletes, EndpointDeletes) and since is not None):
+                return
+            request = None
+        async for page, following in self._deleted(request or self._endpoint_first(since), start):
+            page.cursor = (
+                self._midway(start, full, started, "deleted", following)
+                if following is not None
+                else self._final(start, full, started)
+            )
+            yield page
+
+    def _first(self, path: str, paginator: Any, since: datetime | None) -> PageRequest:
+        spec = self.s.spec
+        request = PageRequest(spec.method, path, dict(self.s.params), spec.body)
+        inc = spec.incremental
+        if since is not None and inc is not None and self.s.format_since is not None:
+            value = self.s.format_since(since)
+            if inc.send == "query":
+                assert inc.param is not None
+                request = request.with_params(**{inc.param: value})
+            elif inc.send == "body":
+                assert inc.param is not None
+                body = dict(request.json or {})
+                JsonPath(inc.param).set(body, value)
+                request = replace(request, json=body)
+            else:
+                request = replace(request, headers={"If-Modified-Since": str(value)})
+        return paginator.start(request)
+
+    def _endpoint_first(self, since: datetime | None) -> PageRequest:
+        deletes = self.deletes
+        assert isinstance(deletes, EndpointDeletes)
+        path = self.s.render(deletes.path)
+        inc = self.s.spec.incremental
+        request = PageRequest("GET", path)
+        param = deletes.param or (inc.param if inc else None)
+        if since is not None and param and self.s.format_since is not None:
+            request = request.with_params(**{param: self.s.format_since(since)})
+        return deletes.paginator.start(request)
+
+    async def _send(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        http = self.http
+        response = await send_with_retry(
+            http.client,
+            request.method,
+            request.url,
+            connection=http.connection,
+            classifier=self.s.classifiers["pull"],
+            policy=http.policy,
+            sleep=http.sleep,
+            idempotent=True,
+            params=request.params or None,
+            json=request.json,
+            headers=request.headers or None,
+        )
+        if response.status_code == 304:  # If-Modified-Since: nothing changed
+            return response, None
+        return response, read_body(response, self.http.connection)
+
+    async def _listing(
+        self, request: PageRequest, start: _Start, since: datetime | None, more: bool
+    ) -> AsyncIterator[tuple[Page, PageRequest | None]]:
+        paginator = self.s.paginator
+        while True:
+            response, body = await self._send(request)
+            raw = self.s.records.records(body) if body is not None else []
+            page = Page()
+            for item in raw:
+                self._take(item, page, start.seen, since is not None)
+            following = None
+            if response.status_code != 304:
+                following = paginator.advance(request, PageAnswer(response, body, len(raw)))
+            yield page, following
+            if following is None:
+                return
+            request = following
+
+    def _take(self, raw: Any, page: Page, seen: dict[str, str], incremental: bool) -> None:
+        found = self.s.read(raw)
+        if found is None:
+            return
+        record_id, record, changed = found
+        if self.tracked:
+            if record is None:
+                key = "deleted"
+            elif self.keyed and record.version is not None:
+                key = record.version
+            elif changed is not None and self.window.admits(changed):
+                key = content_key(record.data)
+            else:
+                key = ""
+            self.window.observe(record_id, changed, key)
+            if incremental and key and seen.get(record_id) == key:
+                return  # pulled before, unchanged since: the inclusive boundary
+        if record is None:
+            page.deleted.append(record_id)
+        else:
+            page.records.append(record)
+
+    async def _deleted(
+        self, request: PageRequest, start: _Start
+    ) -> AsyncIterator[tuple[Page, PageRequest | None]]:
+        deletes = self.deletes
+        assert isinstance(deletes, EndpointDeletes)
+        records, ident = JsonPath(deletes.records), JsonPath(deletes.id)
+        when = JsonPath(deletes.time) if deletes.time else None
+        read_time = parser(deletes.format)
+        while True:
+            response, body = await self._send(request)
+            entries = records.records(body) if body is not None else []
+            page = Page()
+            for entry in entries:
+                value = entry if ident.is_root else ident.first(entry)
+                if value in (None, ""):
+                    continue
+                record_id = str(value)
+                changed = read_time(when.first(entry)) if when is not None else None
+                self.window.observe(record_id, changed, "deleted")
+                if start.seen.get(record_id) == "deleted":
+                    continue
+                page.deleted.append(record_id)
+            following = None
+            if response.status_code != 304:
+                answer = PageAnswer(response, body, len(entries))
+                following = deletes.paginator.advance(request, answer)
+            yield page, following
+            if following is None:
+                return
+            request = following
+
+    def _midway(
+        self, start: _Start, full: bool, started: datetime, phase: str, following: PageRequest
+    ) -> Cursor:
+        return {
+            "since": start.since.isoformat() if start.since else None,
+            "seen": start.seen,
+            "full_at": start.full_at.isoformat() if start.full_at else None,
+            "resume": {
+                "phase": phase,
+                "full": full,
+                "started": started.isoformat(),
+                "request": following.to_json(),
+                "window": self.window.to_json(),
+            },
+        }
+
+    def _final(self, start: _Start, full: bool, started: datetime) -> Cursor:
+        full_at = started if full else start.full_at
+        if self.s.spec.incremental is None:
+            return {"since": None, "seen": {}, "full_at": started.isoformat()}
+        previous = {} if full else start.seen
+        since, seen = self.window.settle(None if full else start.since, previous, self._truncate)
+        return {
+            "since": since.isoformat() if since else None,
+            "seen": seen,
+            "full_at": full_at.isoformat() if full_at else None,
+        }
+
+    def _truncate(self, moment: datetime) -> datetime:
+        """``moment`` cut down to what the request's time format can say."""
+        step = self.s.since_step
+        if step >= timedelta(seconds=1):
+            return moment.replace(microsecond=0)
+        if step >= timedelta(milliseconds=1):
+            return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return moment

@@ -1,0 +1,404 @@
+"""The API a generated sandbox serves: listings, fetches, writes and batches as declared.
+
+Every answer is the one the declaration expects: records where ``records`` points, paging
+fields and headers of the declared paginator, versions in the declared field or ``ETag``,
+refusals with the status (and body) that the declared error rules read as stale, not found
+or already deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.rest.errors import ErrorRule
+from hub.rest.jsonpath import JsonPath
+from hub.rest.model import Declaration, EndpointDeletes, StreamSpec
+from hub.rest.sandbox_paging import serve
+from hub.rest.sandbox_state import Answer, Table
+from hub.rest.times import formatter, parser
+from hub.rest.writes import BatchSpec, WriteSpec
+
+__all__ = ["Refused", "StreamApi", "json_answer"]
+
+DEFAULT_STATUS = {
+    "stale": 412,
+    "not_found": 404,
+    "already_deleted": 404,
+    "permanent": 422,
+    "throttled": 429,
+    "needs_reauth": 401,
+}
+
+
+class Refused(Exception):
+    """A refusal the handler turns into the declared answer for ``outcome``."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+
+
+def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def refusal(rules: list[ErrorRule], outcome: str, op: str, message: str) -> tuple[int, Any]:
+    """The status and body the declared rules read as ``outcome`` for ``op``."""
+    for rule in rules:
+        if rule.kind != outcome or (rule.ops is not None and op not in rule.ops):
+            continue
+        status = rule.status[0] if isinstance(rule.status, list) else rule.status
+        if not isinstance(status, int):
+            continue
+        if rule.body is None:
+            return status, {"error": message}
+        text = re.sub(r"\\(.)", r"\1", rule.body)
+        if re.search(rule.body, text):
+            return status, {"error": f"{text}: {message}"}
+    return DEFAULT_STATUS.get(outcome, 422), {"error": message}
+
+
+def _bare(version: str | None) -> str | None:
+    if version is None:
+        return None
+    return version.removeprefix("W/").strip().strip('"')
+
+
+class StreamApi:
+    """The handlers of one stream."""
+
+    def __init__(self, decl: Declaration, name: str, table: Table) -> None:
+        self.decl = decl
+        self.name = name
+        self.spec: StreamSpec = decl.streams[name]
+        self.table = table
+        self.rules = [*self.spec.errors, *decl.errors]
+        inc = self.spec.incremental
+        base = self.spec.modified_at
+        self.read_since = parser(
+            (inc.format if inc and inc.format else None) or (base.format if base else "iso"),
+            base.timezone if base else "UTC",
+        )
+
+    # -- answers -------------------------------------------------------------------------
+
+    def refused(self, exc: Refused, op: str) -> Response:
+        status, body = refusal(self.rules, exc.outcome, op, exc.message)
+        return json_answer(body, status)
+
+    def record_answer(self, record: dict[str, Any], path: str | None, status: int) -> Response:
+        headers = {}
+        if self.spec.version and self.spec.version.header:
+            version = self.table.current_version(str(self.table.key.first(record)))
+            headers[self.spec.version.header] = f'"{version}"'
+        if not path:
+            return Response(status_code=204 if status == 200 else status, headers=headers)
+        root = JsonPath(path)
+        body = record if root.is_root else root.set({}, record)
+        return json_answer(body, status, headers)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _since(self, request: Request, body: Any) -> datetime | None:
+        inc = self.spec.incremental
+        if inc is None:
+            return None
+        if inc.send == "if_modified_since":
+            value = request.headers.get("if-modified-since")
+            try:
+                return parsedate_to_datetime(value) if value else None
+            except (TypeError, ValueError):
+                raise Refused("permanent", f"bad If-Modified-Since {value!r}") from None
+        assert inc.param is not None
+        given = (
+            request.query_params.get(inc.param)
+            if inc.send == "query"
+            else JsonPath(inc.param).first(body or {})
+        )
+        if given in (None, ""):
+            return None
+        since = self.read_since(given)
+        if since is None:
+            raise Refused("permanent", f"{inc.param}={given!r} is not a time")
+        return since
+
+    async def listing(self, request: Request) -> Response:
+        body = await _json(request) if self.spec.method == "POST" else None
+        since = self._since(request, body)
+        ids = self.table.listing(since)
+        inc = self.spec.incremental
+        if since is not None and inc and inc.send == "if_modified_since" and not ids:
+            return Response(status_code=304)
+        served = serve(self.spec.paginator, request, body, ids)
+        return self._page(self.table.copies(served.items), served.fields, served.headers)
+
+    def _page(self, items: list[Any], fields: dict[str, Any], headers: dict[str, str]) -> Response:
+        root = JsonPath(self.spec.records)
+        if root.is_root:
+            if fields:
+                raise Refused("permanent", "records at '$' leave no room for paging fields")
+            return json_answer(items, 200, headers)
+        out = root.set({}, items)
+        for path, value in fields.items():
+            JsonPath(path).set(out, value)
+        return json_answer(out, 200, headers)
+
+    async def deleted(self, request: Request) -> Response:
+        deletes = self.spec.deletes
+        assert isinstance(deletes, EndpointDeletes)
+        inc = self.spec.incremental
+        param = deletes.param or (inc.param if inc else None)
+        given = request.query_params.get(param) if param else None
+        since = self.read_since(given) if given else None
+        write_time = formatter(deletes.format)
+        entries: list[Any] = []
+        for record_id, when in self.table.deleted_since(since):
+            if JsonPath(deletes.id).is_root:
+                entries.append(int(record_id))
+                continue
+            entry: dict[str, Any] = {}
+            JsonPath(deletes.id).set(entry, int(record_id))
+            if deletes.time:
+                JsonPath(deletes.time).set(entry, write_time(when))
+            entries.append(entry)
+        served = serve(deletes.paginator, request, None, entries)
+        root = JsonPath(deletes.records)
+        out: Any = served.items if root.is_root else root.set({}, served.items)
+        for path, value in served.fields.items():
+            JsonPath(path).set(out, value)
+        return json_answer(out, 200, served.headers)
+
+    async def fetch(self, request: Request) -> Response:
+        record = self.table.live(request.path_params["id"])
+        if record is None:
+            return self.refused(Refused("not_found", "no such record"), "fetch")
+        spec = self.spec.fetch
+        return self.record_answer(record, spec.record if spec else "$", 200)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _unwrap(self, write: WriteSpec, body: Any) -> dict[str, Any]:
+        if write.wrap:
+            body = body.get(write.wrap) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise Refused("permanent", "the body is not a JSON object")
+        return body
+
+    def _required(self, data: dict[str, Any]) -> None:
+        for path in self.decl.sandbox.required.get(self.name, []):
+            if JsonPath(path).first(data) in (None, ""):
+                raise Refused("permanent", f"{path} is required")
+
+    def do_create(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._required(data)
+        return self.table.add(data)
+
+    def do_upsert(self, data: dict[str, Any], key: Any) -> tuple[dict[str, Any], bool]:
+        upsert = self.spec.upsert
+        assert upsert is not None
+        if key in (None, ""):
+            raise Refused("permanent", f"{upsert.key} is required to upsert")
+        JsonPath(upsert.key).set(data, key)
+        found = self.table.find(upsert.key, key)
+        if found is None:
+            return self.do_create(data), True
+        return self.table.update(found, data), False
+
+    def _check_version(self, record_id: str, given: str | None) -> None:
+        if given is None:
+            return
+        current = str(self.table.current_version(record_id))
+        if _bare(given) != current:
+            raise Refused("stale", f"version {_bare(given)} is outdated (now {current})")
+
+    def do_update(
+        self, record_id: str, data: dict[str, Any], version: str | None, replace: bool
+    ) -> dict[str, Any]:
+        if self.table.live(record_id) is None:
+            raise Refused("not_found", f"no record {record_id}")
+        self._check_version(record_id, version)
+        if self.table.version is not None:
+            data = dict(data)
+            data.pop(str(self.table.version.steps[0]), None)
+        return self.table.update(record_id, data, replace=replace)
+
+    def do_delete(self, record_id: str, version: str | None) -> None:
+        if self.table.live(record_id) is None:
+            raise Refused("already_deleted", f"no record {record_id}")
+        self._check_version(record_id, version)
+        self.table.remove(record_id)
+
+    def _given_version(
+        self, write: WriteSpec, request: Request, data: dict[str, Any]
+    ) -> str | None:
+        if write.version == "if_match":
+            return request.headers.get("if-match")
+        if write.version == "body" and self.table.version is not None:
+            value = self.table.version.first(data)
+            return None if value is None else str(value)
+        return None
+
+    async def create(self, request: Request) -> Response:
+        write = self.spec.create
+        assert write is not None
+        replay, key = self._replayed(request)
+        if replay is not None:
+            return replay
+        try:
+            record = self.do_create(self._unwrap(write, await _json(request)))
+        except Refused as exc:
+            return self.refused(exc, "create")
+        return self._remember(key, self.record_answer(record, write.record, 201), record, write)
+
+    def _replayed(self, request: Request) -> tuple[Response | None, str | None]:
+        header = self.spec.idempotency_header
+        key = request.headers.get(header) if header else None
+        if key is None:
+            return None, None
+        stored = self.table.idempotency.get(key)
+        if stored is None:
+            return None, key
+        return json_answer(stored.body, stored.status, stored.headers), key
+
+    def _remember(
+        self, key: str | None, response: Response, record: dict[str, Any], write: WriteSpec
+    ) -> Response:
+        if key is not None and response.status_code < 300:
+            root = JsonPath(write.record or "$")
+            body = record if root.is_root else root.set({}, record)
+            headers = {k: v for k, v in response.headers.items() if k.lower() == "etag"}
+            self.table.idempotency[key] = Answer(response.status_code, body, headers)
+        return response
+
+    async def upsert(self, request: Request) -> Response:
+        write = self.spec.upsert
+        assert write is not None
+        try:
+            data = self._unwrap(write, await _json(request))
+            key = (
+                _path_key(request)
+                if _path_key(request) is not None
+                else JsonPath(write.key).first(data)
+            )
+            record, made = self.do_upsert(data, key)
+        except Refused as exc:
+            return self.refused(exc, "upsert")
+        return self.record_answer(record, write.record, 201 if made else 200)
+
+    async def update(self, request: Request) -> Response:
+        write = self.spec.update
+        assert write is not None
+        record_id = request.path_params["id"]
+        try:
+            data = self._unwrap(write, await _json(request))
+            version = self._given_version(write, request, data)
+            replace = (write.method or "PATCH") == "PUT"
+            record = self.do_update(record_id, data, version, replace)
+        except Refused as exc:
+            return self.refused(exc, "update")
+        return self.record_answer(record, write.record, 200)
+
+    async def delete(self, request: Request) -> Response:
+        write = self.spec.delete
+        assert write is not None
+        try:
+            version = self._given_version(write, request, {})
+            self.do_delete(request.path_params["id"], version)
+        except Refused as exc:
+            return self.refused(exc, "delete")
+        return Response(status_code=204)
+
+    async def batch(self, request: Request) -> Response:
+        spec = self.spec.batch
+        assert spec is not None
+        replay, key = self._replayed(request)
+        if replay is not None:
+            return replay
+        body = await _json(request)
+        items = body if JsonPath(spec.items).is_root else JsonPath(spec.items).first(body)
+        if not isinstance(items, list):
+            return self.refused(Refused("permanent", f"no item list at {spec.items}"), "batch")
+        answers = [self._batch_item(spec, item) for item in items]
+        root = JsonPath(spec.results)
+        out: Any = answers if root.is_root else root.set({}, answers)
+        if key is not None:
+            self.table.idempotency[key] = Answer(200, out)
+        return json_answer(out, 200)
+
+    def _batch_item(self, spec: BatchSpec, item: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = {}
+        if spec.ref and isinstance(item, dict):
+            JsonPath(spec.ref).set(answer, JsonPath(spec.ref).first(item))
+        try:
+            if not isinstance(item, dict):
+                raise Refused("permanent", "an item is not a JSON object")
+            record = self._batch_op(spec, item)
+        except Refused as exc:
+            status, body = refusal(self.rules, exc.outcome, "batch", exc.message)
+            if spec.status:
+                JsonPath(spec.status).set(answer, status)
+            JsonPath(spec.error or "error").set(answer, body.get("error"))
+            return answer
+        if spec.status:
+            JsonPath(spec.status).set(answer, 200)
+        if record is not None:
+            JsonPath(spec.record).set(answer, record)
+        return answer
+
+    def _batch_op(self, spec: BatchSpec, item: dict[str, Any]) -> dict[str, Any] | None:
+        op = str(JsonPath(spec.op_field).first(item)) if spec.op_field else spec.ops[0]
+        data = {k: v for k, v in item.items()}
+        for field_path in (spec.op_field, spec.ref):
+            if field_path:
+                data.pop(str(JsonPath(field_path).steps[0]), None)
+        item_key = None
+        if spec.item_key:
+            item_key = data.pop(str(JsonPath(spec.item_key).steps[0]), None)
+            stored = self.table.idempotency.get(f"item:{item_key}") if item_key else None
+            if stored is not None:
+                return stored.body
+        record_id = self.table.key.first(item)
+        if op in ("create", "upsert"):
+            if op == "upsert" and self.spec.upsert is not None:
+                record, _ = self.do_upsert(data, JsonPath(self.spec.upsert.key).first(data))
+            else:
+                record = self.do_create(data)
+            if item_key:
+                self.table.idempotency[f"item:{item_key}"] = Answer(200, record)
+            return record
+        if record_id is None:
+            raise Refused("permanent", f"a batch {op} needs the record id")
+        version = None
+        if self.table.version is not None:
+            found = self.table.version.first(data)
+            version = None if found is None else str(found)
+        if op == "delete":
+            self.do_delete(str(record_id), version)
+            return None
+        data.pop(str(self.table.key.steps[0]), None)
+        return self.do_update(str(record_id), data, version, replace=False)
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Refused("permanent", "the body is not JSON") from None
+
+
+def _path_key(request: Request) -> Any:
+    for name, value in request.path_params.items():
+        if name.startswith("data__"):
+            return value
+    return None

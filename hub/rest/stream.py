@@ -1,0 +1,171 @@
+"""A declared stream made ready to run: paths compiled, formats chosen, hooks in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from hub.connector import RemoteRecord, Stream
+from hub.rest.errors import OPS, DeclaredClassifier, ErrorRule
+from hub.rest.jsonpath import JsonPath
+from hub.rest.load import Loaded
+from hub.rest.model import StatusDeletes, StreamSpec, TombstoneDeletes
+from hub.rest.paginators import CustomPaginator, Paginator
+from hub.rest.template import Template
+from hub.rest.times import formatter, parser, precision
+
+__all__ = ["CompiledStream", "compile_stream", "hub_stream"]
+
+_MISSING = object()
+
+
+def hub_stream(name: str, spec: StreamSpec, webhooks: bool) -> Stream:
+    """The ``hub.connector.Stream`` a declared stream offers."""
+    return Stream(
+        name=name,
+        entity=spec.entity,
+        incremental=spec.incremental is not None,
+        can_create=spec.create is not None or spec.upsert is not None,
+        can_update=spec.update is not None,
+        can_delete=spec.delete is not None,
+        webhooks=webhooks,
+    )
+
+
+@dataclass
+class CompiledStream:
+    name: str
+    spec: StreamSpec
+    stream: Stream
+    path: str
+    params: dict[str, Any]
+    records: JsonPath
+    key: JsonPath
+    paginator: Paginator
+    rules: list[ErrorRule]
+    classifiers: dict[str, DeclaredClassifier]
+    settings: dict[str, Any]
+    version_field: JsonPath | None = None
+    version_header: str | None = None
+    modified: JsonPath | None = None
+    parse_modified: Callable[[Any], datetime | None] | None = None
+    cursor_field: JsonPath | None = None
+    parse_cursor: Callable[[Any], datetime | None] | None = None
+    format_since: Callable[[datetime], Any] | None = None
+    since_step: timedelta = timedelta(seconds=1)
+    gone: Callable[[dict[str, Any]], bool] | None = None
+    transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    templates: dict[str, Template] = field(default_factory=dict)
+
+    def template(self, text: str) -> Template:
+        found = self.templates.get(text)
+        if found is None:
+            found = self.templates[text] = Template(text)
+        return found
+
+    def render(self, text: str, **values: Any) -> str:
+        """A path with ``{id}``, ``{data.x}`` and ``{settings.x}`` filled (URL-quoted)."""
+        return self.template(text).render({"settings": self.settings, **values}, quote_values=True)
+
+    def remote_id(self, data: Any) -> str | None:
+        value = self.key.first(data)
+        return None if value is None or value == "" else str(value)
+
+    def version_of(self, data: Any, response: httpx.Response | None = None) -> str | None:
+        if self.version_field is not None:
+            value = self.version_field.first(data)
+            return None if value is None else str(value)
+        if self.version_header is not None and response is not None:
+            return response.headers.get(self.version_header)
+        return None
+
+    def read(self, raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
+        """One listed record: ``(id, record, changed)``; ``record`` is ``None`` for a
+        tombstone. ``None`` when the transform drops it or it is not an object."""
+        if self.transform is not None:
+            raw = self.transform(raw)
+        if not isinstance(raw, dict):
+            return None
+        record_id = self.remote_id(raw)
+        if record_id is None:
+            return None
+        modified = None
+        if self.modified is not None and self.parse_modified is not None:
+            modified = self.parse_modified(self.modified.first(raw))
+        if self.cursor_field is not None and self.parse_cursor is not None:
+            changed = self.parse_cursor(self.cursor_field.first(raw))
+        else:
+            changed = modified
+        if self.gone is not None and self.gone(raw):
+            return record_id, None, changed
+        record = RemoteRecord(record_id, raw, self.version_of(raw), modified)
+        return record_id, record, changed
+
+
+def _gone(spec: StreamSpec) -> Callable[[dict[str, Any]], bool] | None:
+    deletes = spec.deletes
+    if isinstance(deletes, TombstoneDeletes | StatusDeletes):
+        path = JsonPath(deletes.field)
+        values = list(deletes.values)
+        if values:
+            return lambda raw: path.first(raw, _MISSING) in values
+        return lambda raw: path.first(raw, None) not in (None, False, "", 0)
+    return None
+
+
+def compile_stream(
+    loaded: Loaded, name: str, settings: dict[str, Any], webhooks: bool
+) -> CompiledStream:
+    decl = loaded.spec
+    spec = decl.streams[name]
+    rules = [*spec.errors, *decl.errors]
+    client = decl.client
+    classifiers = {
+        op: DeclaredClassifier(
+            rules, op, retry_after=client.retry_after, message=client.error_message
+        )
+        for op in OPS
+    }
+    paginator: Any = spec.paginator
+    if isinstance(paginator, CustomPaginator):
+        paginator = loaded.hooks[paginator.hook](**paginator.options)
+    values = {"settings": settings}
+    compiled = CompiledStream(
+        name=name,
+        spec=spec,
+        stream=hub_stream(name, spec, webhooks),
+        path=Template(spec.path).render(values, quote_values=False),
+        params={k: v for k, v in spec.params.items()},
+        records=JsonPath(spec.records),
+        key=JsonPath(spec.primary_key),
+        paginator=paginator,
+        rules=rules,
+        classifiers=classifiers,
+        settings=settings,
+        gone=_gone(spec),
+        transform=loaded.hooks.get(spec.transform) if spec.transform else None,
+    )
+    if spec.version is not None:
+        if spec.version.field is not None:
+            compiled.version_field = JsonPath(spec.version.field)
+        compiled.version_header = spec.version.header
+    if spec.modified_at is not None:
+        compiled.modified = JsonPath(spec.modified_at.field)
+        compiled.parse_modified = parser(spec.modified_at.format, spec.modified_at.timezone)
+    inc = spec.incremental
+    if inc is not None:
+        base = spec.modified_at
+        fmt = inc.format or (base.format if base else "iso")
+        tz = base.timezone if base else "UTC"
+        if inc.cursor_field is not None:
+            compiled.cursor_field = JsonPath(inc.cursor_field)
+            compiled.parse_cursor = parser(base.format if base else fmt, tz)
+        if inc.send == "if_modified_since":
+            fmt = "http_date"
+        compiled.format_since = formatter(fmt, tz)
+        compiled.since_step = precision(fmt)
+    return compiled
