@@ -76,8 +76,20 @@ class Registry:
         if problems:
             raise ConfigError(problems)
 
+    def _local(self, config: Config, conn: ConnectionConfig) -> None:
+        """Register a connection's declaration file (``connector = "people.toml"``)."""
+        from hub.rest.plugin import is_local, local_connector
+
+        value = conn.hub.connector
+        if is_local(value) and value not in self.plugins:
+            cls = local_connector(config, conn.name, value)
+            self.plugins[value] = PluginInfo(
+                name=value, value=value, package="(local file)", version=cls.version, cls=cls
+            )
+
     def settings_for(self, config: Config, conn: ConnectionConfig) -> Any:
         where = ["connections", conn.name]
+        self._local(config, conn)
         info = self.plugins.get(conn.hub.connector)
         if info is None or info.cls is None:
             try:
@@ -115,8 +127,8 @@ class Registry:
         store: Store | None = None,
     ) -> Connector:
         conn = config.connection(name)
-        cls = self.get(conn.hub.connector)
         settings = self.settings_for(config, conn)
+        cls = self.get(conn.hub.connector)
         context = ConnectorContext(
             connection=name, base_dir=config.base_dir, credentials=credentials, store=store
         )
@@ -128,7 +140,9 @@ def _load(ep: EntryPoint) -> PluginInfo:
     version = ep.dist.version if ep.dist else "?"
     info = PluginInfo(name=ep.name, value=ep.value, package=package, version=version)
     try:
-        loaded = ep.load()
+        from hub.rest.plugin import entry_point_object
+
+        loaded = entry_point_object(ep)  # a class, or a declaration made into one
     except Exception as exc:  # a broken plugin must never take the hub down
         info.error = "".join(traceback.format_exception_only(exc)).strip()
         return info

@@ -103,6 +103,10 @@ class TestCsvContract(ConnectorContract):
                 row.update(changes)
         self._write(connector, rows)
 
+    async def delete_remotely(self, connector: Connector, identity: str) -> None:
+        field = "domain" if self.settings.get("entity") == "company" else "email"
+        self._write(connector, [r for r in self._read(connector) if r[field] != identity])
+
 
 class TestKeyedCsvContract(TestCsvContract):
     """A key column with generated ids, semicolons, cp1252."""

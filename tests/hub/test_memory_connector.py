@@ -64,25 +64,27 @@ class TestMemoryContract(ConnectorContract):
     async def remote_records(self, connector: Connector) -> list[dict[str, Any]]:
         return list(get_remote("test-memory").all().values())
 
+    identity_field = "email"
+
     async def edit_remotely(
         self, connector: Connector, identity: str, changes: dict[str, Any]
     ) -> None:
         remote = get_remote("test-memory")
-        [rid] = [rid for rid, data in remote.all().items() if data.get("email") == identity]
+        [rid] = [r for r, data in remote.all().items() if data[self.identity_field] == identity]
         remote.update(rid, **changes)
+
+    async def delete_remotely(self, connector: Connector, identity: str) -> None:
+        remote = get_remote("test-memory")
+        [rid] = [r for r, data in remote.all().items() if data[self.identity_field] == identity]
+        remote.delete(rid)
 
 
 class TestCompanyContract(TestMemoryContract):
+    identity_field = "domain"
+
     @pytest.fixture
     def connector(self, remote: MemoryRemote) -> MemoryConnector:
         return make(page_size=5, entity="company")
-
-    async def edit_remotely(
-        self, connector: Connector, identity: str, changes: dict[str, Any]
-    ) -> None:
-        remote = get_remote("test-memory")
-        [rid] = [rid for rid, data in remote.all().items() if data.get("domain") == identity]
-        remote.update(rid, **changes)
 
 
 def create(key: str, data: dict[str, Any], idem: str | None = None) -> Change:
