@@ -162,7 +162,10 @@ class PullContract(ContractBase):
         stream = self.stream_under_test(connector)
         seeded = await self.seeded(connector)
         await self.hook("throttle", connector, 2)
-        found = await self.pulled_by_identity(connector)
+        try:
+            found = await self.pulled_by_identity(connector)
+        except RateLimited as exc:
+            pytest.fail(f"a pull that met two throttle answers gave up instead of retrying: {exc}")
         assert set(found) == {self.identity(stream, d) for d in seeded}, (
             "a pull that met two throttle answers retried and finished"
         )
