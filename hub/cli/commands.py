@@ -7,4 +7,5 @@ from hub.cli import (  # noqa: F401
     forms_commands,
     inbox_commands,
     outbox_commands,
+    plugin_commands,
 )

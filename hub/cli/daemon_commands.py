@@ -40,7 +40,7 @@ def up(
 @app.command()
 def sandbox(
     names: list[str] = typer.Argument(
-        None, help="Connectors to serve (default: all with a sandbox)."
+        None, help="Connectors (or declaration files) to serve (default: all with a sandbox)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the fake data and the fault RNG."),
     port_base: int = typer.Option(
@@ -52,6 +52,11 @@ def sandbox(
     from hub.sandbox import find_sandboxes, serve_sandbox
 
     available = find_sandboxes()
+    for name in names or []:
+        if name.endswith(".toml"):  # a declaration file: its generated sandbox
+            from hub.rest.plugin import file_sandbox
+
+            available[name] = file_sandbox(name)
     wanted = names or sorted(n for n, info in available.items() if info.factory is not None)
     unknown = [n for n in wanted if n not in available]
     if unknown:

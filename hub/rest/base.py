@@ -16,7 +16,7 @@ __all__ = ["Spec", "kind_shorthand", "resolve_hook"]
 class Spec(BaseModel):
     """A part of a declaration: unknown keys are errors, values are frozen once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def kind_shorthand(value: Any) -> Any:

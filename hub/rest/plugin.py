@@ -22,7 +22,7 @@ from hub.errors import ConfigError
 if TYPE_CHECKING:
     from hub.rest.connector import RestConnector
 
-__all__ = ["entry_point_object", "is_local", "local_connector"]
+__all__ = ["entry_point_object", "file_sandbox", "is_local", "local_connector"]
 
 
 def is_local(connector: str) -> bool:
@@ -70,3 +70,16 @@ def local_connector(config: Any, connection: str, value: str) -> type[RestConnec
             ]
         )
     return declared(path)
+
+
+def file_sandbox(path: str) -> Any:
+    """The ``hub.sandbox.SandboxInfo`` of a declaration file (``crmhub sandbox people.toml``);
+    a declaration with problems is reported as a broken sandbox."""
+    from hub.rest.connector import declared
+    from hub.sandbox import SandboxInfo
+
+    try:
+        cls = declared(Path(path))
+    except (ConfigError, OSError) as exc:
+        return SandboxInfo(path, error=str(exc))
+    return SandboxInfo(path, cls.sandbox)

@@ -17,6 +17,7 @@ Tests change records as a remote user would through ``app.provider`` (``add``, `
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -147,7 +148,8 @@ class RestSandbox:
                 values = {**vars(person), "name": person.name}
                 record: dict[str, Any] = {}
                 for path, template in templates.items():
-                    JsonPath(path).set(record, template.render(values))
+                    with contextlib.suppress(KeyError):  # a person without a phone has none
+                        JsonPath(path).set(record, template.render(values))
                 table.add(record, when)
 
     def _seed_file(self) -> dict[str, list[dict[str, Any]]]:

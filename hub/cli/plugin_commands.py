@@ -1,0 +1,37 @@
+"""``crmhub new-connector``: a plugin package for a declared REST connector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hub.cli.app import app, console, fail
+from hub.errors import ConfigError
+
+
+@app.command("new-connector")
+def new_connector(
+    name: str = typer.Argument(..., help="The connector's name (lower case, digits, '_')."),
+    directory: Path = typer.Option(
+        Path("."), "--dir", "-d", help="Where to write crmhub-connector-NAME/."
+    ),
+) -> None:
+    """Write crmhub-connector-NAME/: a declared REST connector with its mapping, sandbox
+    settings and contract test, ready for `pip install -e` and `pytest`."""
+    from hub.rest.scaffold import scaffold
+
+    try:
+        root = scaffold(name, directory)
+    except ConfigError as exc:
+        raise fail("; ".join(p.message for p in exc.problems)) from None
+    console.print(f"wrote {root}", highlight=False, soft_wrap=True)
+    console.print(
+        f"next: pip install -e {root} && pytest {root}\n"
+        f"      then edit {root.name}/crmhub_connector_{name}/{name}.toml to match your API",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+__all__ = ["new_connector"]

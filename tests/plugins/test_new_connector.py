@@ -1,0 +1,47 @@
+"""``crmhub new-connector acme && pip install -e ./crmhub-connector-acme && pytest
+crmhub-connector-acme`` passes, and ``crmhub connectors`` lists the new connector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.layered import Layered
+
+
+@pytest.mark.slow
+def test_a_generated_plugin_installs_passes_its_tests_and_is_listed(tmp_path: Path) -> None:
+    env = Layered(tmp_path / "venv")
+    work = tmp_path / "work"
+    work.mkdir()
+    made = env.run("-m", "hub", "new-connector", "acme", cwd=work)
+    assert made.returncode == 0, made.stderr
+    assert "wrote crmhub-connector-acme" in made.stdout
+    installed = env.pip_install_editable(work / "crmhub-connector-acme")
+    assert installed.returncode == 0, installed.stderr
+    tested = env.run("-m", "pytest", "-p", "no:cacheprovider", "crmhub-connector-acme", cwd=work)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert " passed" in tested.stdout and "failed" not in tested.stdout
+    assert "mode=Mode.STRICT" in tested.stdout  # pytest-asyncio's default mode
+    listed = env.run("-m", "hub", "connectors", "--json", cwd=work)
+    assert listed.returncode == 0, listed.stderr
+    acme = next(c for c in json.loads(listed.stdout) if c["name"] == "acme")
+    assert acme["status"] == "ok", acme["error"]
+    assert acme["package"] == "crmhub-connector-acme"
+    assert acme["streams"] == ["contacts -> contact"]
+
+
+def test_a_name_that_cannot_be_a_connector_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli import app, commands  # noqa: F401  (registers the commands)
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["new-connector", "Acme-CRM", "--dir", str(tmp_path)])
+    assert bad.exit_code == 1 and "cannot name a connector" in bad.output
+    assert not list(tmp_path.iterdir())
+    assert runner.invoke(app, ["new-connector", "acme", "--dir", str(tmp_path)]).exit_code == 0
+    again = runner.invoke(app, ["new-connector", "acme", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
