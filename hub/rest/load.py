@@ -58,14 +58,18 @@ def load_declaration(source: str | Path | dict[str, Any], *, label: str | None =
     try:
         spec = Declaration.model_validate(data)
     except ValidationError as exc:
-        raise DeclarationError([_problem(file, text, err) for err in exc.errors()]) from None
+        raise DeclarationError(_by_line([_problem(file, text, e) for e in exc.errors()])) from None
     hooks: dict[str, Any] = {}
     found = check(spec, path.parent if path else None, hooks)
     if found:
         raise DeclarationError(
-            [Problem(file, message, line_of(text, loc), _dotted(loc)) for loc, message in found]
+            _by_line([Problem(file, m, line_of(text, loc), _dotted(loc)) for loc, m in found])
         )
     return Loaded(spec, path, hooks)
+
+
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def _dotted(loc: Loc) -> str | None:

@@ -150,6 +150,8 @@ class Reader:
                 JsonPath(inc.param).set(body, value)
                 request = replace(request, json=body)
             else:
+                # "changed later than" at whole seconds: ask from the second before the floor
+                value = self.s.format_since(since - timedelta(seconds=1))
                 request = replace(request, headers={"If-Modified-Since": str(value)})
         return paginator.start(request)
 

@@ -92,7 +92,7 @@ class RestSandbox:
         self.max_in_flight = 0
         self.retry_after = self.spec.sandbox.retry_after
         self.tables = {n: Table(n, s, self.now) for n, s in self.spec.streams.items()}
-        self.apis = {n: StreamApi(self.spec, n, t) for n, t in self.tables.items()}
+        self.apis = {n: StreamApi(self.spec, n, t, loaded.hooks) for n, t in self.tables.items()}
         self.size: int | None = None
         self.seed = 0
         self.app = Starlette(routes=self._controls() + self._routes())

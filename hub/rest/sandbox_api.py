@@ -9,7 +9,7 @@ or already deleted.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.responses import Response
 from hub.rest.errors import ErrorRule
 from hub.rest.jsonpath import JsonPath
 from hub.rest.model import Declaration, EndpointDeletes, StreamSpec
+from hub.rest.paginators import CustomPaginator
 from hub.rest.sandbox_paging import serve
 from hub.rest.sandbox_state import Answer, Table
 from hub.rest.times import formatter, parser
@@ -75,12 +76,15 @@ def _bare(version: str | None) -> str | None:
 class StreamApi:
     """The handlers of one stream."""
 
-    def __init__(self, decl: Declaration, name: str, table: Table) -> None:
+    def __init__(self, decl: Declaration, name: str, table: Table, hooks: dict[str, Any]) -> None:
         self.decl = decl
         self.name = name
         self.spec: StreamSpec = decl.streams[name]
         self.table = table
         self.rules = [*self.spec.errors, *decl.errors]
+        self.paginator: Any = self.spec.paginator
+        if isinstance(self.paginator, CustomPaginator):
+            self.paginator = hooks[self.paginator.hook](**self.paginator.options)
         inc = self.spec.incremental
         base = self.spec.modified_at
         self.read_since = parser(
@@ -133,11 +137,15 @@ class StreamApi:
     async def listing(self, request: Request) -> Response:
         body = await _json(request) if self.spec.method == "POST" else None
         since = self._since(request, body)
-        ids = self.table.listing(since)
         inc = self.spec.incremental
-        if since is not None and inc and inc.send == "if_modified_since" and not ids:
-            return Response(status_code=304)
-        served = serve(self.spec.paginator, request, body, ids)
+        if since is not None and inc and inc.send == "if_modified_since":
+            # HTTP dates have whole seconds: changed in a later second than the one given
+            ids = self.table.listing(since.replace(microsecond=0) + timedelta(seconds=1))
+            if not ids:
+                return Response(status_code=304)
+        else:
+            ids = self.table.listing(since)
+        served = serve(self.paginator, request, body, ids)
         return self._page(self.table.copies(served.items), served.fields, served.headers)
 
     def _page(self, items: list[Any], fields: dict[str, Any], headers: dict[str, str]) -> Response:
