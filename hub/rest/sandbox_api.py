@@ -264,7 +264,11 @@ class StreamApi:
             record = self.do_create(self._unwrap(write, await _json(request)))
         except Refused as exc:
             return self.refused(exc, "create")
-        return self._remember(key, self.record_answer(record, write.record, 201), record, write)
+        answer = self.record_answer(record, write.record, 201)
+        answer.headers["Location"] = (
+            f"{request.url.path.rstrip('/')}/{self.table.key.first(record)}"
+        )
+        return self._remember(key, answer, record, write)
 
     def _replayed(self, request: Request) -> tuple[Response | None, str | None]:
         header = self.spec.idempotency_header
