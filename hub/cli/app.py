@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hub.config import Config, load_config
 from hub.errors import CrmhubError
@@ -56,7 +57,8 @@ def _root(
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` to stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: problems name their key in brackets ("[connections.x.path]"), not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -77,7 +77,7 @@ def sandbox(
             except OSError as exc:
                 raise fail(f"cannot serve the {name} sandbox on port {port}: {exc}") from None
             servers.append(server)
-            console.print(f"{name}\t{url}", highlight=False)
+            console.print(f"{name}\t{url}", highlight=False, soft_wrap=True)
         console.print("[dim]Ctrl-C to stop[/]")
         _wait_for_signal()
     finally:

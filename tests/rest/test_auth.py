@@ -23,7 +23,7 @@ KINDS: dict[str, Any] = {
         "kind": "basic",
         "username": "{secret.username}/token",
         "password": "{secret.api_key}",
-    },  # fmt: skip
+    },
     "oauth2": {
         "kind": "oauth2",
         "authorize_url": "https://id.example/authorize",
@@ -54,7 +54,7 @@ async def test_each_auth_kind_is_accepted_with_the_right_credentials(kind: str) 
 
 
 async def test_a_connection_without_credentials_needs_reauth() -> None:
-    with served(declaration(), size=1) as (cls, app, url):
+    with served(declaration(), size=1) as (cls, _app, url):
         connector = cls(cls.Settings(base_url=url), ConnectorContext("people"))
         with pytest.raises(NeedsReauth, match="crmhub connect people"):
             await pull(connector)

@@ -51,7 +51,7 @@ BODY = json.dumps({"id": "ev1", "type": "contact.updated", "data": {"id": 7}}).e
             "signed": "timestamp+body",
             "timestamp_header": "X-Ts",
             "separator": ".",
-        },  # fmt: skip
+        },
         {"kind": "hmac", "header": "X-Sig", "signed": "url+body", "encoding": "base64"},
     ],
 )

@@ -45,7 +45,7 @@ async def test_wrapped_bodies_and_a_record_inside_the_answer() -> None:
 
 async def test_a_version_in_the_body_and_a_stale_one_refused() -> None:
     spec = declaration({"update": {"version": "body"}})
-    results, app = await push(
+    results, _app = await push(
         spec,
         [update("ok", "1", {"first_name": "A"}, "1"), update("old", "2", {"first_name": "B"}, "9")],
     )
@@ -187,7 +187,7 @@ async def test_a_body_rule_for_a_success_status_refuses_the_item() -> None:
 
 
 async def test_an_answer_without_a_record_uses_the_location_header() -> None:
-    results, app = await push(
+    results, _app = await push(
         declaration({"create": {"record": None}}), [create("a", {"email": "a@b.c"})]
     )
     assert results["a"].ok and results["a"].remote_id == "4" and results["a"].data is None
