@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, create_model
 
-from auth.providers import OAuthSettings
 from hub.connector import (
     Change,
     Connector,
@@ -40,6 +39,9 @@ from hub.rest.template import Template
 from hub.rest.webhooks import DeclaredReceiver
 from hub.rest.writer import Writer
 from hub.webhooks import WebhookReceiver
+
+if TYPE_CHECKING:
+    from auth.providers import OAuthSettings
 
 __all__ = ["RestConnector", "declared", "settings_model"]
 

@@ -35,12 +35,15 @@ class JsonPathError(ValueError):
 class JsonPath:
     """A compiled path. ``find`` lists every match; ``first`` the first or a default."""
 
-    __slots__ = ("fans_out", "steps", "text")
+    __slots__ = ("_key", "fans_out", "steps", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.steps = _parse(text)
         self.fans_out = any(step is _ALL for step in self.steps)
+        # the common case, one key (``id``, ``updated_at``), is read without the walk
+        single = len(self.steps) == 1 and isinstance(self.steps[0], str)
+        self._key: str | None = self.steps[0] if single else None
 
     def __repr__(self) -> str:
         return f"JsonPath({self.text!r})"
@@ -70,6 +73,9 @@ class JsonPath:
 
     def first(self, document: Any, default: Any = None) -> Any:
         """The value at the path, or ``default`` when it reaches nothing."""
+        key = self._key
+        if key is not None:
+            return document.get(key, default) if type(document) is dict else default
         value = document
         for step in self.steps:
             if step is _ALL:

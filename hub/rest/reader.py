@@ -193,8 +193,7 @@ class Reader:
             response, body = await self._send(request)
             raw = self.s.records.records(body) if body is not None else []
             page = Page()
-            for item in raw:
-                self._take(item, page, start.seen, since is not None)
+            self._take(raw, page, start.seen, since is not None)
             following = None
             if response.status_code != 304:
                 following = paginator.advance(request, PageAnswer(response, body, len(raw)))
@@ -203,27 +202,34 @@ class Reader:
                 return
             request = following
 
-    def _take(self, raw: Any, page: Page, seen: dict[str, str], incremental: bool) -> None:
-        found = self.s.read(raw)
-        if found is None:
-            return
-        record_id, record, changed = found
-        if self.tracked:
+    def _take(self, raws: list[Any], page: Page, seen: dict[str, str], incremental: bool) -> None:
+        """The records and tombstones of one answer into ``page``; on an incremental pull,
+        records the boundary says were pulled before are skipped."""
+        read, window, keyed, tracked = self.s.read, self.window, self.keyed, self.tracked
+        admits, add = window.admits, window.add
+        records, deleted = page.records, page.deleted
+        for raw in raws:
+            found = read(raw)
+            if found is None:
+                continue
+            record_id, record, changed = found
+            if tracked and changed is not None:
+                admitted = admits(changed)
+                if admitted or (incremental and record_id in seen):
+                    if record is None:
+                        key = "deleted"
+                    elif keyed and record.version is not None:
+                        key = record.version
+                    else:
+                        key = content_key(record.data)
+                    if admitted:
+                        add(record_id, changed, key)
+                    if incremental and seen.get(record_id) == key:
+                        continue  # pulled before, unchanged since: the inclusive boundary
             if record is None:
-                key = "deleted"
-            elif self.keyed and record.version is not None:
-                key = record.version
-            elif changed is not None and self.window.admits(changed):
-                key = content_key(record.data)
+                deleted.append(record_id)
             else:
-                key = ""
-            self.window.observe(record_id, changed, key)
-            if incremental and key and seen.get(record_id) == key:
-                return  # pulled before, unchanged since: the inclusive boundary
-        if record is None:
-            page.deleted.append(record_id)
-        else:
-            page.records.append(record)
+                records.append(record)
 
     async def _deleted(
         self, request: PageRequest, start: _Start

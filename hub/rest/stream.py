@@ -60,6 +60,7 @@ class CompiledStream:
     gone: Callable[[dict[str, Any]], bool] | None = None
     transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     templates: dict[str, Template] = field(default_factory=dict)
+    _read: Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None] | None = None
 
     def template(self, text: str) -> Template:
         found = self.templates.get(text)
@@ -86,33 +87,76 @@ class CompiledStream:
     def read(self, raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
         """One listed record: ``(id, record, changed)``; ``record`` is ``None`` for a
         tombstone. ``None`` when the transform drops it or it is not an object."""
-        if self.transform is not None:
-            raw = self.transform(raw)
-        if not isinstance(raw, dict):
-            return None
-        record_id = self.remote_id(raw)
-        if record_id is None:
-            return None
-        modified = None
-        if self.modified is not None and self.parse_modified is not None:
-            modified = self.parse_modified(self.modified.first(raw))
-        if self.cursor_field is not None and self.parse_cursor is not None:
-            changed = self.parse_cursor(self.cursor_field.first(raw))
-        else:
-            changed = modified
-        if self.gone is not None and self.gone(raw):
-            return record_id, None, changed
-        record = RemoteRecord(record_id, raw, self.version_of(raw), modified)
-        return record_id, record, changed
+        if self._read is None:
+            self._read = self._reader()
+        return self._read(raw)
+
+    def _reader(self) -> Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None]:
+        """``read`` made for this stream once: only the steps it declares, plain keys read
+        with ``dict.get`` (a listing reads every record through it)."""
+        transform, gone = self.transform, self.gone
+        id_key, get_id = _plain(self.key), self.key.first
+        version_key, get_version = _plain(self.version_field), _first(self.version_field)
+        modified = _timer(self.modified, self.parse_modified)
+        changed_at = _timer(self.cursor_field, self.parse_cursor)
+
+        def read(raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
+            if transform is not None:
+                raw = transform(raw)
+            if not isinstance(raw, dict):
+                return None
+            value = raw.get(id_key) if id_key is not None else get_id(raw)
+            if value is None or value == "":
+                return None
+            record_id = value if type(value) is str else str(value)
+            moment = modified(raw) if modified is not None else None
+            changed = changed_at(raw) if changed_at is not None else moment
+            if gone is not None and gone(raw):
+                return record_id, None, changed
+            if version_key is not None:
+                version = raw.get(version_key)
+            else:
+                version = get_version(raw) if get_version is not None else None
+            if version is not None and type(version) is not str:
+                version = str(version)
+            return record_id, RemoteRecord(record_id, raw, version, moment), changed
+
+        return read
+
+
+def _plain(path: JsonPath | None) -> str | None:
+    """The key of a one-key path (``id``), read with ``dict.get``; else ``None``."""
+    if path is not None and len(path.steps) == 1 and isinstance(path.steps[0], str):
+        return path.steps[0]
+    return None
+
+
+def _first(path: JsonPath | None) -> Callable[[Any], Any] | None:
+    return path.first if path is not None else None
+
+
+def _timer(
+    path: JsonPath | None, parse: Callable[[Any], datetime | None] | None
+) -> Callable[[Any], datetime | None] | None:
+    if path is None or parse is None:
+        return None
+    key = _plain(path)
+    if key is not None:
+        return lambda raw: parse(raw.get(key))
+    get = path.first
+    return lambda raw: parse(get(raw))
 
 
 def _gone(spec: StreamSpec) -> Callable[[dict[str, Any]], bool] | None:
     deletes = spec.deletes
     if isinstance(deletes, TombstoneDeletes | StatusDeletes):
         path = JsonPath(deletes.field)
+        key = _plain(path)
         values = list(deletes.values)
         if values:
             return lambda raw: path.first(raw, _MISSING) in values
+        if key is not None:
+            return lambda raw: raw.get(key) not in (None, False, "", 0)
         return lambda raw: path.first(raw, None) not in (None, False, "", 0)
     return None
 

@@ -47,14 +47,16 @@ def parser(fmt: str, tz: str = "UTC") -> Callable[[Any], datetime | None]:
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=local)
 
     if fmt == "iso":
+        from_iso = datetime.fromisoformat
 
         def read_iso(value: Any) -> datetime | None:
-            if not isinstance(value, str) or not value:
+            if type(value) is not str:
                 return None
             try:
-                return aware(datetime.fromisoformat(value))
+                moment = from_iso(value)
             except ValueError:
                 return None
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=local)
 
         return read_iso
     if fmt in ("epoch", "epoch_ms"):

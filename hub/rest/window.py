@@ -45,27 +45,48 @@ class Window:
     high: datetime | None = None
     seen: dict[str, tuple[datetime, str]] = field(default_factory=dict)
 
-    def admits(self, changed: datetime) -> bool:
-        """Whether a record changed at ``changed`` falls in the window (so needs a key)."""
-        return self.high is None or changed >= self.high - self.overlap - self.step
+    def __post_init__(self) -> None:
+        self.span = self.overlap + self.step
+        self._floor: tuple[datetime | None, datetime | None] = (None, None)  # (high, floor)
+        self._limit = 2 * self.cap
 
-    def observe(self, record_id: str, changed: datetime | None, key: str) -> None:
-        if changed is None:
-            return
+    def floor(self) -> datetime | None:
+        """Changes at or after it are in the window (``None``: nothing seen yet)."""
+        high, floor = self._floor
+        if high is not self.high:
+            floor = None if self.high is None else self.high - self.span
+            self._floor = (self.high, floor)
+        return floor
+
+    def admits(self, changed: datetime) -> bool:
+        high = self.high
+        if high is None or changed >= high:  # the common case of a listing in time order
+            return True
+        floor = self.floor()
+        return floor is None or changed >= floor
+
+    def add(self, record_id: str, changed: datetime, key: str) -> None:
+        """Remember a record that :meth:`admits` its change time."""
         if self.high is None or changed > self.high:
             self.high = changed
-        if changed >= self.high - self.overlap - self.step:
-            self.seen[record_id] = (changed, key)
-            if len(self.seen) > 2 * self.cap:
-                self._trim()
+        self.seen[record_id] = (changed, key)
+        if len(self.seen) > self._limit:
+            self._trim()
+
+    def observe(self, record_id: str, changed: datetime | None, key: str) -> None:
+        if changed is not None and self.admits(changed):
+            self.add(record_id, changed, key)
 
     def _trim(self) -> None:
-        assert self.high is not None
-        floor = self.high - self.overlap - self.step
-        kept = sorted(((c, i, k) for i, (c, k) in self.seen.items() if c >= floor), reverse=True)[
-            : self.cap
-        ]
-        self.seen = {i: (c, k) for c, i, k in kept}
+        """Forget what fell out of the window; past ``cap`` within it, keep the newest."""
+        floor = self.floor()
+        kept = {i: v for i, v in self.seen.items() if floor is None or v[0] >= floor}
+        if len(kept) > self.cap:
+            newest = sorted(kept.items(), key=lambda item: item[1][0], reverse=True)
+            kept = dict(newest[: self.cap])
+        self.seen = kept
+        # trim again only after as many new entries as are kept: linear time overall
+        self._limit = max(2 * self.cap, 2 * len(kept))
 
     def settle(
         self, since: datetime | None, previous: dict[str, str], truncate: Any
@@ -88,6 +109,7 @@ class Window:
         return floor, seen
 
     def to_json(self) -> dict[str, Any]:
+        self._trim()
         return {
             "high": self.high.isoformat() if self.high else None,
             "seen": {i: [c.isoformat(), k] for i, (c, k) in self.seen.items()},
