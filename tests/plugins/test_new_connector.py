@@ -4,11 +4,25 @@ crmhub-connector-acme`` passes, and ``crmhub connectors`` lists the new connecto
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
+from hub.rest.sandbox import SANDBOX_KEY
 from tests.plugins.layered import Layered
+
+COMMANDS = [
+    "crmhub new-connector acme",
+    "pip install -e ./crmhub-connector-acme",
+    "pytest crmhub-connector-acme",
+    "crmhub connectors",
+    "crmhub sandbox acme",
+]
+"""What plugins.md tells an author to run; the test below runs each (the sandbox through
+``crmhub sandbox acme --port-base 0``)."""
 
 
 @pytest.mark.slow
@@ -31,6 +45,20 @@ def test_a_generated_plugin_installs_passes_its_tests_and_is_listed(tmp_path: Pa
     assert acme["status"] == "ok", acme["error"]
     assert acme["package"] == "crmhub-connector-acme"
     assert acme["streams"] == ["contacts -> contact"]
+    served = subprocess.Popen(
+        [str(env.python), "-m", "hub", "sandbox", "acme", "--port-base", "0", "--size", "4"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=work,
+    )
+    try:
+        assert served.stdout is not None
+        name, url = served.stdout.readline().split()
+        page = httpx.get(f"{url}/contacts", headers={"X-API-Key": SANDBOX_KEY}, timeout=10)
+        assert name == "acme" and len(page.json()["results"]) == 4
+    finally:
+        served.send_signal(signal.SIGINT)
+        served.wait(timeout=15)
 
 
 def test_a_name_that_cannot_be_a_connector_is_refused(tmp_path: Path) -> None:
