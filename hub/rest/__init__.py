@@ -8,6 +8,11 @@
   this file is its JSON Schema, for editors.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from hub.rest.connector import RestConnector, declared, settings_model
 from hub.rest.load import DeclarationError, Loaded, load_declaration
 from hub.rest.model import Declaration
@@ -28,8 +33,18 @@ __all__ = [
 ]
 
 
-def create_sandbox(*args: object, **kwargs: object) -> object:
+if TYPE_CHECKING:
+    from hub.rest.sandbox import RestSandboxApp
+
+
+def create_sandbox(
+    source: Loaded | str | Path | dict[str, Any],
+    *,
+    seed: int = 0,
+    size: int | None = None,
+    webhook_url: str | None = None,
+) -> RestSandboxApp:
     """:func:`hub.rest.sandbox.create_sandbox` (imported on use: it needs the web stack)."""
     from hub.rest.sandbox import create_sandbox as create
 
-    return create(*args, **kwargs)  # type: ignore[arg-type]
+    return create(source, seed=seed, size=size, webhook_url=webhook_url)

@@ -24,9 +24,9 @@ from hub.rest.paginators import CustomPaginator
 from hub.rest.sandbox_paging import serve
 from hub.rest.sandbox_state import Answer, Table
 from hub.rest.times import formatter, parser
-from hub.rest.writes import BatchSpec, WriteSpec
+from hub.rest.writes import WriteSpec
 
-__all__ = ["Refused", "StreamApi", "json_answer"]
+__all__ = ["Refused", "StreamApi", "json_answer", "read_json", "refusal"]
 
 DEFAULT_STATUS = {
     "stale": 412,
@@ -135,7 +135,7 @@ class StreamApi:
         return since
 
     async def listing(self, request: Request) -> Response:
-        body = await _json(request) if self.spec.method == "POST" else None
+        body = await read_json(request) if self.spec.method == "POST" else None
         since = self._since(request, body)
         inc = self.spec.incremental
         if since is not None and inc and inc.send == "if_modified_since":
@@ -261,7 +261,7 @@ class StreamApi:
         if replay is not None:
             return replay
         try:
-            record = self.do_create(self._unwrap(write, await _json(request)))
+            record = self.do_create(self._unwrap(write, await read_json(request)))
         except Refused as exc:
             return self.refused(exc, "create")
         answer = self.record_answer(record, write.record, 201)
@@ -294,7 +294,7 @@ class StreamApi:
         write = self.spec.upsert
         assert write is not None
         try:
-            data = self._unwrap(write, await _json(request))
+            data = self._unwrap(write, await read_json(request))
             key = (
                 _path_key(request)
                 if _path_key(request) is not None
@@ -310,7 +310,7 @@ class StreamApi:
         assert write is not None
         record_id = request.path_params["id"]
         try:
-            data = self._unwrap(write, await _json(request))
+            data = self._unwrap(write, await read_json(request))
             version = self._given_version(write, request, data)
             replace = (write.method or "PATCH") == "PUT"
             record = self.do_update(record_id, data, version, replace)
@@ -329,77 +329,12 @@ class StreamApi:
         return Response(status_code=204)
 
     async def batch(self, request: Request) -> Response:
-        spec = self.spec.batch
-        assert spec is not None
-        replay, key = self._replayed(request)
-        if replay is not None:
-            return replay
-        body = await _json(request)
-        items = body if JsonPath(spec.items).is_root else JsonPath(spec.items).first(body)
-        if not isinstance(items, list):
-            return self.refused(Refused("permanent", f"no item list at {spec.items}"), "batch")
-        answers = [self._batch_item(spec, item) for item in items]
-        root = JsonPath(spec.results)
-        out: Any = answers if root.is_root else root.set({}, answers)
-        if key is not None:
-            self.table.idempotency[key] = Answer(200, out)
-        return json_answer(out, 200)
+        from hub.rest.sandbox_batch import batch  # the batch endpoint has its own module
 
-    def _batch_item(self, spec: BatchSpec, item: Any) -> dict[str, Any]:
-        answer: dict[str, Any] = {}
-        if spec.ref and isinstance(item, dict):
-            JsonPath(spec.ref).set(answer, JsonPath(spec.ref).first(item))
-        try:
-            if not isinstance(item, dict):
-                raise Refused("permanent", "an item is not a JSON object")
-            record = self._batch_op(spec, item)
-        except Refused as exc:
-            status, body = refusal(self.rules, exc.outcome, "batch", exc.message)
-            if spec.status:
-                JsonPath(spec.status).set(answer, status)
-            JsonPath(spec.error or "error").set(answer, body.get("error"))
-            return answer
-        if spec.status:
-            JsonPath(spec.status).set(answer, 200)
-        if record is not None:
-            JsonPath(spec.record).set(answer, record)
-        return answer
-
-    def _batch_op(self, spec: BatchSpec, item: dict[str, Any]) -> dict[str, Any] | None:
-        op = str(JsonPath(spec.op_field).first(item)) if spec.op_field else spec.ops[0]
-        data = {k: v for k, v in item.items()}
-        for field_path in (spec.op_field, spec.ref):
-            if field_path:
-                data.pop(str(JsonPath(field_path).steps[0]), None)
-        item_key = None
-        if spec.item_key:
-            item_key = data.pop(str(JsonPath(spec.item_key).steps[0]), None)
-            stored = self.table.idempotency.get(f"item:{item_key}") if item_key else None
-            if stored is not None:
-                return stored.body
-        record_id = self.table.key.first(item)
-        if op in ("create", "upsert"):
-            if op == "upsert" and self.spec.upsert is not None:
-                record, _ = self.do_upsert(data, JsonPath(self.spec.upsert.key).first(data))
-            else:
-                record = self.do_create(data)
-            if item_key:
-                self.table.idempotency[f"item:{item_key}"] = Answer(200, record)
-            return record
-        if record_id is None:
-            raise Refused("permanent", f"a batch {op} needs the record id")
-        version = None
-        if self.table.version is not None:
-            found = self.table.version.first(data)
-            version = None if found is None else str(found)
-        if op == "delete":
-            self.do_delete(str(record_id), version)
-            return None
-        data.pop(str(self.table.key.steps[0]), None)
-        return self.do_update(str(record_id), data, version, replace=False)
+        return await batch(self, request)
 
 
-async def _json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         return None
