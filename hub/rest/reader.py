@@ -32,7 +32,7 @@ from hub.rest.model import EndpointDeletes, FullScanDeletes
 from hub.rest.paginators import PageAnswer, PageRequest
 from hub.rest.stream import CompiledStream
 from hub.rest.times import parser
-from hub.rest.window import Window, content_key, parse_iso
+from hub.rest.window import Window, parse_iso
 
 __all__ = ["Reader", "read_body"]
 
@@ -205,31 +205,18 @@ class Reader:
     def _take(self, raws: list[Any], page: Page, seen: dict[str, str], incremental: bool) -> None:
         """The records and tombstones of one answer into ``page``; on an incremental pull,
         records the boundary says were pulled before are skipped."""
-        read, window, keyed, tracked = self.s.read, self.window, self.keyed, self.tracked
-        admits, add = window.admits, window.add
-        records, deleted = page.records, page.deleted
-        for raw in raws:
-            found = read(raw)
-            if found is None:
-                continue
-            record_id, record, changed = found
-            if tracked and changed is not None:
-                admitted = admits(changed)
-                if admitted or (incremental and record_id in seen):
-                    if record is None:
-                        key = "deleted"
-                    elif keyed and record.version is not None:
-                        key = record.version
+        read = self.s.read
+        if not self.tracked:
+            records, deleted = page.records, page.deleted
+            for raw in raws:
+                found = read(raw)
+                if found is not None:
+                    if found[1] is None:
+                        deleted.append(found[0])
                     else:
-                        key = content_key(record.data)
-                    if admitted:
-                        add(record_id, changed, key)
-                    if incremental and seen.get(record_id) == key:
-                        continue  # pulled before, unchanged since: the inclusive boundary
-            if record is None:
-                deleted.append(record_id)
-            else:
-                records.append(record)
+                        records.append(found[1])
+            return
+        self.window.take(map(read, raws), page, seen if incremental else None, self.keyed)
 
     async def _deleted(
         self, request: PageRequest, start: _Start

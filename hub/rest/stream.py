@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import httpx
@@ -16,11 +16,13 @@ from hub.rest.load import Loaded
 from hub.rest.model import StatusDeletes, StreamSpec, TombstoneDeletes
 from hub.rest.paginators import CustomPaginator, Paginator
 from hub.rest.template import Template
-from hub.rest.times import formatter, parser, precision
+from hub.rest.times import formatter, parser, precision, zone
 
 __all__ = ["CompiledStream", "compile_stream", "hub_stream"]
 
 _MISSING = object()
+_ALIVE = (None, False, "", 0)
+"""Values of a tombstone field that say the record is not deleted."""
 
 
 def hub_stream(name: str, spec: StreamSpec, webhooks: bool) -> Stream:
@@ -60,6 +62,8 @@ class CompiledStream:
     gone: Callable[[dict[str, Any]], bool] | None = None
     transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     templates: dict[str, Template] = field(default_factory=dict)
+    modified_iso_zone: tzinfo | None = None
+    """The zone of ``modified_at`` times written in ISO without an offset (``iso`` only)."""
     _read: Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None] | None = None
 
     def template(self, text: str) -> Template:
@@ -95,10 +99,19 @@ class CompiledStream:
         """``read`` made for this stream once: only the steps it declares, plain keys read
         with ``dict.get`` (a listing reads every record through it)."""
         transform, gone = self.transform, self.gone
+        deletes = self.spec.deletes
+        # a tombstone field without listed values (``deleted_at``) is read inline
+        gone_key = None
+        if isinstance(deletes, TombstoneDeletes) and not deletes.values:
+            gone_key = _plain(JsonPath(deletes.field))
+            gone = None if gone_key is not None else gone
         id_key, get_id = _plain(self.key), self.key.first
         version_key, get_version = _plain(self.version_field), _first(self.version_field)
         modified = _timer(self.modified, self.parse_modified)
         changed_at = _timer(self.cursor_field, self.parse_cursor)
+        # the usual case, an ISO time in a plain field, is read inline
+        iso_key = _plain(self.modified) if self.modified_iso_zone is not None else None
+        zone, from_iso = self.modified_iso_zone, datetime.fromisoformat
 
         def read(raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
             if transform is not None:
@@ -109,9 +122,24 @@ class CompiledStream:
             if value is None or value == "":
                 return None
             record_id = value if type(value) is str else str(value)
-            moment = modified(raw) if modified is not None else None
+            moment = None
+            if iso_key is not None:
+                text = raw.get(iso_key)
+                if type(text) is str:
+                    try:
+                        moment = from_iso(text)
+                    except ValueError:
+                        moment = None
+                    else:
+                        if moment.tzinfo is None:
+                            moment = moment.replace(tzinfo=zone)
+            elif modified is not None:
+                moment = modified(raw)
             changed = changed_at(raw) if changed_at is not None else moment
-            if gone is not None and gone(raw):
+            if gone_key is not None:
+                if raw.get(gone_key) not in _ALIVE:
+                    return record_id, None, changed
+            elif gone is not None and gone(raw):
                 return record_id, None, changed
             if version_key is not None:
                 version = raw.get(version_key)
@@ -156,8 +184,8 @@ def _gone(spec: StreamSpec) -> Callable[[dict[str, Any]], bool] | None:
         if values:
             return lambda raw: path.first(raw, _MISSING) in values
         if key is not None:
-            return lambda raw: raw.get(key) not in (None, False, "", 0)
-        return lambda raw: path.first(raw, None) not in (None, False, "", 0)
+            return lambda raw: raw.get(key) not in _ALIVE
+        return lambda raw: path.first(raw, None) not in _ALIVE
     return None
 
 
@@ -200,6 +228,8 @@ def compile_stream(
     if spec.modified_at is not None:
         compiled.modified = JsonPath(spec.modified_at.field)
         compiled.parse_modified = parser(spec.modified_at.format, spec.modified_at.timezone)
+        if spec.modified_at.format == "iso":
+            compiled.modified_iso_zone = zone(spec.modified_at.timezone)
     inc = spec.incremental
     if inc is not None:
         base = spec.modified_at

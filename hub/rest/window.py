@@ -9,11 +9,14 @@ the next pull skips a record whose key has not changed: a quiet remote pulls not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
+from hub.connector import Page, RemoteRecord
 
 __all__ = ["Window", "content_key", "parse_iso"]
 
@@ -72,6 +75,46 @@ class Window:
         self.seen[record_id] = (changed, key)
         if len(self.seen) > self._limit:
             self._trim()
+
+    def take(
+        self,
+        found: Iterable[tuple[str, RemoteRecord | None, datetime | None] | None],
+        page: Page,
+        seen: dict[str, str] | None,
+        keyed: bool,
+    ) -> None:
+        """Read records (``(id, record or None for a tombstone, change time)``) into
+        ``page``, remembering those in the window; with ``seen`` (an incremental pull), skip
+        the ones it holds unchanged. The loop every listed record goes through."""
+        records, deleted, kept = page.records, page.deleted, self.seen
+        high = self.high
+        for item in found:
+            if item is None:
+                continue
+            record_id, record, changed = item
+            if changed is not None:
+                # a listing in time order meets a newer change with every record
+                admitted = (high is not None and changed >= high) or self.admits(changed)
+                if admitted or (seen is not None and record_id in seen):
+                    if record is None:
+                        key = "deleted"
+                    elif keyed and record.version is not None:
+                        key = record.version
+                    else:
+                        key = content_key(record.data)
+                    if admitted:
+                        if high is None or changed > high:
+                            self.high = high = changed
+                        kept[record_id] = (changed, key)
+                        if len(kept) > self._limit:
+                            self._trim()
+                            kept = self.seen
+                    if seen is not None and seen.get(record_id) == key:
+                        continue  # pulled before, unchanged since: the inclusive boundary
+            if record is None:
+                deleted.append(record_id)
+            else:
+                records.append(record)
 
     def observe(self, record_id: str, changed: datetime | None, key: str) -> None:
         if changed is not None and self.admits(changed):
