@@ -205,7 +205,7 @@ class Reader:
     def _take(self, raws: list[Any], page: Page, seen: dict[str, str], incremental: bool) -> None:
         """The records and tombstones of one answer into ``page``; on an incremental pull,
         records the boundary says were pulled before are skipped."""
-        read = self.s.read
+        read = self.s.reader()
         if not self.tracked:
             records, deleted = page.records, page.deleted
             for raw in raws:

@@ -91,9 +91,13 @@ class CompiledStream:
     def read(self, raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
         """One listed record: ``(id, record, changed)``; ``record`` is ``None`` for a
         tombstone. ``None`` when the transform drops it or it is not an object."""
+        return self.reader()(raw)
+
+    def reader(self) -> Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None]:
+        """``read`` as one function, for loops over whole listings."""
         if self._read is None:
             self._read = self._reader()
-        return self._read(raw)
+        return self._read
 
     def _reader(self) -> Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None]:
         """``read`` made for this stream once: only the steps it declares, plain keys read
