@@ -100,6 +100,14 @@ class Change:
     an update, everything mapped for a create. ``key`` correlates the result; the
     ``idempotency_key`` is stable across retries of the same owed write, so a create retried
     after a crash can be recognised (provider idempotency, or a lookup by natural key).
+
+    ``record`` (updates; for a create it equals ``data``) is the whole record as the remote
+    holds it once the change is applied, as far as the hub knows: the link's base (the values
+    both sides last agreed on) with ``data`` over it, reverse-mapped like ``data``. It lets a
+    connector send what the API needs beyond the change (a key such as an e-mail address,
+    the rest of a compound field) or batch updates, without reading the record first. It
+    can be out of date where the remote changed since the last pull: check it against
+    ``remote_id`` where that matters.
     """
 
     key: str
@@ -108,6 +116,7 @@ class Change:
     idempotency_key: str
     remote_id: str | None = None
     version: str | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass

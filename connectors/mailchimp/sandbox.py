@@ -23,6 +23,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,8 +33,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.sandbox import SandboxOAuthServer
+from connectors.mailchimp import webhook_format
 from connectors.mailchimp.sandbox_audience import ApiError, Audience, Member, md5
-from hub.sandbox import SandboxApp, WebhookSender
+from hub.sandbox import ApiDescription, Defect, SandboxApp, Violation, WebhookSender
 
 SANDBOX_API_KEY = "sandbox0000000000000000000000000-us1"
 LIST_ID = "sandbox01"
@@ -44,6 +46,65 @@ _UNAUTHORIZED = ApiError(
     "API Key Invalid",
     "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
 )
+
+
+MERGES = webhook_format.MERGES
+OPERATIONS = (
+    "GET /lists/{list_id}",
+    "POST /lists/{list_id}",
+    "GET /lists/{list_id}/members",
+    "GET /lists/{list_id}/members/{subscriber_hash}",
+    "PUT /lists/{list_id}/members/{subscriber_hash}",
+    "PATCH /lists/{list_id}/members/{subscriber_hash}",
+    "DELETE /lists/{list_id}/members/{subscriber_hash}",
+    "POST /lists/{list_id}/members/{subscriber_hash}/tags",
+)
+"""The operations the sandbox serves: ``spec/marketing_subset.json`` is the published
+description cut down to these (``spec/README.md`` has the command)."""
+SPEC_DIR = Path(__file__).with_name("spec")
+
+
+def _refusal(violation: Violation) -> Response:
+    """Mailchimp's answer to a request its schema refuses: 400 Invalid Resource."""
+    errors = [{"field": "schema", "message": e} for e in violation.errors]
+    detail = "The resource submitted could not be validated. For field-specific details, "
+    detail += "see the 'errors' array."
+    return _problem(ApiError(400, "Invalid Resource", detail, errors=errors))
+
+
+MAILCHIMP_API = ApiDescription(
+    SPEC_DIR / "marketing_subset.json",
+    defects=(
+        # The description's own mistakes (openapi-spec-validator): boolean defaults given
+        # to the string fields notify_on_subscribe and notify_on_unsubscribe of a list.
+        Defect(
+            "description",
+            "*",
+            r"False is not of type 'string'",
+            why="list notify_on_subscribe/notify_on_unsubscribe: default false on a string",
+        ),
+        # Mailchimp answers "" for a time it does not have (timestamp_opt of a member who
+        # never opted in, timestamp_signup of an imported one); the description says
+        # date-time without allowing an empty value.
+        Defect(
+            "response",
+            "*",
+            r"(timestamp_opt|timestamp_signup): '' is not a 'date-time'",
+            why="empty timestamps are answered as ''",
+        ),
+        # OAuth2 access tokens ("Authorization: OAuth <token>" or Bearer) are accepted by
+        # the API; the description declares HTTP Basic only.
+        Defect(
+            "request",
+            "*",
+            r"^SecurityValidationError: .* \(Authorization: (OAuth|Bearer)\)$",
+            why="OAuth2 tokens are not among the description's security schemes",
+        ),
+    ),
+    refuse=_refusal,
+    webhooks=webhook_format.problems,
+)
+"""Mailchimp's published Marketing API description, with its known defects."""
 
 
 def throttle_answer() -> Response:
@@ -294,11 +355,15 @@ class MailchimpSandbox:
             if changes.get("status") == "unsubscribed":
                 member.compliance = True  # they opted out themselves
         if member.email != old_email:
-            return self._form("upemail", member, old_email=old_email, new_email=member.email)
-        if member.status != old_status:
-            kind = {"unsubscribed": "unsubscribe", "subscribed": "subscribe"}.get(member.status)
-            return self._form(kind or "profile", member)
-        return self._form("profile", member) if member.merge_fields != old_merge else None
+            new = {"new_id": member.id[:10], "new_email": member.email, "old_email": old_email}
+            return self._form("upemail", member, **new)
+        if member.status == "unsubscribed" and old_status != "unsubscribed":
+            unsub = {"action": "unsub", "reason": "manual", "campaign_id": ""}
+            return self._form("unsubscribe", member, **unsub)
+        if member.status == "subscribed" and old_status != "subscribed":
+            return self._form("subscribe", member)
+        changed = member.merge_fields != old_merge or member.status != old_status
+        return self._form("profile", member) if changed else None
 
     def unsubscribe(self, email: str) -> dict[str, str] | None:
         return self.edit(email, {"status": "unsubscribed"})
@@ -312,25 +377,36 @@ class MailchimpSandbox:
             member.status = "cleaned"
             member.last_changed = self.audience.now()
             self.audience._touched(member)
-        return self._form("cleaned", member, reason="hard")
+        return self._form("cleaned", member, email=member.email, campaign_id="", reason="hard")
 
     def archive(self, email: str) -> None:
         self.audience.archive(md5(email))
 
     def _form(self, kind: str, member: Member, **extra: str) -> dict[str, str]:
+        """The webhook of ``kind`` about ``member``, in the documented format
+        (:mod:`connectors.mailchimp.webhook_format`)."""
         form = {
             "type": kind,
             "fired_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            "data[id]": member.id,
             "data[list_id]": self.audience.list_id,
-            "data[email]": member.email,
-            "data[email_type]": "html",
         }
-        for tag, value in member.merge_fields.items():
-            if isinstance(value, dict):
-                form.update({f"data[merges][{tag}][{k}]": str(v) for k, v in value.items()})
-            else:
-                form[f"data[merges][{tag}]"] = str(value)
+        if kind in MERGES:
+            form.update(
+                {
+                    "data[id]": member.id,
+                    "data[email]": member.email,
+                    "data[email_type]": "html",
+                    "data[ip_opt]": "",
+                    "data[merges][EMAIL]": member.email,
+                }
+            )
+            if kind == "subscribe":
+                form["data[ip_signup]"] = ""
+            for tag, value in member.merge_fields.items():
+                if isinstance(value, dict):
+                    form.update({f"data[merges][{tag}][{k}]": str(v) for k, v in value.items()})
+                else:
+                    form[f"data[merges][{tag}]"] = str(value)
         form.update({f"data[{k}]": v for k, v in extra.items()})
         return form
 
@@ -366,9 +442,14 @@ class MailchimpSandboxApp(SandboxApp):
 
 
 def create_sandbox(
-    seed: int = 0, size: int = 50, list_id: str = LIST_ID, webhook_url: str | None = None
+    seed: int = 0,
+    size: int = 50,
+    list_id: str = LIST_ID,
+    webhook_url: str | None = None,
+    validate: bool = True,
 ) -> MailchimpSandboxApp:
-    """The Mailchimp sandbox with ``size`` fake members."""
+    """The Mailchimp sandbox with ``size`` fake members, held to Mailchimp's description
+    (``validate=False`` only for benchmarks that measure the connector, not the checks)."""
     audience = Audience(list_id=list_id, seed=seed, size=size)
     oauth = SandboxOAuthServer(
         access_ttl=None, issue_refresh_tokens=False, require_pkce=False, seed=seed
@@ -383,6 +464,7 @@ def create_sandbox(
         on_reset=audience.reset,
         oauth=oauth,
         webhooks=webhooks,
+        spec=MAILCHIMP_API if validate else None,
     )
     app.provider = provider
     return app
