@@ -35,17 +35,24 @@ DESCRIPTION: dict[str, Any] = {
     "servers": [{"url": "https://api.example.com/v1"}],
     "paths": {
         "/contacts/{id}": {
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
             "put": {
                 "parameters": [
                     {"name": "notify", "in": "query", "schema": {"type": "boolean"}}
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/New"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/New"}}
+                    },
                 },
                 "responses": {
-                    "200": {"description": "ok", "content": {"application/json": {"schema": CONTACT}}}
+                    "200": {
+                        "description": "ok",
+                        "content": {"application/json": {"schema": CONTACT}},
+                    }
                 },
             },
             "get": {"responses": {"200": {"description": "ok"}}},
@@ -57,7 +64,10 @@ DESCRIPTION: dict[str, Any] = {
             "New": {
                 "type": "object",
                 "required": ["email"],
-                "properties": {"email": {"type": "string"}, "tag": {"$ref": "#/components/schemas/Tag"}},
+                "properties": {
+                    "email": {"type": "string"},
+                    "tag": {"$ref": "#/components/schemas/Tag"},
+                },
             },
             "Tag": {"type": "string"},
             "Unused": {"type": "integer"},
@@ -209,7 +219,7 @@ def test_subset_keeps_the_operations_and_what_they_reference(tmp_path: Path) -> 
     assert list(cut["paths"]) == ["/contacts/{id}"]
     assert set(cut["paths"]["/contacts/{id}"]) == {"parameters", "put"}
     assert set(cut["components"]["schemas"]) == {"New", "Tag"}  # Unused is dropped
-    with pytest.raises(KeyError, match="no operation 'DELETE /contacts/{id}'"):
+    with pytest.raises(KeyError, match=r"no operation 'DELETE /contacts/\{id\}'"):
         subset(DESCRIPTION, ["DELETE /contacts/{id}"])
     source = tmp_path / "full.json"
     source.write_text(json.dumps(DESCRIPTION))
