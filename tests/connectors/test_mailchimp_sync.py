@@ -110,7 +110,8 @@ async def test_a_new_process_batches_changed_last_names(
     people = 30  # more than the connector's batch threshold (20)
     rows = [f"p{i}@example.com,First{i},Last{i},yes\n" for i in range(people)]
     folder.csv.write_text(HEADER + "".join(rows))
-    await folder.sync("people", "mc")
+    # the second Mailchimp run lists the new members; the third skips them, unchanged
+    await folder.sync("people", "mc", "mc", "mc")
     assert len(app.provider.audience.listing()) == people
     folder.csv.write_text(folder.csv.read_text().replace(",Last", ",Renamed"))
     app.log.clear()
