@@ -18,14 +18,12 @@ import pytest
 from connectors.mailchimp import MailchimpConnector, MailchimpSettings, subscriber_hash
 from connectors.mailchimp.sandbox import (
     LIST_ID,
-    MAILCHIMP_API,
-    OPERATIONS,
     SANDBOX_API_KEY,
-    SPEC_DIR,
     MailchimpSandbox,
     MailchimpSandboxApp,
     create_sandbox,
 )
+from connectors.mailchimp.sandbox_spec import MAILCHIMP_API, OPERATIONS, SPEC_DIR
 from connectors.mailchimp.webhook import MailchimpReceiver
 from connectors.mailchimp.webhook_format import problems
 from hub.connector import Change, ConnectorContext

@@ -30,6 +30,8 @@ def test_serves_the_mailchimp_sandbox_with_the_seeded_size() -> None:
         )
         assert answer.status_code == 200 and answer.json()["total_items"] == 7
         assert httpx.get(f"{url}/_sandbox/log", timeout=10).status_code == 200
+        checks = httpx.get(f"{url}/_sandbox/violations", timeout=10).json()
+        assert checks == {"total": 0, "violations": [], "checked": True}
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)
