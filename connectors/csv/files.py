@@ -102,9 +102,10 @@ class FileLock:
     """
 
     def __init__(
-        self, path: Path, *, exclusive: bool, wait: float = LOCK_WAIT, connection: str | None
+        self, path: Path, *, exclusive: bool, wait: float | None = None, connection: str | None
     ) -> None:
-        self.path, self.exclusive, self.wait, self.connection = path, exclusive, wait, connection
+        self.path, self.exclusive, self.connection = path, exclusive, connection
+        self.wait = LOCK_WAIT if wait is None else wait
         self._fd: int | None = None
 
     def acquire(self) -> FileLock:

@@ -4,17 +4,23 @@ symlinks, permissions, the lease check before the rename."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
+import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.csv import CsvConnector, CsvSettings
+from connectors.csv import CsvConnector, CsvSettings, files
 from hub.connector import Change, ConnectorContext, PushResult
-from hub.errors import ErrorKind, TransientError
+from hub.errors import ConnectorError, ErrorKind, TransientError
+from hub.testing.contract import pull_pages, records_of
 
 # Appends one row every few milliseconds, opening the file for each row like a script that
 # logs sign-ups would; with "lock" it first takes crmhub's lock as the README says.
@@ -46,6 +52,10 @@ async def push(connector: CsvConnector, *changes: Change) -> list[PushResult]:
 
 def create(key: str, data: dict[str, Any]) -> Change:
     return Change(key=key, op="create", data=data, idempotency_key=f"idem-{key}")
+
+
+async def pull_all(connector: CsvConnector) -> list[Any]:
+    return records_of(await pull_pages(connector, connector.streams()[0], None))
 
 
 def emails(path: Path) -> list[str]:
@@ -93,3 +103,183 @@ async def test_rows_appended_while_syncs_rewrite_the_file_are_kept(
     assert set(written) <= set(rows)
     assert len(rows) == len(set(rows)) == 300 + appended + len(written)
     print(f"{len(written)} rows written in {len(written) // 3} pushes, {gave_up} given up")
+
+
+async def test_a_row_appended_to_the_replaced_file_is_carried_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that opened the file just before the rename writes a moment after it."""
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    real_replace = os.replace
+    late = "late@example.com\n"
+
+    def replace_while_a_program_appends(src: Any, dst: Any) -> None:
+        handle = open(path, "a")  # noqa: SIM115  (closed by the thread below)
+        real_replace(src, dst)
+
+        def write_later() -> None:
+            time.sleep(0.2)
+            handle.write(late)
+            handle.close()
+
+        threading.Thread(target=write_later).start()
+
+    monkeypatch.setattr(os, "replace", replace_while_a_program_appends)
+    [result] = await push(make(tmp_path), create("c", {"email": "b@example.com"}))
+    assert result.ok
+    assert emails(path) == ["a@example.com", "b@example.com", "late@example.com"]
+
+
+async def test_a_program_keeping_the_replaced_file_open_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    real_replace = os.replace
+    kept: list[Any] = []
+
+    def replace_while_a_program_holds_the_file(src: Any, dst: Any) -> None:
+        kept.append(open(path, "a"))  # noqa: SIM115
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_while_a_program_holds_the_file)
+    monkeypatch.setattr(files, "WRITER_WAIT", 0.2)
+    try:
+        began = time.monotonic()
+        [result] = await push(make(tmp_path), create("c", {"email": "b@example.com"}))
+        assert result.ok and time.monotonic() - began < 2
+    finally:
+        kept[0].close()
+    assert "keeps" in caplog.text and "open for writing" in caplog.text
+    assert "people.csv.lock" in caplog.text
+
+
+async def test_the_lock_is_waited_for_and_a_lock_held_too_long_leaves_the_write_owed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    guard = open(tmp_path / "people.csv.lock", "a")  # noqa: SIM115
+    fcntl.flock(guard, fcntl.LOCK_EX)
+    threading.Timer(0.3, guard.close).start()
+    began = time.monotonic()
+    [result] = await push(make(tmp_path), create("c", {"email": "b@example.com"}))
+    assert result.ok and time.monotonic() - began >= 0.25
+    assert emails(path) == ["a@example.com", "b@example.com"]
+
+    monkeypatch.setattr(files, "LOCK_WAIT", 0.2)
+    with open(tmp_path / "people.csv.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(TransientError, match=r"stayed locked .*people\.csv\.lock"):
+            await push(make(tmp_path), create("d", {"email": "d@example.com"}))
+        with pytest.raises(TransientError, match="stayed locked"):
+            await pull_all(make(tmp_path))
+    assert emails(path) == ["a@example.com", "b@example.com"]
+
+
+async def test_a_pull_reads_without_the_lock_where_it_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    real_open = os.open
+
+    def read_only_folder(name: Any, flags: int, *args: Any) -> int:
+        if str(name).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_folder)
+    assert [r.id for r in await pull_all(make(tmp_path))] == ["email:a@example.com"]
+    with pytest.raises(ConnectorError, match="permission denied"):
+        await push(make(tmp_path), create("c", {"email": "b@example.com"}))
+    assert emails(path) == ["a@example.com"]
+
+
+async def test_a_symlinked_file_stays_a_link_and_keeps_mode_and_owner(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "people.csv"
+    target.write_text("email\na@example.com\n")
+    target.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(target, 65534, 65534)
+    link = tmp_path / "b.csv"
+    link.symlink_to(Path("real") / "people.csv")
+    before = target.stat()
+    [result] = await push(make(tmp_path, "b.csv"), create("c", {"email": "b@example.com"}))
+    assert result.ok
+    assert link.is_symlink() and os.readlink(link) == str(Path("real") / "people.csv")
+    assert emails(target) == ["a@example.com", "b@example.com"]
+    after = target.stat()
+    assert after.st_ino != before.st_ino  # replaced atomically, not rewritten in place
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert sorted(p.name for p in real.iterdir()) == ["people.csv", "people.csv.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "real"]
+
+
+async def test_a_chain_of_links_is_followed_to_the_real_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "people.csv"
+    target.write_text("email\na@example.com\n")
+    (tmp_path / "middle.csv").symlink_to(target)
+    (tmp_path / "b.csv").symlink_to(tmp_path / "middle.csv")
+    connector = make(tmp_path, "b.csv")
+    [result] = await push(connector, create("c", {"email": "b@example.com"}))
+    assert result.ok
+    assert (tmp_path / "b.csv").is_symlink() and (tmp_path / "middle.csv").is_symlink()
+    assert emails(target) == ["a@example.com", "b@example.com"]
+    assert [p.name for p in connector.watched_files()] == ["b.csv"]
+
+
+async def test_a_run_that_lost_its_lease_never_replaces_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    before = path.read_bytes()
+    seen: list[list[str]] = []
+
+    class LeaseLost(ConnectorError):
+        pass
+
+    async def lost() -> None:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise LeaseLost("the run lost its lease", connection="sheet")
+
+    connector = CsvConnector(
+        CsvSettings(path="people.csv"),
+        ConnectorContext(connection="sheet", base_dir=tmp_path, check_lease=lost),
+    )
+    with pytest.raises(LeaseLost):
+        await push(connector, create("c", {"email": "b@example.com"}))
+    [names] = seen  # asked once, with the new file already written beside the old one
+    assert [n for n in names if n.endswith(".tmp")] and "people.csv" in names
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv", "people.csv.lock"]
+    # The lock was released: a run that holds its lease writes.
+    calls: list[int] = []
+
+    async def held() -> None:
+        calls.append(1)
+
+    connector.context.check_lease = held
+    [result] = await push(connector, create("c", {"email": "b@example.com"}))
+    assert result.ok and calls == [1]
+    assert emails(path) == ["a@example.com", "b@example.com"]
+
+
+async def test_nothing_to_write_asks_no_lease_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    mtime = path.stat().st_mtime_ns
+
+    async def never() -> None:
+        raise AssertionError("no write, no lease check")
+
+    connector = CsvConnector(
+        CsvSettings(path="people.csv"),
+        ConnectorContext(connection="sheet", base_dir=tmp_path, check_lease=never),
+    )
+    [result] = await push(connector, create("c", {"email": "a@example.com"}))
+    assert result.ok and path.stat().st_mtime_ns == mtime
