@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -53,6 +54,7 @@ STREAMS = {"contact": "contacts", "company": "companies"}
 WRITE_ATTEMPTS = 5
 """Tries of one push against a file that other programs keep changing."""
 RETRY_PAUSE = 0.05
+T = TypeVar("T")
 
 
 class CsvSettings(BaseModel):
@@ -177,13 +179,13 @@ class CsvConnector(Connector):
             return []
         async with self._lock:
             for attempt in range(WRITE_ATTEMPTS):
-                edit = await asyncio.to_thread(self._prepare, changes)
+                edit = await _in_thread(lambda: self._prepare(changes), _Edit.close)
                 try:
                     if edit.replacement is None:
                         return edit.results
                     if self.context.check_lease is not None:
                         await self.context.check_lease()
-                    if await asyncio.to_thread(edit.replacement.commit):
+                    if await _in_thread(edit.replacement.commit):
                         self._committed(edit)
                         return edit.results
                 finally:
@@ -290,6 +292,21 @@ class _Edit:
         if self.replacement is not None:
             self.replacement.discard()
         self.lock.release()
+
+
+async def _in_thread(work: Callable[[], T], undo: Callable[[T], None] | None = None) -> T:
+    """``work()`` in a worker thread. Cancelled meanwhile, this still waits for it to end
+    (and ``undo``es its result) before passing the cancellation on: the lock and the new
+    file are never left to a thread nobody waits for."""
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with suppress(Exception):
+            result = await task
+            if undo is not None:
+                undo(result)
+        raise
 
 
 def _offset(cursor: Cursor | None, digest: str) -> int | None:

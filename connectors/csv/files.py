@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import logging
@@ -98,7 +97,7 @@ class FileLock:
     """``with FileLock(path, exclusive=True):`` holds crmhub's lock on ``path``'s real file.
 
     Waits up to ``wait`` seconds, then raises :class:`TransientError`. A shared lock is
-    skipped when the lock file cannot be created (a read-only folder: nothing writes there).
+    skipped when the lock file cannot be made (a read-only folder: nothing writes there).
     """
 
     def __init__(
@@ -110,10 +109,12 @@ class FileLock:
 
     def acquire(self) -> FileLock:
         where = lock_path(self.path)
+        if not self.exclusive and not real_path(self.path).is_file():
+            return self  # nothing to read: the read says why, no lock file is left behind
         try:
             fd = os.open(where, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
-            if not self.exclusive and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            if not self.exclusive:
                 return self
             raise _write_error(self.path, exc, self.connection) from exc
         mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH

@@ -3,6 +3,7 @@ symlinks, permissions, the lease check before the rename."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import fcntl
 import io
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from connectors.csv import CsvConnector, CsvSettings, files
+from connectors.csv import connector as csv_connector
 from hub.connector import Change, ConnectorContext, PushResult
 from hub.errors import ConnectorError, ErrorKind, TransientError
 from hub.testing.contract import pull_pages, records_of
@@ -283,3 +285,47 @@ async def test_nothing_to_write_asks_no_lease_and_writes_nothing(tmp_path: Path)
     )
     [result] = await push(connector, create("c", {"email": "a@example.com"}))
     assert result.ok and path.stat().st_mtime_ns == mtime
+
+
+def test_the_readmes_shell_append_waits_for_crmhubs_lock(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [command] = [line for line in readme.splitlines() if line.startswith("flock people.csv")]
+    path = tmp_path / "people.csv"
+    path.write_text("email,first_name,last_name\na@example.com,Ann,Lee\n")
+    with files.FileLock(path, exclusive=True, connection="sheet"):
+        shell = subprocess.Popen(["sh", "-c", command], cwd=tmp_path)
+        time.sleep(0.5)
+        assert shell.poll() is None and emails(path) == ["a@example.com"]
+    assert shell.wait(timeout=10) == 0
+    assert emails(path) == ["a@example.com", "new@example.com"]
+
+
+@pytest.mark.parametrize("where", ["render", "replace"])
+async def test_a_cancelled_push_releases_the_lock_and_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\na@example.com\n")
+    slow = {"render": (csv_connector, "render"), "replace": (os, "replace")}[where]
+    real = getattr(*slow)
+    entered = threading.Event()
+
+    def slowly(*args: Any) -> Any:
+        entered.set()
+        time.sleep(0.3)
+        return real(*args)
+
+    monkeypatch.setattr(*slow, slowly)
+    task = asyncio.create_task(push(make(tmp_path), create("c", {"email": "b@example.com"})))
+    while not entered.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.setattr(*slow, real)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["people.csv", "people.csv.lock"]
+    # Either the write happened whole or not at all, and the lock is free again.
+    assert emails(path) in (["a@example.com"], ["a@example.com", "b@example.com"])
+    with files.FileLock(path, exclusive=True, wait=0, connection="sheet"):
+        pass
