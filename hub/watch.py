@@ -45,14 +45,19 @@ def note_written(path: Path, digest: str) -> None:
 
 
 def written_by_hub(path: Path) -> bool:
-    """True when ``path`` holds exactly what crmhub last wrote there."""
-    digest = _written.get(os.path.realpath(path))
+    """True when ``path`` holds exactly what crmhub last wrote there. Any other content
+    ends that: once the file was seen different, the same bytes again are a change too."""
+    key = os.path.realpath(path)
+    digest = _written.get(key)
     if digest is None:
         return False
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+        if hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest:
+            return True
     except OSError:
-        return False
+        pass
+    _written.pop(key, None)
+    return False
 
 
 Runner = Callable[[str], Awaitable[Any]]
@@ -122,7 +127,7 @@ class FileWatcher:
                 stop_event=self.stop,
                 recursive=False,
             ):
-                self._changed({path for _change, path in changes})
+                await self._changed({path for _change, path in changes})
         except Exception:
             log.exception("watching files stopped; scheduled syncs go on")
         finally:
@@ -130,10 +135,10 @@ class FileWatcher:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _changed(self, paths: set[str]) -> None:
+    async def _changed(self, paths: set[str]) -> None:
         names: set[str] = set()
         for path in sorted(paths):
-            if written_by_hub(Path(path)):
+            if await asyncio.to_thread(written_by_hub, Path(path)):
                 continue
             names |= self.paths.get(path, set())
         for name in sorted(names):

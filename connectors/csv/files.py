@@ -128,7 +128,7 @@ class FileLock:
                     os.close(fd)
                     raise TransientError(
                         f"{self.path} stayed locked by another program for {self.wait:g} s "
-                        f"({where}); the write is retried later",
+                        f"({where}); crmhub tries again later",
                         connection=self.connection,
                     ) from None
                 time.sleep(0.005)

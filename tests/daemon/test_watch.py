@@ -115,6 +115,12 @@ async def test_the_hubs_own_write_starts_nothing(
         return recorder.calls == ["people"]
 
     await wait_for(ran, 2, "a sync after the person's edit")
+    path.write_bytes(data)  # and puts back what the hub wrote: a change all the same
+
+    async def ran_again() -> bool:
+        return recorder.calls == ["people", "people"]
+
+    await wait_for(ran_again, 2, "a sync after the person's second edit")
 
 
 async def test_a_change_during_a_run_starts_one_more(
