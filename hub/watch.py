@@ -97,14 +97,13 @@ class FileWatcher:
                 continue
             try:
                 connector = hub.connector(name)
+                try:
+                    for path in connector.watched_files():
+                        files.setdefault(Path(path), set()).add(name)
+                finally:
+                    await connector.aclose()
             except Exception as exc:  # a broken plugin is reported by its runs, not here
                 log.debug("not watching %r: %s", name, exc)
-                continue
-            try:
-                for path in connector.watched_files():
-                    files.setdefault(Path(path), set()).add(name)
-            finally:
-                await connector.aclose()
         return cls(files, run_sync, busy, stop)
 
     async def run(self) -> None:
@@ -136,13 +135,12 @@ class FileWatcher:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _changed(self, paths: set[str]) -> None:
-        names: set[str] = set()
+        changed: dict[str, str] = {}
         for path in sorted(paths):
-            if await asyncio.to_thread(written_by_hub, Path(path)):
-                continue
-            names |= self.paths.get(path, set())
-        for name in sorted(names):
-            log.info("%s changed: syncing %r", ", ".join(sorted(paths)), name)
+            if not await asyncio.to_thread(written_by_hub, Path(path)):
+                changed.update(dict.fromkeys(self.paths.get(path, ()), path))
+        for name, path in sorted(changed.items()):
+            log.info("%s changed: syncing %r", path, name)
             task = self._tasks.get(name)
             if task is not None and not task.done():
                 self._again.add(name)

@@ -329,3 +329,45 @@ async def test_a_cancelled_push_releases_the_lock_and_leaves_no_file_behind(
     assert emails(path) in (["a@example.com"], ["a@example.com", "b@example.com"])
     with files.FileLock(path, exclusive=True, wait=0, connection="sheet"):
         pass
+
+
+PUSHER = """
+import asyncio, sys
+from pathlib import Path
+from connectors.csv import CsvConnector, CsvSettings
+from hub.connector import Change, ConnectorContext
+
+async def main():
+    csv = CsvConnector(CsvSettings(path="people.csv"), ConnectorContext("sheet", Path(sys.argv[1])))
+    for n in range(10_000):
+        change = Change(key="c", op="create", data={"email": f"new{n}@example.com"},
+                        idempotency_key=f"c{n}")
+        await csv.push(csv.streams()[0], [change])
+        print(n, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_push_killed_at_any_moment_leaves_the_file_whole_and_the_lock_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(20_000)))
+    root = str(Path(__file__).resolve().parents[2])
+    for delay in (0.9, 1.3, 1.7, 2.1, 2.6):
+        pusher = subprocess.Popen(
+            [sys.executable, "-c", PUSHER, str(tmp_path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+        )
+        time.sleep(delay)
+        pusher.kill()
+        pusher.wait()
+        rows = emails(path)
+        assert rows[:20_000] == [f"p{i}@example.com" for i in range(20_000)]
+        assert all(r.startswith("new") and r.endswith("@example.com") for r in rows[20_000:])
+        with files.FileLock(path, exclusive=True, wait=0, connection="sheet"):
+            pass
+    assert len(emails(path)) > 20_000, "no push got through before the kills"

@@ -45,6 +45,7 @@ class Recorder:
         self.hold = asyncio.Event()
         self.hold.set()
         self.answer = "ok"
+        self.watcher: FileWatcher | None = None
 
     async def __call__(self, name: str) -> str:
         self.calls.append(name)
@@ -65,7 +66,7 @@ async def watching(
 
     async def start(files: dict[Path, set[str]]) -> Recorder:
         recorder = Recorder()
-        watcher = FileWatcher(files, recorder, lambda name: False, stop)
+        watcher = recorder.watcher = FileWatcher(files, recorder, lambda name: False, stop)
         tasks.append(asyncio.create_task(watcher.run()))
         await asyncio.sleep(SETTLE)
         return recorder
@@ -85,7 +86,7 @@ async def test_an_edit_starts_one_sync_within_a_second(
     began = time.monotonic()
     for i in range(10):  # a burst of saves is one run
         path.write_text(f"email\nn{i}@example.com\n")
-        await asyncio.sleep(0.01)
+        time.sleep(0.005)
 
     async def ran() -> bool:
         return recorder.calls == ["people"]
@@ -139,6 +140,13 @@ async def test_a_change_during_a_run_starts_one_more(
     for i in range(3):
         path.write_text(f"email\nb{i}@example.com\n")
         await asyncio.sleep(0.4)
+
+    async def seen() -> bool:  # every save was seen while the runs went on
+        assert recorder.watcher is not None
+        return recorder.watcher._again == {"people", "copy"}
+
+    await wait_for(seen, 2, "the saves to be seen")
+    await asyncio.sleep(0.5)
     recorder.hold.set()
 
     async def twice() -> bool:
