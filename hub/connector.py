@@ -8,7 +8,7 @@ engine maps, matches, merges and stores; a connector only talks to its remote sy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +165,8 @@ class ConnectorContext:
     store: Store | None = None
     """The hub's store, for connectors whose source is the hub itself (web forms read the
     inbox); others never touch it."""
+    check_lease: Callable[[], Awaitable[None]] | None = None
+    """Raises a ``ConnectorError`` once the run has lost its lease: await it before a write."""
 
 
 class Connector(ABC):
@@ -231,6 +233,11 @@ class Connector(ABC):
 
     async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release here)
         """Release clients and files. Called once when the hub is done with the connector."""
+
+    def watched_files(self) -> list[Path]:
+        """Local files this connection reads: ``crmhub up`` syncs it soon after one changes.
+        Default: none."""
+        return []
 
     def default_mapping(self, stream: Stream) -> Path:
         """The mapping file used when the connection names none: ``<stream>.toml``."""
