@@ -553,10 +553,17 @@ __all__ = ["CONFIG_NAME"]
 
 @app.command()
 def demo(
-    folder: Path = typer.Option(Path("demo"), "--folder", help="Where to write the demo."),
+    folder: Path = typer.Option(
+        Path("demo"), "--folder", help="The demo's folder (kept between starts)."
+    ),
     port: int = typer.Option(8750, "--port", help="The hub's HTTP port (0: any free port)."),
     seconds: float = typer.Option(
-        None, "--seconds", help="Stop after this many seconds (default: run until Ctrl-C)."
+        None,
+        "--seconds",
+        help="Stop this many seconds after the demo's steps (default: run until Ctrl-C).",
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Start over: write sales.csv and crmhub.toml again."
     ),
 ) -> None:
     """Start a Mailchimp sandbox and the hub, and watch records flow both ways."""
@@ -565,5 +572,5 @@ def demo(
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    if not run(lambda: run_demo(folder, port=port, seconds=seconds, say=say)):
+    if not run(lambda: run_demo(folder, port=port, seconds=seconds, fresh=fresh, say=say)):
         raise typer.Exit(1)
