@@ -8,7 +8,9 @@ the engine records anyway, so it sees every change, whichever run, delivery or p
 it.
 
 Rows are found by their time stamps. A transaction stamps its rows before it commits, so
-each look reaches back ``LOOKBACK`` behind the previous one and skips what it printed.
+each look reaches back ``LOOKBACK`` behind the previous one (never before the start) and
+skips what it printed. A creation is shown with the fields the record has when the feed
+looks.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class ChangeFeed:
 
     def __init__(self, store: Store, since: datetime | None = None) -> None:
         self.store = store
-        self.since = since or utcnow()
+        self.start = self.since = since or utcnow()
         self._seen: dict[tuple[Any, ...], datetime] = {}
 
     async def follow(self, say: Callable[[str], None], interval: float = 0.5) -> None:
@@ -72,7 +74,7 @@ class ChangeFeed:
     async def poll(self) -> list[str]:
         """The lines for what appeared since the last call, oldest first."""
         now = utcnow()
-        since = self.since - LOOKBACK
+        since = max(self.start, self.since - LOOKBACK)
         lines: list[_Line] = []
         async with self.store.connect() as db:
             for read in (self._created, self._updated, self._deleted, self._pushed):
