@@ -17,7 +17,6 @@ from hub.config import Config, ConnectionConfig
 from hub.connector import Connector, ConnectorContext, Credentials
 from hub.errors import ConfigError, Problem
 from hub.store import Store
-from hub.tomlfile import locate
 
 GROUP = "crmhub.connectors"
 
@@ -92,19 +91,12 @@ class Registry:
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else None
                 message = err["msg"]
                 if err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.Settings.model_fields))
                     message = f"unknown setting for connector {cls.name!r} (valid: {valid})"
-                problems.append(
-                    Problem(
-                        str(config.path),
-                        message,
-                        line=locate(config.text, where, key),
-                        key=".".join(str(p) for p in err["loc"]) or None,
-                    )
-                )
+                key = ".".join(str(p) for p in err["loc"]) or None
+                problems.append(config.problem(message, where, key))
             raise ConfigError(problems) from None
 
     def create(

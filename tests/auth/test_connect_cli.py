@@ -89,7 +89,7 @@ def workdir(
     """A clean configuration: no database, no key file yet."""
     for name in (KEY_ENV, KEY_FILE_ENV, "CRMHUB_CONFIG", "CRMHUB_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CRMHUB_CRM_CLIENT_SECRET", "sandbox-secret")
+    monkeypatch.setenv("CRMHUB_CONNECTIONS__CRM__OAUTH__CLIENT_SECRET", "sandbox-secret")
     base = sandbox[1]
     (tmp_path / "crmhub.toml").write_text(
         f"""

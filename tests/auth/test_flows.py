@@ -326,15 +326,13 @@ authorize_url = "https://id.example.com/authorize"
     assert "authorize_url" not in text.replace("'authorize_url'", "")
 
 
-def test_resolve_merges_connector_defaults_config_and_environment() -> None:
+def test_resolve_merges_connector_defaults_and_config() -> None:
     connector = demo_connector("https://id.example.com")
+    table = {"client_id": "abc", "client_secret": "s3cret", "scopes": ["only.this"]}
     resolved = resolve_oauth(
-        connector,
-        {"oauth": {"client_id": "abc", "scopes": ["only.this"], "client_auth": "basic"}},
-        connection="crm-eu",
-        env={"CRMHUB_CRM_EU_CLIENT_SECRET": "from-env"},
+        connector, {"oauth": {**table, "client_auth": "basic"}}, connection="crm-eu"
     )
-    assert resolved.client_secret == "from-env" and "from-env" not in repr(resolved)
+    assert resolved.client_secret == "s3cret" and "s3cret" not in repr(resolved)
     assert resolved.settings.scopes == ["only.this"]
     assert resolved.settings.client_auth == "basic"
     assert resolved.token_url == "https://id.example.com/oauth/token"
