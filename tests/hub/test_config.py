@@ -214,3 +214,31 @@ def test_without_a_configuration_file_commands_suggest_init(
     result = CliRunner().invoke(app, ["runs"])
     assert result.exit_code == 1
     assert "no configuration file; create one with `crmhub init`" in result.output
+
+
+def test_a_policy_for_a_field_the_connection_does_not_sync_is_an_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[connections.sales]\nconnector = "csv"\npath = "s.csv"\n'
+        'field_policies = { phone = "manual", nosuchfield = "hub" }\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        Registry.discover().validate(load_config(path, {}))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.key) == (4, "connections.sales.field_policies.nosuchfield")
+    assert problem.message.startswith("unknown field 'nosuchfield' for connection 'sales'")
+    assert "email" in problem.message and "phone" in problem.message
+
+
+def test_without_a_loadable_mapping_policies_may_name_core_and_custom_fields(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        '[connections.sales]\nconnector = "csv"\npath = "s.csv"\nmapping = "missing.toml"\n'
+        'field_policies = { phone = "manual", "custom.tier" = "hub" }\n',
+    )
+    Registry.discover().validate(load_config(path, {}))
+    path.write_text(path.read_text().replace('"custom.tier"', '"custom."'))
+    with pytest.raises(ConfigError, match=r"valid: .*custom\.<name>"):
+        Registry.discover().validate(load_config(path, {}))
