@@ -64,8 +64,8 @@ class InvalidGrant(NeedsReauth):
 
     def __init__(self, error: str = "invalid_grant", description: str | None = None, **kw: Any):
         self.error = error
-        text = f"the authorization server refused the refresh token: {error}"
-        super().__init__(f"{text}, {description}" if description else text, **kw)
+        text = f"the authorization server refused the refresh with {error}"
+        super().__init__(f"{text}: {description}" if description else text, **kw)
 
 
 def reconnect_error(connection: str, token: StoredToken | None) -> NeedsReauth:
