@@ -56,6 +56,18 @@ class TokenStatus:
     key_id: str = ""
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """Under which key one stored credential is, and whether the keyring opens it."""
+
+    connection: str
+    key_id: str
+    current: bool
+    """Encrypted under the keyring's current key."""
+    problem: str | None
+    """Why the keyring cannot decrypt it; None when it can."""
+
+
 @dataclass(frozen=True, repr=False)
 class StoredToken:
     """A decrypted credential row. ``data`` holds secrets; ``repr`` hides it."""
@@ -286,6 +298,28 @@ class TokenVault:
         async with self._tx(f"delete credentials of {connection!r}") as conn:
             result = await conn.execute(delete(tokens).where(tokens.c.connection == connection))
             return result.rowcount == 1
+
+    async def check_keys(self) -> list[KeyCheck]:
+        """Every stored credential, by connection: its key, and whether it decrypts (each
+        row is decrypted and the result thrown away). Changes nothing."""
+        async with self._tx("list credentials") as conn:
+            rows = (
+                await conn.execute(
+                    select(tokens.c.connection, tokens.c.ciphertext, tokens.c.key_id).order_by(
+                        tokens.c.connection
+                    )
+                )
+            ).all()
+        checks = []
+        for row in rows:
+            problem = None
+            try:
+                self._open(row.connection, row.ciphertext)
+            except SecretKeyError as exc:
+                problem = exc.problems[0].message
+            current = row.key_id == self.keyring.current_id
+            checks.append(KeyCheck(row.connection, row.key_id, current, problem))
+        return checks
 
     async def reencrypt_all(self) -> int:
         """Rewrite every row not under the current key; returns how many were rewritten.
