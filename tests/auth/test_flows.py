@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from auth.flows import (
     AuthorizationError,
     complete_authorization,
+    connection_kind,
     disconnect,
     exchange_code,
     open_vault,
@@ -324,6 +325,21 @@ authorize_url = "https://id.example.com/authorize"
     assert "'token_url'" in text and "oauth.token_url" in text
     assert "client_id" in text and "crmhub.toml:5" in text
     assert "authorize_url" not in text.replace("'authorize_url'", "")
+
+
+async def test_an_unknown_auth_kind_names_file_line_and_full_key(tmp_path: Path) -> None:
+    toml = (
+        '[connections.intranet]\nconnector = "generic"\n\n'
+        '[connections.intranet.oauth]\nkind = "oauth3"\n'
+    )
+    hub = await open_hub(tmp_path, toml, {"generic": GenericConnector})
+    try:
+        with pytest.raises(ConfigError) as caught:
+            connection_kind(hub, "intranet")
+    finally:
+        await hub.close()
+    where = f"{tmp_path / 'crmhub.toml'}:5 [connections.intranet.oauth.kind]"
+    assert str(caught.value).startswith(f"{where}: unknown auth kind 'oauth3'")
 
 
 def test_resolve_merges_connector_defaults_and_config() -> None:
