@@ -245,9 +245,8 @@ def _load_connection(
         dotted = ".".join(override.path)
         config.from_environment[".".join([*where, dotted])] = override.variable
         if not _set(table, override.path, override.value):
-            problems.append(
-                config.problem("is not a table: cannot set a key inside", where, dotted)
-            )
+            message = "cannot be set: a part of the path before it is not a table"
+            problems.append(config.problem(message, where, dotted))
     hub_part = {k: v for k, v in table.items() if k in HUB_KEYS}
     rest = {k: v for k, v in table.items() if k not in HUB_KEYS}
     try:

@@ -242,3 +242,15 @@ def test_without_a_loadable_mapping_policies_may_name_core_and_custom_fields(
     path.write_text(path.read_text().replace('"custom.tier"', '"custom."'))
     with pytest.raises(ConfigError, match=r"valid: .*custom\.<name>"):
         Registry.discover().validate(load_config(path, {}))
+
+
+def test_an_override_inside_a_value_that_is_not_a_table_names_the_variable(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '[connections.sales]\nconnector = "csv"\npath = "s.csv"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"CRMHUB_CONNECTIONS__SALES__PATH__SUB": "x"})
+    assert str(caught.value) == (
+        "environment variable CRMHUB_CONNECTIONS__SALES__PATH__SUB [connections.sales.path.sub]"
+        ": cannot be set: a part of the path before it is not a table"
+    )
