@@ -659,5 +659,8 @@ refresh_token_max_idle_days = 60
         assert await keep_alive_all(hub) == []  # just refreshed: not due again
         assert server.refresh_requests == before + 1
         assert server.reused_refresh_tokens == []
+        # Without the key file the daily task says so per connection and goes on.
+        (tmp_path / "crmhub.key").unlink()
+        assert await keep_alive_all(hub) == []
     finally:
         await hub.close()
