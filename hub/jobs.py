@@ -49,7 +49,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.errors import LeaseHeld, StoreError
+from hub.errors import CrmhubError, LeaseHeld, StoreError
 from hub.schedule import ScheduleSpec, schedule_for
 from hub.store.schema import outbox, runs
 
@@ -411,6 +411,9 @@ class SyncScheduler:
         except LeaseHeld as exc:
             log.info("scheduled run of %r skipped: %s", name, exc)
             return "held"
+        except CrmhubError as exc:  # says what is wrong and what to do: one line is enough
+            log.error("scheduled run of %r failed: %s", name, exc, extra={"connection": name})
+            return "failed"
         except Exception:
             log.exception("scheduled run of %r failed", name)
             return "failed"
@@ -422,11 +425,14 @@ class SyncScheduler:
         if status != "interrupted":
             self._last_start[name] = started
         counts = getattr(report, "counts", None) or {}
-        log.info(
-            "scheduled run of %r: %s%s",
+        error = getattr(report, "error", None)
+        log.log(
+            logging.WARNING if status == "failed" else logging.INFO,
+            "scheduled run of %r: %s%s%s",
             name,
             status,
             f" {counts}" if counts else "",
+            f": {error}" if error else "",
             extra={"connection": name, "status": status},
         )
         return status

@@ -74,6 +74,15 @@ delete_guard_max = 50
 # field_policies = { phone = "manual" }
 # delete_policy = "unlink"       # unlink | propagate | ignore
 # mapping = "mappings/people.toml"   # default: the connector's own mapping
+
+# Secrets need not be written here. "env:VARIABLE" reads an environment variable:
+# [connections.newsletter]
+# connector = "mailchimp"
+# list_id = "a1b2c3d4e5"
+# webhook_secret = "env:NEWSLETTER_WEBHOOK_SECRET"
+# Or override any setting with CRMHUB_CONNECTIONS__<NAME>__<SETTING>: NAME in upper
+# case with each "-" written "_2D_" (contact-form: CONTACT_2D_FORM), a table's
+# setting after another "__" (CRMHUB_CONNECTIONS__CRM__OAUTH__CLIENT_SECRET).
 """
 
 

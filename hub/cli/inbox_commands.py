@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hub.cli.app import app, console, fail, get_config, limit_option, print_json, print_table, run
@@ -88,7 +89,7 @@ def inbox_show(
     item_id: int = typer.Argument(..., metavar="ID", help="The inbox item's id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show one item: its headers, body, status and last error."""
+    """Show one item: its headers, body, status, last error and each failed attempt."""
 
     async def body() -> InboxItem | None:
         store = await _open()
@@ -105,7 +106,13 @@ def inbox_show(
         print_json(data)
         return
     for key, value in item.summary().items():
-        console.print(f"[bold]{key}:[/] {value}", highlight=False)
+        if key != "attempt_errors":
+            console.print(f"[bold]{key}:[/] {escape(str(value))}", highlight=False)
+    if item.attempt_errors:
+        console.print("[bold]failed attempts:[/]")
+        for number, failure in enumerate(item.attempt_errors, start=1):
+            line = f"  {number}. {failure['at'][:19].replace('T', ' ')}  {failure['error']}"
+            console.print(line, highlight=False, markup=False)
     console.print("[bold]headers:[/]")
     for name, value in sorted(item.headers.items()):
         console.print(f"  {name}: {value}", highlight=False, markup=False)

@@ -87,7 +87,11 @@ def test_schedule_for_points_at_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         schedule_for(config, "c")
     problem = err.value.problems[0]
-    assert (problem.file, problem.line, problem.key) == (str(path), bad_line, "schedule")
+    assert (problem.file, problem.line, problem.key) == (
+        str(path),
+        bad_line,
+        "connections.c.schedule",
+    )
     assert "'c'" in problem.message and "'every 5q'" in problem.message
 
 
