@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 
-from hub.errors import NeedsReauth
 from hub.runtime import Hub
 
 
@@ -25,13 +24,11 @@ class VaultCredentials:
     async def secret(self) -> dict[str, Any]:
         """The stored credential data (``api_key``, ``username``/``password``, token data)."""
         from auth.flows import open_vault
+        from auth.tokens import reconnect_error
 
         token = await open_vault(self.hub).get(self.connection)
         if token is None or token.status == "needs_reauth":
-            raise NeedsReauth(
-                f"not connected; run `crmhub connect {self.connection}`",
-                connection=self.connection,
-            )
+            raise reconnect_error(self.connection, token)
         return token.data
 
     def auth(self) -> httpx.Auth:

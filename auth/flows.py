@@ -96,7 +96,18 @@ def open_vault(hub: Hub, *, create_key: bool = False) -> TokenVault:
 def connection_kind(hub: Hub, connection: str) -> AuthKind:
     conn = hub.config.connection(connection)
     cls = hub.registry.get(conn.hub.connector)
-    return auth_kind(cls, connection_auth_settings(hub.config, connection))
+    try:
+        return auth_kind(cls, connection_auth_settings(hub.config, connection))
+    except ConfigError as exc:  # name the configuration's file, line and full key
+        where = ["connections", connection]
+        raise ConfigError(
+            [
+                hub.config.problem(p.message, where, p.key)
+                if p.key and p.key.startswith("oauth.") and not p.file
+                else p
+                for p in exc.problems
+            ]
+        ) from None
 
 
 def resolve(hub: Hub, connection: str) -> ResolvedOAuth:

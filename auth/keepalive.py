@@ -33,8 +33,8 @@ async def keep_alive_all(hub: Hub) -> list[str]:
         days = resolved.settings.refresh_token_max_idle_days
         if not days:
             continue
-        manager = token_manager(open_vault(hub), resolved)
         try:
+            manager = token_manager(open_vault(hub), resolved)  # no key: a CrmhubError too
             if not await manager.keep_alive_due(max_idle=timedelta(days=days / 2)):
                 continue
             await manager.refresh(force=True)

@@ -145,9 +145,9 @@ class Keyring:
         if aead is None:
             raise SecretKeyError(
                 self.source,
-                f"{what} was encrypted with key {kid}, which is not in the keyring "
-                f"(keys loaded: {', '.join(self._order)}). Set {KEY_ENV} or the key file to "
-                "include that key, or reconnect with `crmhub connect`.",
+                f"cannot decrypt {what}: it is under key {kid}, which is not loaded "
+                f"(keys loaded: {', '.join(self._order)}); add that key to {KEY_ENV} or the "
+                "key file, or reconnect with `crmhub connect`",
             )
         offset = len(_MAGIC) + 1 + len(kid)
         header = ciphertext[:offset]

@@ -21,6 +21,7 @@ import msal
 import requests
 
 from auth.providers import ResolvedOAuth, requests_session
+from auth.tokens import reconnect_error
 from auth.vault import TokenVault
 from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
 
@@ -138,17 +139,9 @@ class MicrosoftAdapter:
         lock = _locks.setdefault(self.connection, asyncio.Lock())
         async with lock:
             stored = await vault.get(self.connection)
-            if stored is None or stored.kind != KIND:
-                raise NeedsReauth(
-                    "not connected; run 'crmhub connect' for this connection",
-                    connection=self.connection,
-                )
-            if stored.status == "needs_reauth":
-                raise NeedsReauth(
-                    f"credentials were refused earlier ({stored.last_error}); "
-                    "run 'crmhub connect' again",
-                    connection=self.connection,
-                )
+            if stored is None or stored.kind != KIND or stored.status == "needs_reauth":
+                usable = stored is not None and stored.kind == KIND
+                raise reconnect_error(self.connection, stored if usable else None)
             cache = msal.SerializableTokenCache()
             cache.deserialize(stored.data["cache"])
             result = await asyncio.to_thread(
@@ -168,9 +161,10 @@ class MicrosoftAdapter:
                     raise TransientError(
                         f"Microsoft token refresh failed: {detail}", connection=self.connection
                     )
-                await vault.mark_needs_reauth(self.connection, detail)
+                reason = f"Microsoft refused the refresh: {detail}"
+                await vault.mark_needs_reauth(self.connection, reason)
                 raise NeedsReauth(
-                    f"Microsoft refused the refresh: {detail}; run 'crmhub connect' again",
+                    f"{reason}; reconnect with `crmhub connect {self.connection}`",
                     connection=self.connection,
                 )
             if cache.has_state_changed:

@@ -10,7 +10,7 @@ any of those settings from ``crmhub.toml``::
     token_url = "https://id.example.com/oauth2/token"
     scopes = ["contacts.read", "offline_access"]
     client_id = "crmhub"
-    # client_secret: better from the environment, CRMHUB_CRM_CLIENT_SECRET
+    client_secret = "env:CRM_CLIENT_SECRET"   # or CRMHUB_CONNECTIONS__CRM__OAUTH__CLIENT_SECRET
 
 ``resolve_oauth`` merges the two and names the missing key when something required is absent.
 """
@@ -18,7 +18,6 @@ any of those settings from ``crmhub.toml``::
 from __future__ import annotations
 
 import functools
-import os
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -27,8 +26,8 @@ import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub.config import Config, HubSettings
+from hub.environment import override_variable
 from hub.errors import ConfigError, Problem
-from hub.tomlfile import locate
 
 AuthKind = Literal["none", "api_key", "basic", "oauth2", "generic_oauth2", "msal", "google"]
 AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
@@ -124,7 +123,7 @@ def oauth_table(connection_settings: dict[str, Any]) -> dict[str, Any]:
     """The connection's ``oauth`` table (empty when absent)."""
     table = connection_settings.get("oauth") or {}
     if not isinstance(table, dict):
-        raise ConfigError([Problem("configuration", "must be a table", key="oauth")])
+        raise ConfigError([Problem("", "must be a table", key="oauth")])
     return table
 
 
@@ -139,7 +138,7 @@ def auth_kind(connector_cls: type, connection_settings: dict[str, Any] | None = 
         raise ConfigError(
             [
                 Problem(
-                    "configuration",
+                    "",
                     f"unknown auth kind {kind!r} (valid: {', '.join(AUTH_KINDS)})",
                     key=where,
                 )
@@ -148,28 +147,23 @@ def auth_kind(connector_cls: type, connection_settings: dict[str, Any] | None = 
     return cast(AuthKind, kind)
 
 
-def _env_secret(connection: str, name: str, env: dict[str, str] | os._Environ[str]) -> str | None:
-    prefix = f"CRMHUB_{connection.upper().replace('-', '_')}_"
-    return env.get(prefix + name.upper()) or env.get(prefix + "OAUTH_" + name.upper())
-
-
 def resolve_oauth(
     connector_cls: type,
     connection_settings: dict[str, Any],
     *,
     connection: str = "",
     default_redirect: str | None = None,
-    env: dict[str, str] | os._Environ[str] = os.environ,
     problem: Any = None,
 ) -> ResolvedOAuth:
     """Merge the connector's ``oauth`` settings with the connection's overrides.
 
-    ``client_id`` / ``client_secret`` come from the ``oauth`` table, the connection table
-    (where ``CRMHUB_<NAME>_CLIENT_SECRET`` lands) or the environment. ``problem(message, key)``
-    builds a ``Problem`` with file and line; without it the message names the key only.
-    Raises ``ConfigError`` naming every missing or invalid key.
+    ``client_id`` / ``client_secret`` come from the ``oauth`` table (where the configuration
+    loader also puts ``CRMHUB_CONNECTIONS__<NAME>__OAUTH__CLIENT_SECRET`` and ``env:``
+    references). ``problem(message, key)`` builds a ``Problem`` with file and line; without
+    it the message names the key only. Raises ``ConfigError`` naming every missing or
+    invalid key.
     """
-    make = problem or (lambda message, key: Problem("configuration", message, key=key))
+    make = problem or (lambda message, key: Problem("", message, key=key))
     label = f"connection {connection!r}" if connection else "this connection"
     kind = auth_kind(connector_cls, connection_settings)
     if kind not in OAUTH_KINDS:
@@ -195,16 +189,8 @@ def resolve_oauth(
         overrides.model_dump(exclude_unset=True, exclude={"kind", "client_id", "client_secret"})
     )
     settings = OAuthSettings.model_validate(merged)
-    client_id = (
-        overrides.client_id
-        or connection_settings.get("client_id")
-        or (_env_secret(connection, "client_id", env) if connection else None)
-    )
-    client_secret = (
-        overrides.client_secret
-        or connection_settings.get("client_secret")
-        or (_env_secret(connection, "client_secret", env) if connection else None)
-    )
+    client_id = overrides.client_id
+    client_secret = overrides.client_secret
     problems: list[Problem] = []
     required = ["authority"] if kind == "msal" else ["authorize_url", "token_url"]
     for key in required:
@@ -213,10 +199,10 @@ def resolve_oauth(
     if not client_id:
         problems.append(make(f"{label} needs an OAuth client_id", "oauth.client_id"))
     if kind == "msal" and not client_secret:
-        env_name = f"CRMHUB_{connection.upper().replace('-', '_')}_CLIENT_SECRET"
+        variable = override_variable(connection or "NAME", "oauth.client_secret")
         problems.append(
             make(
-                f"{label} needs a client secret (oauth.client_secret or ${env_name})",
+                f"{label} needs a client secret (oauth.client_secret or ${variable})",
                 "oauth.client_secret",
             )
         )
@@ -246,10 +232,7 @@ def resolve_for_config(config: Config, connector_cls: type, name: str) -> Resolv
     """``resolve_oauth`` for a configured connection, with file and line in every error."""
 
     def problem(message: str, key: str) -> Problem:
-        table = ["connections", name, "oauth"]
-        line_key = key.split(".", 1)[1] if key.startswith("oauth.") else key
-        line = locate(config.text, table, line_key.split(".")[0])
-        return Problem(str(config.path), message, line=line, key=key)
+        return config.problem(message, ["connections", name], key)
 
     return resolve_oauth(
         connector_cls,

@@ -3,10 +3,11 @@
 It behaves like a strict provider: authorization code flow with PKCE (S256 only) and the
 ``state`` echoed, client id/secret checked (body or HTTP Basic), short-lived access tokens,
 refresh tokens rotated on every use with the previous one revoked (a reused one is refused
-with ``400 {"error": "invalid_grant"}`` and recorded in ``reused_refresh_tokens``), and
-RFC 7009 revocation. Other sandboxes protect their API routes with ``validate`` or
-``bearer_error``. State is in memory and guarded by a lock, so tests may inspect and steer it
-from another thread while the app is served.
+with ``400 {"error": "invalid_grant"}``, recorded in ``reused_refresh_tokens`` and, as RFC
+9700 section 4.14.2 recommends, revokes the whole grant), and RFC 7009 revocation. Other
+sandboxes protect their API routes with ``validate`` or ``bearer_error``. State is in memory
+and guarded by a lock, so tests may inspect and steer it from another thread while the app
+is served.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class SandboxOAuthServer:
     ``access_ttl`` None issues tokens that never expire (``expires_in: 0``, as Mailchimp).
     ``rotate_refresh_tokens`` False answers refreshes without a new refresh token (as Google).
     ``token_delay`` slows the token endpoint, to widen races in concurrency tests.
+    ``revoke_on_reuse`` False only refuses a reused refresh token (lenient servers).
     ``seed`` makes issued token values reproducible.
     """
 
@@ -93,6 +95,7 @@ class SandboxOAuthServer:
     rotate_refresh_tokens: bool = True
     issue_refresh_tokens: bool = True
     revoke_access_on_refresh: bool = False
+    revoke_on_reuse: bool = True
     require_pkce: bool = True
     redirect_uris: list[str] | None = None
     token_delay: float = 0.0
@@ -317,6 +320,8 @@ class SandboxOAuthServer:
     def _redeem_refresh(self, client_id: str, refresh_token: str) -> Response:
         if refresh_token in self._retired:
             self.reused_refresh_tokens.append(refresh_token)
+            if self.revoke_on_reuse:
+                self._revoke_grant(self._retired[refresh_token])
             return _oauth_error("invalid_grant", description="refresh token was already used")
         grant = self._grants.get(self._refresh.get(refresh_token, ""))
         if grant is None or grant.revoked or grant.client_id != client_id:

@@ -6,12 +6,19 @@ half its lifetime, for short-lived tokens). When it is not, exactly one caller r
 * in one process, callers queue on an asyncio lock per connection; the first refreshes,
   the others find the new token when their turn comes;
 * across processes and hosts, the refresher first claims the row in the store by
-  compare-and-swap (status ``refreshing``, version + 1); the others poll the row until the
-  claim ends. A claim older than ``claim_timeout`` belongs to a dead holder and is taken over.
+  compare-and-swap (status ``refreshing``, version + 1, ``claimed_by`` its ``host:pid:tag``);
+  the others poll the row until the claim ends. A claim whose holder's process is gone from
+  this host is taken over at once (as run leases are, ``hub.store.lease``); a claim older
+  than ``claim_timeout`` (a holder on another host that died, or hangs) is taken over then.
 
 The rotated refresh token is saved (compare-and-swap on the claim) before the new access token
-is handed out. A refused refresh (``invalid_grant``) marks the connection ``needs_reauth`` and
-every later call raises ``NeedsReauth`` without contacting the provider. Tokens without an
+is handed out. What no client can prevent: a holder killed after the server answered and
+before the save leaves only the rotated-out refresh token; the taker's refresh with it is
+refused by a strict rotating server (which may revoke the whole grant), and the connection
+then needs ``crmhub connect NAME``; the error says that an interrupted refresh was the cause.
+
+A refused refresh (``invalid_grant``) marks the connection ``needs_reauth`` and every later
+call raises ``NeedsReauth`` without contacting the provider. Tokens without an
 expiry (Mailchimp's ``expires_in: 0``) are never refreshed.
 """
 
@@ -39,6 +46,8 @@ from hub.errors import (
     RateLimited,
     TransientError,
 )
+from hub.store.lease import _holder_is_dead as holder_is_dead
+from hub.store.lease import make_holder
 
 log = logging.getLogger("crmhub.auth")
 
@@ -55,9 +64,21 @@ class InvalidGrant(NeedsReauth):
 
     def __init__(self, error: str = "invalid_grant", description: str | None = None, **kw: Any):
         self.error = error
-        text = f"the authorization server refused the refresh token ({error}"
-        text += f": {description})" if description else ")"
-        super().__init__(text, **kw)
+        text = f"the authorization server refused the refresh with {error}"
+        super().__init__(f"{text}: {description}" if description else text, **kw)
+
+
+def reconnect_error(connection: str, token: StoredToken | None) -> NeedsReauth:
+    """Why stored credentials cannot be used (none, or refused) and the fix."""
+    if token is None:
+        why = "no credentials are stored"
+    else:
+        why = "the credentials were refused"
+        if token.last_error:
+            why += f": {token.last_error}"
+    return NeedsReauth(
+        f"{why}; reconnect with `crmhub connect {connection}`", connection=connection
+    )
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -103,7 +124,7 @@ class _Shared:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token: StoredToken | None = None
     failures: int = 0
-    last_failure: str = ""
+    last_failure: TransientError | None = None
 
 
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shared]] = (
@@ -184,8 +205,8 @@ class TokenManager:
         failures_seen = shared.failures
         async with shared.lock:
             # A refresh that failed while we queued would fail for us too: report, don't repeat.
-            if shared.failures != failures_seen:
-                raise TransientError(shared.last_failure, connection=self.connection)
+            if shared.failures != failures_seen and shared.last_failure is not None:
+                raise TransientError(shared.last_failure)
             cached = shared.token
             if (
                 cached is not None
@@ -195,11 +216,15 @@ class TokenManager:
                 return cached  # refreshed by the caller ahead of us in the queue
             while True:
                 token = await self._current(shared)
+                interrupted: str | None = None
                 if token.status == REFRESHING:
-                    if self.vault.clock() - token.updated_at < self.claim_timeout:
+                    interrupted = self._interrupted(token)
+                    if interrupted is None:
                         await asyncio.sleep(self.poll_interval)
                         continue
-                    log.warning("taking over a stale token refresh of %r", self.connection)
+                    log.warning(
+                        "taking over the token refresh of %r: %s", self.connection, interrupted
+                    )
                 elif self._satisfies(token, force, rejected, started):
                     shared.token = token
                     return token
@@ -209,23 +234,31 @@ class TokenManager:
                     reason = "the access token was refused or expired and there is no refresh token"
                     await self._refused(shared, token.version, reason)
                     continue
-                claim = await self.vault.claim_refresh(self.connection, token.version)
+                claim = await self.vault.claim_refresh(
+                    self.connection, token.version, make_holder()
+                )
                 if claim is None:
                     continue  # someone else claimed it first: wait for their result
-                result = await self._refresh_claimed(shared, token, claim)
+                result = await self._refresh_claimed(shared, token, claim, interrupted)
                 if result is not None:
                     return result
+
+    def _interrupted(self, token: StoredToken) -> str | None:
+        """Why the claim on ``token`` is to be taken over, or None while its holder may
+        still finish: its process is gone from this host, or it is older than the timeout."""
+        holder = token.claimed_by or "a process that did not sign its claim"
+        if token.claimed_by and holder_is_dead(token.claimed_by):
+            return f"the refresh by {holder} was interrupted: its process is gone"
+        age = self.vault.clock() - token.updated_at
+        if age >= self.claim_timeout:
+            return f"the refresh by {holder} has not finished in {age.total_seconds():.0f} s"
+        return None
 
     async def _current(self, shared: _Shared) -> StoredToken:
         token = await self.vault.get(self.connection)
         if token is None or token.status == NEEDS_REAUTH:
             shared.token = None
-            why = "no credentials are stored" if token is None else "the credentials were refused"
-            detail = f" ({token.last_error})" if token is not None and token.last_error else ""
-            raise NeedsReauth(
-                f"{why}{detail}; reconnect with `crmhub connect {self.connection}`",
-                connection=self.connection,
-            )
+            raise reconnect_error(self.connection, token)
         return token
 
     def _satisfies(
@@ -248,27 +281,44 @@ class TokenManager:
             )
 
     async def _refresh_claimed(
-        self, shared: _Shared, token: StoredToken, claim: int
+        self, shared: _Shared, token: StoredToken, claim: int, interrupted: str | None
     ) -> StoredToken | None:
-        """Perform the claimed refresh. None: the row changed under us, decide again."""
+        """Perform the claimed refresh. None: the row changed under us, decide again.
+
+        ``interrupted``: why an earlier claim was taken over; a refused refresh then names
+        it, since the earlier holder may have spent the refresh token before it died.
+        """
         log.debug("refreshing the access token of %r (version %d)", self.connection, claim)
+        secrets = _secret_values(token.data)
         try:
             response = await self.refresher(dict(token.data))
         except NeedsReauth as exc:
-            await self._refused(shared, claim, redact(str(exc), _secret_values(token.data)))
+            reason = redact(exc.reason, secrets)
+            if interrupted:
+                reason += (
+                    f"; {interrupted}, and the server may have rotated the refresh token "
+                    "before the new one was saved"
+                )
+            await self._refused(shared, claim, reason)
             return None  # our claim was taken over and the row rewritten: look again
         except BaseException as exc:
-            reason = redact(str(exc) or type(exc).__name__, _secret_values(token.data))
+            text = exc.reason if isinstance(exc, ConnectorError) else str(exc)
+            reason = redact(text or type(exc).__name__, secrets)
             try:
                 await self.vault.release_claim(self.connection, claim, reason)
             finally:
                 if not isinstance(exc, asyncio.CancelledError):
+                    request = exc.request if isinstance(exc, ConnectorError) else None
                     shared.failures += 1
-                    shared.last_failure = f"token refresh failed: {reason}"
-            if isinstance(exc, ConnectorError) and reason == str(exc):
+                    shared.last_failure = TransientError(
+                        f"token refresh failed: {reason}",
+                        connection=self.connection,
+                        request=request,
+                    )
+            if isinstance(exc, ConnectorError) and reason == exc.reason:
                 raise
-            if isinstance(exc, Exception):
-                raise TransientError(shared.last_failure, connection=self.connection) from None
+            if isinstance(exc, Exception) and shared.last_failure is not None:
+                raise TransientError(shared.last_failure) from None
             raise
         data = merge_token_response(token.data, response)
         expires_at = expiry_from_response(response, self.clock())
@@ -354,10 +404,7 @@ class ApiKeyAuth(httpx.Auth):
     async def _data(self) -> dict[str, Any]:
         token = await self.vault.get(self.connection)
         if token is None or token.status == NEEDS_REAUTH:
-            raise NeedsReauth(
-                f"no usable credentials; reconnect with `crmhub connect {self.connection}`",
-                connection=self.connection,
-            )
+            raise reconnect_error(self.connection, token)
         return token.data
 
     def _value(self, data: dict[str, Any]) -> str:

@@ -52,6 +52,20 @@ class TokenStatus:
     last_error: str | None
     refreshed_at: datetime | None
     updated_at: datetime
+    claimed_by: str | None = None
+    key_id: str = ""
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """Under which key one stored credential is, and whether the keyring opens it."""
+
+    connection: str
+    key_id: str
+    current: bool
+    """Encrypted under the keyring's current key."""
+    problem: str | None
+    """Why the keyring cannot decrypt it; None when it can."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -67,6 +81,8 @@ class StoredToken:
     last_error: str | None
     refreshed_at: datetime | None
     updated_at: datetime
+    claimed_by: str | None = None
+    """``host:pid:tag`` of the process holding the refresh claim (status ``refreshing``)."""
 
     def __repr__(self) -> str:
         return (
@@ -92,6 +108,8 @@ def _status(row: Any) -> TokenStatus:
         last_error=row.last_error,
         refreshed_at=as_utc(row.refreshed_at),
         updated_at=as_utc(row.updated_at) or row.updated_at,
+        claimed_by=row.claimed_by,
+        key_id=row.key_id,
     )
 
 
@@ -153,6 +171,7 @@ class TokenVault:
             "last_error": None,
             "refreshed_at": now,
             "updated_at": now,
+            "claimed_by": None,
         }
         async with self._tx(f"save credentials of {connection!r}") as conn:
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -183,16 +202,30 @@ class TokenVault:
             last_error=meta.last_error,
             refreshed_at=meta.refreshed_at,
             updated_at=meta.updated_at,
+            claimed_by=meta.claimed_by,
         )
 
-    async def _update(self, connection: str, expected_version: int | None, **values: Any) -> bool:
+    async def _update(
+        self,
+        connection: str,
+        expected_version: int | None,
+        claimed_by: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Every write that changes the row's meaning: version + 1, and the claim ends
+        unless this write takes it (``claimed_by``)."""
         where = tokens.c.connection == connection
         if expected_version is not None:
             where = and_(where, tokens.c.version == expected_version)
         stmt = (
             update(tokens)
             .where(where)
-            .values(version=tokens.c.version + 1, updated_at=self.clock(), **values)
+            .values(
+                version=tokens.c.version + 1,
+                updated_at=self.clock(),
+                claimed_by=claimed_by,
+                **values,
+            )
         )
         async with self._tx(f"update credentials of {connection!r}") as conn:
             return (await conn.execute(stmt)).rowcount == 1
@@ -221,14 +254,19 @@ class TokenVault:
             refreshed_at=self.clock(),
         )
 
-    async def claim_refresh(self, connection: str, expected_version: int) -> int | None:
-        """Mark the row ``refreshing`` if it is still at ``expected_version``.
+    async def claim_refresh(
+        self, connection: str, expected_version: int, holder: str | None = None
+    ) -> int | None:
+        """Mark the row ``refreshing`` by ``holder`` if it is still at ``expected_version``.
 
         Returns the claim's version (the caller's ticket to save the result), or None when
-        another writer got there first. ``updated_at`` records when the claim was taken, so
-        a claim whose holder died can be recognised as stale and taken over.
+        another writer got there first. ``updated_at`` records when the claim was taken and
+        ``claimed_by`` who took it, so a claim whose holder died can be recognised and taken
+        over (at once when the holder's process is gone from this host, else when stale).
         """
-        taken = await self._update(connection, expected_version, status=REFRESHING)
+        taken = await self._update(
+            connection, expected_version, claimed_by=holder, status=REFRESHING
+        )
         return expected_version + 1 if taken else None
 
     async def release_claim(self, connection: str, claim_version: int, error: str) -> bool:
@@ -260,6 +298,28 @@ class TokenVault:
         async with self._tx(f"delete credentials of {connection!r}") as conn:
             result = await conn.execute(delete(tokens).where(tokens.c.connection == connection))
             return result.rowcount == 1
+
+    async def check_keys(self) -> list[KeyCheck]:
+        """Every stored credential, by connection: its key, and whether it decrypts (each
+        row is decrypted and the result thrown away). Changes nothing."""
+        async with self._tx("list credentials") as conn:
+            rows = (
+                await conn.execute(
+                    select(tokens.c.connection, tokens.c.ciphertext, tokens.c.key_id).order_by(
+                        tokens.c.connection
+                    )
+                )
+            ).all()
+        checks = []
+        for row in rows:
+            problem = None
+            try:
+                self._open(row.connection, row.ciphertext)
+            except SecretKeyError as exc:
+                problem = exc.problems[0].message
+            current = row.key_id == self.keyring.current_id
+            checks.append(KeyCheck(row.connection, row.key_id, current, problem))
+        return checks
 
     async def reencrypt_all(self) -> int:
         """Rewrite every row not under the current key; returns how many were rewritten.

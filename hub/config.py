@@ -1,25 +1,31 @@
 """``crmhub.toml``: the hub's settings and its connections.
 
 Relative paths in the file are relative to the file. Every error names the file, the line
-and the key. A connection's connector settings are validated against the connector's own
-``Settings`` model when the configuration loads, so a typo fails at start, not mid-run.
-Secrets may come from the environment: ``CRMHUB_<CONNECTION>_<SETTING>`` (upper case,
-``-`` as ``_``) overrides that setting.
+and the full key (``connections.crm.oauth.client_id``), or the environment variable a value
+came from. A connection's connector settings are validated against the connector's own
+``Settings`` model when the hub opens, so a typo fails at start, not mid-run. Secrets may
+come from the environment (``hub.environment``): ``CRMHUB_CONNECTIONS__<NAME>__<SETTING>``
+overrides a setting, and ``"env:VARIABLE"`` as a value in the file reads that variable.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hub.environment import Override, read_overrides, resolve_references
 from hub.errors import ConfigError, Problem
-from hub.tomlfile import load_toml, locate
+from hub.tomlfile import line_of, load_toml
 from hub.webhooks import WebhookSettings
+
+log = logging.getLogger("crmhub.config")
 
 CONFIG_NAME = "crmhub.toml"
 POLICIES = ("newest", "prefer", "hub", "remote", "manual")
@@ -99,6 +105,9 @@ class Config:
     text: str
     hub: HubSettings
     connections: dict[str, ConnectionConfig] = field(default_factory=dict)
+    from_environment: dict[str, str] = field(default_factory=dict)
+    """Full dotted key -> the environment variable that overrode it."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def base_dir(self) -> Path:
@@ -116,7 +125,15 @@ class Config:
         return f"sqlite+aiosqlite:///{self.resolve(url)}"
 
     def problem(self, message: str, table: list[str], key: str | None = None) -> Problem:
-        return Problem(str(self.path), message, line=locate(self.text, table, key), key=key)
+        """A problem at ``key`` (dotted, relative to ``table``), named by its full path and
+        its line, or by the environment variable its value came from."""
+        path = [*table, *(key.split(".") if key else [])]
+        dotted = ".".join(path)
+        for depth in range(len(path), 0, -1):
+            variable = self.from_environment.get(".".join(path[:depth]))
+            if variable:
+                return Problem(f"environment variable {variable}", message, key=dotted)
+        return Problem(str(self.path), message, line=line_of(self.text, path), key=dotted)
 
     def connection(self, name: str) -> ConnectionConfig:
         try:
@@ -136,85 +153,112 @@ def find_config(explicit: str | Path | None = None) -> Path:
     return Path(env) if env else Path.cwd() / CONFIG_NAME
 
 
-def _env_overrides(name: str) -> dict[str, str]:
-    prefix = f"CRMHUB_{name.upper().replace('-', '_')}_"
-    return {
-        key[len(prefix) :].lower(): value
-        for key, value in os.environ.items()
-        if key.startswith(prefix)
-    }
-
-
-def _pydantic_problems(
-    path: Path, text: str, table: list[str], exc: ValidationError
-) -> list[Problem]:
+def _pydantic_problems(config: Config, table: list[str], exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        key = loc[0] if loc else None
-        dotted = ".".join(loc) if loc else None
-        problems.append(Problem(str(path), err["msg"], line=locate(text, table, key), key=dotted))
+        key = ".".join(str(p) for p in err["loc"]) or None
+        problems.append(config.problem(err["msg"], table, key))
     return problems
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read and check the configuration file (connector settings are checked by the registry)."""
+def _set(table: dict[str, Any], path: tuple[str, ...], value: str) -> bool:
+    """Put ``value`` at ``path`` in ``table``; False when a step is not a table."""
+    for step in path[:-1]:
+        inner = table.setdefault(step, {})
+        if not isinstance(inner, dict):
+            return False
+        table = inner
+    table[path[-1]] = value
+    return True
+
+
+def _no_file(file: Path) -> ConfigError:
+    return ConfigError(
+        [
+            Problem(
+                str(file),
+                "no configuration file; create one with `crmhub init`, or name yours with "
+                "--config or $CRMHUB_CONFIG",
+            )
+        ]
+    )
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check the configuration file (connector settings are checked by the registry).
+
+    ``environ`` (default ``os.environ``) supplies ``env:`` references and overrides.
+    """
+    env = os.environ if environ is None else environ
     file = find_config(path).resolve()
+    if not file.exists():
+        raise _no_file(file)
     data, text = load_toml(file)
+    config = Config(path=file, text=text, hub=HubSettings())
     problems: list[Problem] = []
     unknown = set(data) - {"hub", "connections"}
     for key in sorted(unknown):
-        problems.append(
-            Problem(
-                str(file),
-                "unknown top-level table or key",
-                locate(text, [], key) or locate(text, [key]),
-                key,
-            )
-        )
+        problems.append(config.problem("unknown top-level table or key", [key]))
+    hub_table = data.get("hub", {})
+    if isinstance(hub_table, dict):
+        hub_table, refs = resolve_references(hub_table, env)
+        problems += [config.problem(message, ["hub", *where]) for where, message in refs]
     try:
-        hub = HubSettings.model_validate(data.get("hub", {}))
+        config.hub = HubSettings.model_validate(hub_table)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(file, text, ["hub"], exc))
-        hub = HubSettings()
-    config = Config(path=file, text=text, hub=hub)
+        problems.extend(_pydantic_problems(config, ["hub"], exc))
     connections = data.get("connections", {})
     if not isinstance(connections, dict):
-        problems.append(Problem(str(file), "must be a table", key="connections"))
+        problems.append(config.problem("must be a table", ["connections"]))
         connections = {}
+    overrides = read_overrides(env, [n for n in connections if _NAME.match(n)])
+    config.warnings += overrides.warnings
+    for variable, message in overrides.problems:
+        problems.append(Problem(f"environment variable {variable}", message))
     for name, table in connections.items():
-        where = ["connections", name]
-        if not _NAME.match(name):
-            problems.append(
-                config.problem(
-                    "connection names use lower-case letters, digits, '-' and '_'", where
-                )
-            )
-            continue
-        if not isinstance(table, dict):
-            problems.append(config.problem("must be a table", where))
-            continue
-        env = _env_overrides(name)
-        # OAuth client credentials from the environment belong to the ``oauth`` table.
-        oauth_env = {k: env.pop(k) for k in ("client_id", "client_secret") if k in env}
-        table = {**table, **env}
-        if oauth_env:
-            table["oauth"] = {**(table.get("oauth") or {}), **oauth_env}
-        hub_part = {k: v for k, v in table.items() if k in HUB_KEYS}
-        rest = {k: v for k, v in table.items() if k not in HUB_KEYS}
-        try:
-            settings = ConnectionSettings.model_validate(hub_part)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(file, text, where, exc))
-            continue
-        for other in settings.prefer:
-            if other not in connections:
-                problems.append(
-                    config.problem(f"prefers unknown connection {other!r}", where, "prefer")
-                )
-        config.connections[name] = ConnectionConfig(
-            name=name, hub=settings, settings=rest, line=locate(text, where)
-        )
+        problems += _load_connection(config, name, table, overrides.of(name), env, connections)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _load_connection(
+    config: Config,
+    name: str,
+    table: Any,
+    overrides: list[Override],
+    env: Mapping[str, str],
+    connections: dict[str, Any],
+) -> list[Problem]:
+    """Check ``[connections.NAME]`` and add it to ``config``; returns what is wrong."""
+    where = ["connections", name]
+    if not _NAME.match(name):
+        message = "connection names use lower-case letters, digits, '-' and '_'"
+        return [config.problem(message, where)]
+    if not isinstance(table, dict):
+        return [config.problem("must be a table", where)]
+    table, refs = resolve_references(table, env)
+    problems = [config.problem(message, where, ".".join(at)) for at, message in refs]
+    for override in overrides:
+        dotted = ".".join(override.path)
+        config.from_environment[".".join([*where, dotted])] = override.variable
+        if not _set(table, override.path, override.value):
+            message = "cannot be set: a part of the path before it is not a table"
+            problems.append(config.problem(message, where, dotted))
+    hub_part = {k: v for k, v in table.items() if k in HUB_KEYS}
+    rest = {k: v for k, v in table.items() if k not in HUB_KEYS}
+    try:
+        settings = ConnectionSettings.model_validate(hub_part)
+    except ValidationError as exc:
+        return problems + _pydantic_problems(config, where, exc)
+    for other in settings.prefer:
+        if other not in connections:
+            problems.append(
+                config.problem(f"prefers unknown connection {other!r}", where, "prefer")
+            )
+    config.connections[name] = ConnectionConfig(
+        name=name, hub=settings, settings=rest, line=line_of(config.text, where)
+    )
+    return problems

@@ -8,7 +8,7 @@ engine maps, matches, merges and stores; a connector only talks to its remote sy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,14 @@ class Change:
     an update, everything mapped for a create. ``key`` correlates the result; the
     ``idempotency_key`` is stable across retries of the same owed write, so a create retried
     after a crash can be recognised (provider idempotency, or a lookup by natural key).
+
+    ``record`` (updates; for a create it equals ``data``) is the whole record as the remote
+    holds it once the change is applied, as far as the hub knows: the link's base (the values
+    both sides last agreed on) with ``data`` over it, reverse-mapped like ``data``. It lets a
+    connector send what the API needs beyond the change (a key such as an e-mail address,
+    the rest of a compound field) or batch updates, without reading the record first. It
+    can be out of date where the remote changed since the last pull: check it against
+    ``remote_id`` where that matters.
     """
 
     key: str
@@ -108,6 +116,7 @@ class Change:
     idempotency_key: str
     remote_id: str | None = None
     version: str | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass
@@ -156,6 +165,8 @@ class ConnectorContext:
     store: Store | None = None
     """The hub's store, for connectors whose source is the hub itself (web forms read the
     inbox); others never touch it."""
+    check_lease: Callable[[], Awaitable[None]] | None = None
+    """Raises a ``ConnectorError`` once the run has lost its lease: await it before a write."""
 
 
 class Connector(ABC):
@@ -222,6 +233,11 @@ class Connector(ABC):
 
     async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release here)
         """Release clients and files. Called once when the hub is done with the connector."""
+
+    def watched_files(self) -> list[Path]:
+        """Local files this connection reads: ``crmhub up`` syncs it soon after one changes.
+        Default: none."""
+        return []
 
     def default_mapping(self, stream: Stream) -> Path:
         """The mapping file used when the connection names none: ``<stream>.toml``."""

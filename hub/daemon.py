@@ -1,4 +1,5 @@
-"""``crmhub up``: the web server, the scheduler and the inbox processor in one process.
+"""``crmhub up``: the web server, the scheduler, the inbox processor and the file watcher
+(:mod:`hub.watch`) in one process.
 
 Everything runs on one asyncio event loop. SIGTERM or SIGINT sets the stop event: running
 syncs finish the page in flight, commit and release their leases; the web server stops
@@ -29,6 +30,7 @@ from hub.runtime import Hub
 from hub.store import Lease, Store
 from hub.store.lease import HOST
 from hub.store.schema import leases
+from hub.watch import FileWatcher
 
 __all__ = ["SHUTDOWN_SECONDS", "Daemon", "serve"]
 
@@ -171,6 +173,10 @@ class Daemon:
             web = asyncio.create_task(_serve(server, sock), name="crmhub web")
             inbox = asyncio.create_task(self.inbox(self.hub, self.stop), name="crmhub inbox")
             await scheduler.start()
+            watcher = await FileWatcher.for_hub(
+                self.hub, scheduler.run_job, scheduler.running.__contains__, self.stop
+            )
+            watch = asyncio.create_task(watcher.run(), name="crmhub watch")
             schedules = len(scheduler.wanted())
             log.info("crmhub up on %s with %d scheduled connection(s)", self.base_url, schedules)
             self.ready.set()
@@ -183,6 +189,7 @@ class Daemon:
                 scheduler.shutdown(self.sync_grace),
                 _finish(web, 4.0),
                 _finish(inbox, self.sync_grace),
+                _finish(watch, self.sync_grace),
             )
             for task in done - {stopped}:
                 if not task.cancelled() and task.exception() is not None:

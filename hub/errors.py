@@ -52,19 +52,20 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file
-        if self.line is not None:
+        if where and self.line is not None:
             where += f":{self.line}"
         if self.key:
-            where += f" [{self.key}]"
-        return f"{where}: {self.message}"
+            where = f"{where} [{self.key}]" if where else f"[{self.key}]"
+        return f"{where}: {self.message}" if where else self.message
 
 
 class ConfigError(CrmhubError):
-    """The configuration is wrong; a person must fix it. Names every problem found."""
+    """A person must fix something: the configuration (every problem found, each naming
+    file, line and key) or what a command was asked (a plain message, shown as it is)."""
 
     def __init__(self, problems: list[Problem] | str) -> None:
         if isinstance(problems, str):
-            problems = [Problem(file="configuration", message=problems)]
+            problems = [Problem(file="", message=problems)]
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
@@ -87,18 +88,36 @@ class LeaseHeld(CrmhubError):
 
 
 class ConnectorError(CrmhubError):
-    """A call to a remote system failed. ``kind`` tells the caller what to do."""
+    """A call to a remote system failed. ``kind`` tells the caller what to do.
+
+    ``str()`` is ``reason (connection 'x', request METHOD URL)``. ``reason`` is the bare
+    text: build other messages from it, never from ``str()``, so context is never repeated
+    or nested. Passing another ``ConnectorError`` as ``message`` keeps its reason and fills
+    in the context it lacks (its own request stays: that is the call that failed).
+    """
 
     kind: ErrorKind = ErrorKind.PERMANENT
+    reason: str
+    connection: str | None
+    request: str | None
+    retry_after: float | None
 
     def __init__(
         self,
-        message: str,
+        message: str | ConnectorError,
         *,
         connection: str | None = None,
         request: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        if isinstance(message, ConnectorError):
+            connection = message.connection or connection
+            request = message.request or request
+            retry_after = message.retry_after if retry_after is None else retry_after
+            reason = message.reason
+        else:
+            reason = message
+        self.reason = reason
         self.connection = connection
         self.request = request
         self.retry_after = retry_after
@@ -110,7 +129,7 @@ class ConnectorError(CrmhubError):
             )
             if part
         )
-        super().__init__(f"{message} ({context})" if context else message)
+        super().__init__(f"{reason} ({context})" if context else reason)
 
 
 class TransientError(ConnectorError):

@@ -25,6 +25,9 @@ forms connector does, can keep the last id it read as its cursor and miss nothin
 several hub processes writing to one PostgreSQL database.
 
 For a pending item that failed before, ``processed_at`` is the time of its last attempt.
+Every failed attempt adds ``{"at", "error"}`` to ``attempt_errors`` (the latest
+``MAX_ATTEMPT_ERRORS``), which neither success nor ``retry`` clears: an item that failed and
+later went through still shows why it failed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +65,8 @@ MAX_GROUP = 200
 """Most deliveries committed in one transaction."""
 WRITE_TURN = "inbox"
 """The lock inserts hold (``Store.begin_serialized``) so that ids commit in order."""
+MAX_ATTEMPT_ERRORS = 20
+"""Failed attempts whose errors an item keeps (the latest)."""
 
 
 @dataclass
@@ -77,10 +82,14 @@ class InboxItem:
     error: str | None
     received_at: datetime
     processed_at: datetime | None
+    attempt_errors: list[dict[str, str]] = field(default_factory=list)
+    """``{"at": ISO time, "error": text}`` per failed attempt, oldest first."""
 
     @classmethod
     def from_row(cls, row: RowMapping) -> InboxItem:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values["attempt_errors"] = list(values["attempt_errors"] or [])
+        return cls(**values)
 
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
@@ -102,6 +111,7 @@ class InboxItem:
             "received_at": self.received_at.isoformat(),
             "processed_at": self.processed_at.isoformat() if self.processed_at else None,
             "size": len(self.body),
+            "attempt_errors": self.attempt_errors,
         }
 
 
@@ -316,17 +326,26 @@ class Inbox:
     async def mark_failed(
         self, item_id: int, error: str, *, conn: AsyncConnection | None = None
     ) -> str:
-        """Count a failed attempt; returns the new status (``pending`` again, or ``dead``)."""
+        """Count a failed attempt and keep its error; returns the new status (``pending``
+        again, or ``dead``)."""
+        now = utcnow()
         async with self._tx(conn) as c:
-            attempts = (
-                await c.execute(select(table.c.attempts).where(table.c.id == item_id))
-            ).scalar_one()
-            status = "dead" if attempts + 1 >= self.max_attempts else "pending"
+            row = (
+                await c.execute(
+                    select(table.c.attempts, table.c.attempt_errors).where(table.c.id == item_id)
+                )
+            ).one()
+            status = "dead" if row.attempts + 1 >= self.max_attempts else "pending"
+            history = [*(row.attempt_errors or []), {"at": now.isoformat(), "error": error[:1000]}]
             await c.execute(
                 update(table)
                 .where(table.c.id == item_id)
                 .values(
-                    status=status, attempts=attempts + 1, error=error[:4000], processed_at=utcnow()
+                    status=status,
+                    attempts=row.attempts + 1,
+                    error=error[:4000],
+                    processed_at=now,
+                    attempt_errors=history[-MAX_ATTEMPT_ERRORS:],
                 )
             )
         return status

@@ -22,6 +22,8 @@ Guarantees:
   back-to-back runs.
 - A connection whose last run was interrupted (daemon stopped) or never finished (crash) is
   run again at once on start, resuming from its saved cursors.
+- A connection without a ``schedule`` is named in a warning at start, and synced by a check
+  every minute when writes owed to it are due, so they never wait unseen.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
 from apscheduler.eventbrokers.local import LocalEventBroker
 from apscheduler.eventbrokers.psycopg import PsycopgEventBroker
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.errors import LeaseHeld, StoreError
+from hub.errors import CrmhubError, LeaseHeld, StoreError
 from hub.schedule import ScheduleSpec, schedule_for
-from hub.store.schema import runs
+from hub.store.schema import outbox, runs
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -65,6 +67,8 @@ SCHEDULE_PREFIX = "sync:"
 TASK_PREFIX = "crmhub.sync:"
 KEEPALIVE_TASK = "crmhub.keepalive"
 HOUSEKEEPING_TASK = "crmhub.housekeeping"
+OWED_TASK = "crmhub.owed"
+OWED_CHECK_SECONDS = 60.0
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 RESUME_STATUSES = ("interrupted", "running")
@@ -173,6 +177,13 @@ async def run_housekeeping() -> dict[str, int]:
     return pruned
 
 
+async def run_owed_check() -> list[str]:
+    """The task syncing unscheduled connections that are owed writes (``run_owed``)."""
+    scheduler = current_async_scheduler.get()
+    owner = _owners.get(scheduler.identity) if scheduler else None
+    return await owner.run_owed() if owner is not None else []
+
+
 class SyncScheduler:
     """Scheduled syncs of a hub's connections.
 
@@ -190,9 +201,11 @@ class SyncScheduler:
         identity: str = "",
         lease_duration: float = 30,
         cleanup_interval: float = 60,
+        owed_check: float = OWED_CHECK_SECONDS,
     ) -> None:
         self.hub = hub
         self.job = job
+        self.owed_check = owed_check
         self.stop = stop or asyncio.Event()
         self.running: set[str] = set()
         self._last_start: dict[str, datetime] = {}
@@ -231,6 +244,7 @@ class SyncScheduler:
     async def start(self) -> None:
         """Start processing schedules and jobs; returns once the scheduler runs."""
         await self.resume_interrupted()
+        self.warn_unscheduled()
         await self.scheduler.start_in_background()
 
     def wanted(self) -> dict[str, ScheduleSpec]:
@@ -279,6 +293,14 @@ class SyncScheduler:
                 coalesce=CoalescePolicy.latest,
                 conflict_policy=ConflictPolicy.do_nothing,
             )
+        await self.scheduler.configure_task(OWED_TASK, func=run_owed_check, max_running_jobs=None)
+        await self.scheduler.add_schedule(
+            OWED_TASK,
+            IntervalTrigger(seconds=self.owed_check),
+            id=OWED_TASK,
+            coalesce=CoalescePolicy.latest,
+            conflict_policy=ConflictPolicy.replace,
+        )
         for name in sorted(set(stored) - set(wanted)):
             await self.scheduler.remove_schedule(SCHEDULE_PREFIX + name)
             changes["removed"].append(name)
@@ -286,6 +308,60 @@ class SyncScheduler:
             if names and kind != "kept":
                 log.info("schedules %s: %s", kind, ", ".join(names))
         return changes
+
+    def unscheduled(self) -> list[str]:
+        """Enabled connections without a schedule."""
+        wanted = self.wanted()
+        connections = self.hub.config.connections
+        return sorted(n for n, c in connections.items() if c.hub.enabled and n not in wanted)
+
+    def warn_unscheduled(self) -> None:
+        """One line per connection without a schedule, saying when the daemon syncs it."""
+        from hub.webhooks import receiver_for
+
+        for name in self.unscheduled():
+            try:
+                hooked = receiver_for(self.hub, name) is not None
+            except Exception:  # a connector that cannot load fails its own runs, loudly
+                hooked = False
+            if self.hub.config.connection(name).hub.direction != "pull":
+                when = f"when writes owed to it are due (checked every {self.owed_check:g} s)" + (
+                    " and when its webhooks arrive" if hooked else ""
+                )
+            elif hooked:
+                log.info("connection %r has no schedule: it is synced when it posts", name)
+                continue
+            else:
+                when = "when `crmhub sync` is run, never by the daemon"
+            log.warning(
+                "connection %r has no schedule: it is synced only %s; set schedule = "
+                '"every 5m" (or a cron expression) in [connections.%s] to sync it regularly',
+                name,
+                when,
+                name,
+            )
+
+    async def run_owed(self) -> list[str]:
+        """Sync each unscheduled connection that has owed writes due now (the rows its
+        push would take); returns their names."""
+        names = self.unscheduled()
+        if not names or self.stop.is_set():
+            return []
+        now = datetime.now(UTC)
+        due = or_(
+            and_(
+                outbox.c.status == "pending",
+                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+            ),
+            and_(outbox.c.status == "dead", outbox.c.next_attempt_at <= now),
+        )
+        query = select(outbox.c.connection).where(outbox.c.connection.in_(names), due).distinct()
+        async with self.hub.store.connect() as conn:
+            owed = sorted(row.connection for row in await conn.execute(query))
+        for name in owed:
+            log.info("syncing %r: it has no schedule and writes owed to it are due", name)
+            await self.run_job(name)
+        return owed
 
     async def resume_interrupted(self) -> list[str]:
         """Queue an immediate run of each scheduled connection whose last run did not end."""
@@ -335,6 +411,9 @@ class SyncScheduler:
         except LeaseHeld as exc:
             log.info("scheduled run of %r skipped: %s", name, exc)
             return "held"
+        except CrmhubError as exc:  # says what is wrong and what to do: one line is enough
+            log.error("scheduled run of %r failed: %s", name, exc, extra={"connection": name})
+            return "failed"
         except Exception:
             log.exception("scheduled run of %r failed", name)
             return "failed"
@@ -346,11 +425,14 @@ class SyncScheduler:
         if status != "interrupted":
             self._last_start[name] = started
         counts = getattr(report, "counts", None) or {}
-        log.info(
-            "scheduled run of %r: %s%s",
+        error = getattr(report, "error", None)
+        log.log(
+            logging.WARNING if status == "failed" else logging.INFO,
+            "scheduled run of %r: %s%s%s",
             name,
             status,
             f" {counts}" if counts else "",
+            f": {error}" if error else "",
             extra={"connection": name, "status": status},
         )
         return status

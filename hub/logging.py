@@ -6,9 +6,12 @@ filter before it is written:
 
 * values of keys that name credentials (``authorization``, ``token``, ``secret``,
   ``password``, ``api_key``, ...) are masked, in ``extra={...}`` fields, in dicts and lists
-  inside them, and in ``key=value`` / ``"key": "value"`` text inside messages;
+  inside them, and in ``key=value`` / ``"key": "value"`` text inside messages (there the key
+  must end with the credential word, as ``x-api-key`` or ``webhook_secret`` do: not
+  ``SecretKeyError`` or ``token_url``);
 * any value registered with ``register_secret(value)`` is masked wherever it appears,
-  including in exception tracebacks.
+  including in exception tracebacks. The source lines a traceback quotes are code, not
+  data: only registered values are masked there, so the traceback stays readable.
 
 Extra fields given as ``log.info("pulled", extra={"connection": "crm", "records": 12})``
 become JSON keys (or ``key=value`` pairs in a terminal).
@@ -41,13 +44,20 @@ SECRET_KEYS = (
     "private_key",
 )
 _KEY_PART = "|".join(sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True))
-# key=value, key: value, "key": "value" (the key may carry a prefix such as x_api_key)
+# In text a key names a credential when it ends with a credential word, whole or after a
+# prefix ("x-api-key", "webhook_secret"), with "-" and "_" alike.
+_TEXT_KEY = "|".join(
+    sorted((re.escape(k).replace("_", "[_-]") for k in SECRET_KEYS), key=len, reverse=True)
+)
+# key=value, key: value, "key": "value"
 _TEXT_PAIR = re.compile(
-    rf"""(?P<key>["']?[\w-]*(?:{_KEY_PART})[\w-]*["']?\s*[:=]\s*)"""
+    rf"""(?P<key>(?<![\w-])["']?(?:[\w-]*[_-])?(?:{_TEXT_KEY})["']?\s*[:=]\s*)"""
     rf"""(?P<quote>["']?)(?P<scheme>(?:Bearer|Basic|Token)\s+)?(?P<value>[^\s"',;&}}\]]+)""",
     re.IGNORECASE,
 )
 _SECRET_KEY = re.compile(rf"(?:{_KEY_PART})", re.IGNORECASE)
+# A traceback's quoted source lines (and the ^^^ under them) are indented by four spaces.
+_SOURCE_LINE = re.compile(r"^    ")
 # Not secret though their names say "token": counts and flags that help reading logs.
 _ALLOWED_KEYS = frozenset({"token_expires_at", "tokens", "token_status"})
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
@@ -80,11 +90,23 @@ def is_secret_key(key: str) -> bool:
     return key.lower() not in _ALLOWED_KEYS and bool(_SECRET_KEY.search(key))
 
 
+def _registered(text: str) -> str:
+    pattern = _secret_pattern
+    return pattern.sub(MASK, text) if pattern is not None else text
+
+
+def redact_traceback(text: str) -> str:
+    """``redact_text`` for a traceback: its quoted source lines get registered values
+    masked only (``secret = await ...`` is code, not a secret)."""
+    return "\n".join(
+        _registered(line) if _SOURCE_LINE.match(line) else redact_text(line)
+        for line in text.split("\n")
+    )
+
+
 def redact_text(text: str) -> str:
     """Mask registered secret values and the values of credential-named keys in ``text``."""
-    pattern = _secret_pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
+    text = _registered(text)
 
     def pair(m: re.Match[str]) -> str:
         key = m.group("key")
@@ -123,9 +145,9 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact_text(record.exc_text)
+            record.exc_text = redact_traceback(record.exc_text)
         if record.stack_info:
-            record.stack_info = redact_text(record.stack_info)
+            record.stack_info = redact_traceback(record.stack_info)
         for key, value in list(record.__dict__.items()):
             if key not in _STANDARD:
                 record.__dict__[key] = redact(value, key)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from hub.config import Config, ConnectionConfig
-from hub.connector import Connector, ConnectorContext, Credentials
+from hub.connector import Connector, ConnectorContext, Credentials, Stream
 from hub.errors import ConfigError, Problem
+from hub.mapping import load_mapping
+from hub.records import CUSTOM_PREFIX, core_fields
 from hub.store import Store
-from hub.tomlfile import locate
 
 GROUP = "crmhub.connectors"
 
@@ -66,13 +68,19 @@ class Registry:
         return info.cls
 
     def validate(self, config: Config) -> None:
-        """Check every connection's connector name and settings; all problems at once."""
+        """Check every connection's connector name, settings and field policies; all
+        problems at once."""
         problems: list[Problem] = []
         for conn in config.connections.values():
             try:
-                self.settings_for(config, conn)
+                settings = self.settings_for(config, conn)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+                continue
+            if conn.hub.field_policies:
+                context = ConnectorContext(connection=conn.name, base_dir=config.base_dir)
+                connector = self.get(conn.hub.connector)(settings, context)
+                problems += _unknown_policy_fields(config, conn, connector)
         if problems:
             raise ConfigError(problems)
 
@@ -104,19 +112,12 @@ class Registry:
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else None
                 message = err["msg"]
                 if err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.Settings.model_fields))
                     message = f"unknown setting for connector {cls.name!r} (valid: {valid})"
-                problems.append(
-                    Problem(
-                        str(config.path),
-                        message,
-                        line=locate(config.text, where, key),
-                        key=".".join(str(p) for p in err["loc"]) or None,
-                    )
-                )
+                key = ".".join(str(p) for p in err["loc"]) or None
+                problems.append(config.problem(message, where, key))
             raise ConfigError(problems) from None
 
     def create(
@@ -133,6 +134,48 @@ class Registry:
             connection=name, base_dir=config.base_dir, credentials=credentials, store=store
         )
         return cls(settings, context)
+
+
+def mapping_file(
+    config: Config, conn: ConnectionConfig, connector: Connector, stream: Stream
+) -> Path:
+    """The mapping file of one stream: the connection's ``mapping`` (one for all streams, or
+    per stream name), else the connector's default."""
+    setting = conn.hub.mapping
+    chosen = setting.get(stream.name) if isinstance(setting, dict) else setting
+    return config.resolve(chosen) if chosen else connector.default_mapping(stream)
+
+
+def _unknown_policy_fields(
+    config: Config, conn: ConnectionConfig, connector: Connector
+) -> list[Problem]:
+    """``field_policies`` keys that name no field the connection syncs: its mappings'
+    canonical fields (the entity's core fields and ``custom.*`` where a mapping does not
+    load; the run reports that mapping's own problems)."""
+    fields: set[str] = set()
+    loose: set[str] = set()  # entities whose mapping did not load
+    for stream in connector.streams():
+        try:
+            path = mapping_file(config, conn, connector, stream)
+            fields |= load_mapping(path, phone_region=config.hub.phone_region).fields
+        except ConfigError:
+            loose.add(stream.entity)
+            fields |= core_fields(stream.entity)
+    problems = []
+    for name in conn.hub.field_policies:
+        if name in fields or (
+            loose and name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX)
+        ):
+            continue
+        valid = ", ".join(sorted(fields) + (["custom.<name>"] if loose else []))
+        problems.append(
+            config.problem(
+                f"unknown field {name!r} for connection {conn.name!r} (valid: {valid})",
+                ["connections", conn.name],
+                f"field_policies.{name}",
+            )
+        )
+    return problems
 
 
 def _load(ep: EntryPoint) -> PluginInfo:

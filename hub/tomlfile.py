@@ -39,6 +39,31 @@ def locate(text: str, table: list[str], key: str | None = None, index: int | Non
     Falls back to the table's header line, then to line 1: a hint for people, never used for
     logic.
     """
+    found, header_line = _find(text, table, key, index)
+    return found or header_line
+
+
+def line_of(text: str, path: list[str]) -> int:
+    """Best line number of the dotted ``path`` (``connections.crm.oauth.client_id``): its own
+    ``[table]`` header, else the key in the deepest table that holds it, else the nearest
+    table header, else line 1."""
+    own, _ = _find(text, path, None)
+    if own:
+        return own
+    best = 1
+    for cut in range(len(path) - 1, -1, -1):
+        found, header_line = _find(text, path[:cut], path[cut])
+        if found:
+            return found
+        if cut and header_line > 1 and best == 1:
+            best = header_line
+    return best
+
+
+def _find(
+    text: str, table: list[str], key: str | None, index: int | None = None
+) -> tuple[int | None, int]:
+    """``(line of key or table, or None; the table's header line, or 1)``."""
     want = [_clean(p) for p in table]
     header_line = 1
     seen = -1
@@ -52,19 +77,19 @@ def locate(text: str, table: list[str], key: str | None = None, index: int | Non
                 if index is None or seen == index:
                     inside, header_line = True, number
                     if key is None:
-                        return number
+                        return number, number
                     continue
             inside = False
             continue
         if inside and key is not None:
             found = _KEY.match(line)
             if found and _clean(found.group(1).split(".")[0]) == key:
-                return number
+                return number, header_line
     if not table and key is not None:
         for number, line in enumerate(text.splitlines(), start=1):
             if _HEADER.match(line):
                 break
             found = _KEY.match(line)
             if found and _clean(found.group(1)) == key:
-                return number
-    return header_line
+                return number, header_line
+    return None, header_line

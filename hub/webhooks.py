@@ -155,15 +155,11 @@ class Delivery:
     store: bool = True
     response: WebhookResponse | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    """Headers to keep with the inbox row (default: the request's, minus credentials)."""
+    """Headers to keep with the inbox row (default: those the receiver keeps)."""
 
 
-_DROP_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Request headers worth keeping with a delivery; credentials are never stored."""
-    return {k: v for k, v in headers.items() if k not in _DROP_HEADERS}
+KEPT_HEADERS = ("content-type", "user-agent")
+"""Request headers every receiver keeps with a delivery; a receiver adds its provider's."""
 
 
 def parse_json(body: bytes, delivery_id: str | None = None) -> Any:
@@ -194,11 +190,20 @@ class WebhookReceiver(ABC):
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     """HTTP methods the receiver accepts; add ``GET`` for validation handshakes."""
+    headers: ClassVar[tuple[str, ...]] = ()
+    """Request headers to keep with a stored delivery besides ``KEPT_HEADERS``: the
+    provider's signature, timestamp, event and delivery-id headers. Every other header is
+    dropped (an allow-list: credentials such as ``X-Api-Key`` never reach the inbox)."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
         self.settings = connector.settings
         self.connection = connector.connection
+        self.keep = frozenset(h.lower() for h in (*KEPT_HEADERS, *self.headers))
+
+    def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The request headers stored with a delivery: those on the allow-list only."""
+        return {k.lower(): v for k, v in headers.items() if k.lower() in self.keep}
 
     def secret(self, name: str) -> str | None:
         """The setting ``name`` as text (``SecretStr`` unwrapped), registered for redaction."""
@@ -251,6 +256,8 @@ class GenericReceiver(WebhookReceiver):
     def __init__(self, connector: Connector, config: WebhookSettings) -> None:
         super().__init__(connector)
         self.config = config
+        named = (config.header, config.timestamp_header, config.id_header, config.kind_header)
+        self.keep |= {h.lower() for h in named if h}
         register_secret(config.secret.get_secret_value())
 
     async def verify(self, request: RequestInfo, body: bytes) -> Delivery:

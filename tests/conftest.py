@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from hub.store import Store
+from hub.testing.sandboxes import recorded_since, violation_counts
 
 POSTGRES_URL = os.environ.get(
     "CRMHUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -83,3 +84,14 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'crmhub.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _sandboxes_follow_their_descriptions() -> Iterator[None]:
+    """Every sandbox holds a test's traffic to the provider's API description: a request,
+    answer or webhook the description does not allow fails the test that caused it."""
+    start = violation_counts()
+    yield
+    problems = recorded_since(start)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

@@ -4,6 +4,8 @@ A create first looks for the row it would add (by key value, else natural key, e
 content), so a create retried after a crash returns the row written the first time instead
 of adding it again. Updates touch only the given columns; columns not in the header are
 appended to it. A refused change becomes a result with an error; the table is untouched by it.
+With ``escape``, values that could run as spreadsheet formulas are written neutralised
+(:mod:`connectors.csv.cells`) and results carry the values as given.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from connectors.csv.cells import neutralise, row_data
 from connectors.csv.rows import RowIdentity, row_text, row_version
 from connectors.csv.table import CsvTable
 from hub.connector import Change, PushResult
@@ -75,6 +78,7 @@ class RowEditor:
         naturals: list[str | None],
         identity_for: Callable[[list[str]], RowIdentity],
         key: str | None,
+        escape: bool = True,
     ) -> None:
         self.header = table.header
         self.encoding = table.format.encoding
@@ -86,6 +90,7 @@ class RowEditor:
         self.identity = identity_for(self.header)
         self.columns = {name: i for i, name in enumerate(self.header)}
         self.key = key
+        self.escape = escape
         self.dirty = False
         self._lookup: dict[str, int] | None = None
 
@@ -175,6 +180,8 @@ class RowEditor:
             if not isinstance(name, str) or not name.strip():
                 raise Refused(ErrorKind.PERMANENT, f"{name!r} is not a column name")
             text = cell_text(name, value)
+            if self.escape:
+                text = neutralise(text)
             try:
                 text.encode(self.encoding)
             except UnicodeEncodeError:
@@ -201,7 +208,7 @@ class RowEditor:
                 ErrorKind.TRANSIENT,
                 f"{STALE_VERSION}: the row changed since version {change.version}",
                 version=current,
-                data=dict(zip(self.header, row, strict=True)),
+                data=row_data(self.header, row, self.escape),
                 stale=True,
             )
         return row
@@ -263,5 +270,5 @@ class RowEditor:
             key=change.key,
             remote_id=self.ids[index],
             version=row_version(row),
-            data=dict(zip(self.header, row, strict=True)),
+            data=row_data(self.header, row, self.escape),
         )

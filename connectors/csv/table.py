@@ -4,25 +4,21 @@
 quoting, final newline) and parses it strictly: a missing header, duplicate or blank column
 names, rows with more cells than the header, bad quoting and undecodable bytes are errors
 naming the file and the line. Rows with fewer cells are padded with empty cells; blank lines
-are skipped (and not written back). :func:`render` writes the table in the same format and
-:func:`write_atomic` replaces the file without ever leaving a partial one behind.
+are skipped (and not written back). :func:`render` writes the table in the same format;
+:mod:`connectors.csv.files` replaces the file.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
-import os
 import re
-import stat
-import tempfile
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.errors import ConnectorConfigError, TransientError
+from connectors.csv.files import Stamp, read_bytes
+from hub.errors import ConnectorConfigError
 
 DELIMITERS = ",;\t|"
 _BOMS = (
@@ -55,9 +51,12 @@ class CsvTable:
     format: FileFormat
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
-    digest: str = ""
-    """SHA-256 of the file's bytes as read."""
-    mtime: float = 0.0
+    stamp: Stamp = field(default_factory=lambda: Stamp(0, 0, 0, ""))
+    """The file as read (size, modification time, inode, SHA-256)."""
+
+    @property
+    def digest(self) -> str:
+        return self.stamp.digest
 
 
 class CsvFileError(ConnectorConfigError):
@@ -78,8 +77,7 @@ def read_table(
 ) -> CsvTable:
     """Read and parse ``path``; every problem is a :class:`CsvFileError` naming file and line."""
     try:
-        raw = path.read_bytes()
-        mtime = path.stat().st_mtime
+        raw, stamp = read_bytes(path)
     except FileNotFoundError:
         raise _fail(
             path, None, "file not found; check the connection's `path`", connection
@@ -109,8 +107,7 @@ def read_table(
         format=fmt,
         header=header,
         rows=rows,
-        digest=hashlib.sha256(raw).hexdigest(),
-        mtime=mtime,
+        stamp=stamp,
     )
 
 
@@ -248,52 +245,3 @@ def render(fmt: FileFormat, header: list[str], rows: list[list[str]]) -> bytes:
     if not fmt.final_newline:
         text = text.removesuffix(fmt.lineterminator)
     return fmt.bom + text.encode(fmt.encoding)
-
-
-def write_atomic(path: Path, data: bytes, expected_digest: str, connection: str | None) -> None:
-    """Replace ``path`` with ``data`` (temporary file, fsync, rename): all or nothing.
-
-    Refuses with :class:`TransientError` when the file changed since it was read (its digest
-    is no longer ``expected_digest``), so an edit made meanwhile is never overwritten.
-    """
-    try:
-        if hashlib.sha256(path.read_bytes()).hexdigest() != expected_digest:
-            raise TransientError(
-                f"{path} changed while the push was prepared; it will be retried",
-                connection=connection,
-            )
-        mode = stat.S_IMODE(path.stat().st_mode)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-    except PermissionError as exc:
-        raise ConnectorConfigError(
-            f"cannot write {path}: permission denied ({exc.strerror}); "
-            "give crmhub write access to the file and its folder",
-            connection=connection,
-        ) from exc
-    except OSError as exc:
-        raise TransientError(
-            f"cannot write {path}: {exc.strerror or exc}; the push will be retried",
-            connection=connection,
-        ) from exc
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    with suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

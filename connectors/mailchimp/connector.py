@@ -98,8 +98,6 @@ class MailchimpConnector(Connector):
     def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
         super().__init__(settings, context)
         self._api: MailchimpApi | None = None
-        self.emails: dict[str, str] = {}
-        """Member id -> address seen in this connector's life (batch updates need it)."""
 
     async def api(self) -> MailchimpApi:
         if self._api is None:
@@ -115,7 +113,6 @@ class MailchimpConnector(Connector):
             await self.api(),
             page_size=self.settings.page_size,
             overlap=timedelta(seconds=self.settings.overlap_seconds),
-            emails=self.emails,
         )
         async for page in puller.pages(cursor):
             yield page
@@ -123,7 +120,7 @@ class MailchimpConnector(Connector):
     async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
         if not changes:
             return []
-        pusher = MemberPush(await self.api(), self.emails, self.settings.batch_threshold)
+        pusher = MemberPush(await self.api(), self.settings.batch_threshold)
         return await pusher.push(changes)
 
     async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:

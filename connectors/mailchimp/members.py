@@ -3,10 +3,16 @@
 A member's remote id is Mailchimp's ``id``: the MD5 of the trimmed, lower-cased address
 (the subscriber hash). It changes when the address changes, so a push that changes an
 address answers with the new id. Record data is the member as Mailchimp returns it, with
-three adjustments that keep mappings simple: ``tags`` is a list of tag names, an empty
-address merge field (``""``) reads as ``null``, and ``consent_updated_at`` tells when the
-member's consent was last given or withdrawn (``timestamp_opt`` for subscribed members,
-else ``last_changed``).
+three adjustments that keep mappings simple:
+
+- ``tags`` is a list of tag names;
+- an empty address merge field (``""``) is left out: unknown, not emptied, because
+  Mailchimp holds no partial address and drops one that is not complete (a hub address
+  without a state stays in the hub instead of being erased by the next pull); other empty
+  merge fields (``""``) read as ``null``;
+- ``consent_updated_at`` is when a subscribed member opted in (``timestamp_opt``) and
+  ``null`` for every other status: Mailchimp does not say when a member unsubscribed, and
+  ``last_changed`` moves on any edit, so consent's time changes only when consent does.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ EXCLUDE_FIELDS = ",".join(
     ["_links", *(f"members.{name}" for name in DROPPED_FIELDS)]
 )  # the ``exclude_fields`` query value of a listing: smaller pages
 SUBSCRIBED = "subscribed"
+ADDRESS_TAGS = frozenset({"ADDRESS"})
+"""Merge tags of address type (an empty one is unknown, see the module docstring)."""
 GONE = frozenset({"archived", "cleaned"})
 """Statuses reported to the engine as deletions: archived (deleted) and cleaned (bounced)."""
 OPTED_OUT = frozenset({"unsubscribed", "cleaned"})
@@ -75,9 +83,13 @@ def record_data(member: dict[str, Any]) -> dict[str, Any]:
         data["tags"] = [t["name"] if isinstance(t, dict) else str(t) for t in tags]
     merge = data.get("merge_fields")
     if isinstance(merge, dict):
-        data["merge_fields"] = {k: (None if v == "" else v) for k, v in merge.items()}
+        data["merge_fields"] = {
+            k: (None if v == "" else v)
+            for k, v in merge.items()
+            if not (k in ADDRESS_TAGS and v == "")
+        }
     opted = member.get("timestamp_opt") if member.get("status") == SUBSCRIBED else None
-    data["consent_updated_at"] = opted or member.get("last_changed") or None
+    data["consent_updated_at"] = opted or None
     return data
 
 

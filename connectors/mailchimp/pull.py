@@ -122,13 +122,10 @@ class MemberPull:
         *,
         page_size: int = 1000,
         overlap: timedelta = timedelta(minutes=5),
-        emails: dict[str, str] | None = None,
     ) -> None:
         self.api = api
         self.page_size = page_size
         self.overlap = overlap
-        self.emails = emails if emails is not None else {}
-        """Filled with member id -> address, for batch pushes later in the run."""
 
     def _params(self, status: str | None, offset: int, since: datetime | None) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -165,11 +162,7 @@ class MemberPull:
             if archived or is_gone(member):
                 deleted.append(member_id)
                 continue
-            record = to_record(member, version)
-            email = member.get("email_address")
-            if isinstance(email, str):
-                self.emails[member_id] = email
-            records.append(record)
+            records.append(to_record(member, version))
         return records, deleted
 
     async def pages(self, cursor: Cursor | None) -> AsyncIterator[Page]:

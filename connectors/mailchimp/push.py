@@ -11,12 +11,23 @@ Consent rules (the hub's ``consent`` maps to the member's ``status``):
   ``transactional``. A member who unsubscribed, bounced (cleaned) or has a pending
   confirmation is never subscribed by a sync; the rest of the change is still written.
 
-An address change is a write of the new ``email_address`` to the old subscriber hash (the
-member keeps its history); the result names the new hash. More than ``threshold`` upserts
-in one push go through batch subscribe (500 members a call) where possible: creates with
-``update_existing`` off (an address already there falls back to its own ``PUT``), plain
-updates of members whose address this connector has seen with it on. Per-member errors of a
-batch come back as permanent failures of those changes, with Mailchimp's reason.
+Every write names the member's address (``email_address``), as Mailchimp's description
+requires of ``PUT /lists/{list_id}/members/{subscriber_hash}``: an update takes it from the
+change's ``record`` (the member as the hub knows it) when its hash is the member's id, else
+reads the member. An address change is a write of the new ``email_address`` to the old
+subscriber hash (the member keeps its history); the result names the new hash.
+
+An address merge field (``ADDRESS``) is sent complete (``addr1``, ``city``, ``state`` and
+``zip``: Mailchimp refuses or drops a partial one) or not at all. A changed part is completed
+from the change's ``record``, else from the member as Mailchimp holds it; an address that is
+still incomplete (the default mapping has no ``state``) is left out of the write, and the
+pull reads an empty address as unknown, so the hub keeps its own.
+
+More than ``threshold`` upserts in one push go through batch subscribe (500 members a call)
+where possible: creates with ``update_existing`` off (an address already there falls back to
+its own ``PUT``), and updates with it on, from what each change carries, so a fresh process
+batches as well as one that has just listed the audience. Per-member errors of a batch come
+back as permanent failures of those changes, with Mailchimp's reason.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ READ_ONLY = frozenset(
     | {"consent_updated_at", "unsubscribe_reason", "source", "email_client", "stats"}
 )  # present in pulled records; a mapping may list them with direction = "pull"
 ADDRESS_PARTS = ("addr1", "city", "state", "zip")
-"""Parts Mailchimp requires of an address merge field: a partial one is completed."""
+"""Parts Mailchimp requires of an address merge field (non-blank)."""
 EXISTS_CODE = "ERROR_CONTACT_EXISTS"
 
 
@@ -78,15 +89,38 @@ def _ok(change: Change, member: dict[str, Any]) -> PushResult:
     )
 
 
-def _partial_address(body: dict[str, Any]) -> list[str]:
+def _complete(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(value.get(part), str) and value[part].strip() for part in ADDRESS_PARTS
+    )
+
+
+def _partial_addresses(body: dict[str, Any]) -> list[str]:
+    """Address merge fields of ``body`` that Mailchimp would refuse as incomplete."""
     merge = body.get("merge_fields")
     if not isinstance(merge, dict):
         return []
-    return [
-        tag
-        for tag, value in merge.items()
-        if isinstance(value, dict) and any(part not in value for part in ADDRESS_PARTS)
-    ]
+    return [tag for tag, v in merge.items() if isinstance(v, dict) and not _complete(v)]
+
+
+def _fill_addresses(body: dict[str, Any], source: dict[str, Any] | None) -> None:
+    """Complete partial addresses of ``body`` from ``source`` (a member or a record), where
+    its address has the missing parts."""
+    held = source.get("merge_fields") if isinstance(source, dict) else None
+    if not isinstance(held, dict):
+        return
+    for tag in _partial_addresses(body):
+        if isinstance(held.get(tag), dict):
+            filled = {**held[tag], **body["merge_fields"][tag]}
+            if _complete(filled):
+                body["merge_fields"][tag] = filled
+
+
+def _drop_partial_addresses(body: dict[str, Any]) -> None:
+    for tag in _partial_addresses(body):
+        del body["merge_fields"][tag]
+    if body.get("merge_fields") == {}:
+        del body["merge_fields"]
 
 
 def _take(by_email: dict[str, Change], item: dict[str, Any]) -> Change | None:
@@ -95,12 +129,19 @@ def _take(by_email: dict[str, Change], item: dict[str, Any]) -> Change | None:
     return by_email.pop(email) if email in by_email else None
 
 
+def _recorded_address(change: Change) -> str | None:
+    """The member's address as the change's record has it, if its hash is the member's id."""
+    email = (change.record or {}).get("email_address")
+    if isinstance(email, str) and subscriber_hash(email) == change.remote_id:
+        return email
+    return None
+
+
 class MemberPush:
     """Applies one ``push`` call's changes; never raises for a single change's failure."""
 
-    def __init__(self, api: MailchimpApi, emails: dict[str, str], threshold: int = 20) -> None:
+    def __init__(self, api: MailchimpApi, threshold: int = 20) -> None:
         self.api = api
-        self.emails = emails
         self.threshold = threshold
 
     async def push(self, changes: list[Change]) -> list[PushResult]:
@@ -134,7 +175,8 @@ class MemberPush:
 
     def _checked(self, change: Change) -> tuple[dict[str, Any], str | None]:
         """The request body for the change (read-only fields dropped, emptied merge fields
-        as Mailchimp's ``""``), or what is wrong with it."""
+        as Mailchimp's ``""``, addresses completed from the record or left out), or what is
+        wrong with it."""
         body = {k: v for k, v in change.data.items() if k not in READ_ONLY}
         merge = body.get("merge_fields")
         if isinstance(merge, dict):
@@ -147,17 +189,21 @@ class MemberPush:
             )
         if change.op != "create" and not change.remote_id:
             return body, f"an {change.op} needs the member's id (subscriber hash)"
-        if change.op == "create" and not isinstance(body.get("email_address"), str):
-            return body, "a new member needs an email_address (map the hub's email field)"
+        if change.op == "create":
+            if not isinstance(body.get("email_address"), str):
+                return body, "a new member needs an email_address (map the hub's email field)"
+            _drop_partial_addresses(body)  # a new member has no address to complete from
+        elif change.op == "update":
+            _fill_addresses(body, change.record)
         return body, None
 
     def _batchable(self, change: Change, body: dict[str, Any]) -> bool:
-        if "tags" in body or _partial_address(body):
+        if "tags" in body or _partial_addresses(body):
             return False
         if change.op == "create":
             return True
-        known = change.remote_id in self.emails
-        return known and "email_address" not in body and body.get("status") != SUBSCRIBED
+        moving = "email_address" in body  # batch subscribe would add the new address
+        return not moving and body.get("status") != SUBSCRIBED and bool(_recorded_address(change))
 
     # -- one member at a time -------------------------------------------------------------
 
@@ -179,31 +225,34 @@ class MemberPush:
         else:
             assert change.remote_id is not None
             target = change.remote_id
-            if wanted == SUBSCRIBED or _partial_address(body):
+            known = _recorded_address(change)
+            current: dict[str, Any] | None = None
+            moving = "email_address" in body
+            if wanted == SUBSCRIBED or _partial_addresses(body) or not (known or moving):
                 current = await self.api.get_member(target)
-                self._complete(body, current, wanted)
+            if current is None and not (known or moving):
+                return _fail(
+                    change,
+                    ErrorKind.PERMANENT,
+                    "the member is no longer in the audience and the change does not say "
+                    "its address",
+                )
+            if wanted == SUBSCRIBED:
+                # only a transactional member may be subscribed by a sync
+                if current is not None and current.get("status") == "transactional":
+                    body["status"] = SUBSCRIBED
             elif wanted is not None:
                 body["status"] = wanted
+            _fill_addresses(body, current)
+            _drop_partial_addresses(body)
+            if "email_address" not in body:
+                held = current.get("email_address") if current else None
+                body["email_address"] = known or held
         body["status_if_new"] = _new_status(wanted)
         member = await self.api.put_member(target, body)
-        if isinstance(member.get("email_address"), str):
-            self.emails[str(member.get("id"))] = member["email_address"]
         if isinstance(tags, list):
             member = await self._tags(member, [str(t) for t in tags if t])
         return _ok(change, member)
-
-    @staticmethod
-    def _complete(body: dict[str, Any], current: dict[str, Any] | None, wanted: Any) -> None:
-        """Fill a partial address from the member, and subscribe only who may be."""
-        if current is None:
-            return  # a new member: status_if_new decides
-        if wanted == SUBSCRIBED and current.get("status") == "transactional":
-            body["status"] = SUBSCRIBED
-        merge = current.get("merge_fields")
-        for tag in _partial_address(body):
-            held = merge.get(tag) if isinstance(merge, dict) else None
-            if isinstance(held, dict):
-                body["merge_fields"][tag] = {**held, **body["merge_fields"][tag]}
 
     async def _tags(self, member: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         held = {t.get("name") for t in member.get("tags") or [] if isinstance(t, dict)}
@@ -230,8 +279,7 @@ class MemberPush:
             if change.op == "create":
                 entry["status"] = _new_status(entry.get("status"))
             else:
-                assert change.remote_id is not None
-                entry["email_address"] = self.emails[change.remote_id]
+                entry["email_address"] = _recorded_address(change)
             email = str(entry["email_address"]).strip().lower()
             if email in by_email:
                 later.append((change, body))  # Mailchimp refuses an address twice in a batch
@@ -248,7 +296,6 @@ class MemberPush:
                 continue
             found = _take(by_email, member)
             if found is not None:
-                self.emails[str(member.get("id"))] = member["email_address"]
                 results.append(_ok(found, member))
         for error in answer.get("errors", []):
             if not isinstance(error, dict):

@@ -32,7 +32,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.sandbox import SandboxOAuthServer
+from connectors.mailchimp import webhook_format
 from connectors.mailchimp.sandbox_audience import ApiError, Audience, Member, md5
+from connectors.mailchimp.sandbox_spec import MAILCHIMP_API
 from hub.sandbox import SandboxApp, WebhookSender
 
 SANDBOX_API_KEY = "sandbox0000000000000000000000000-us1"
@@ -44,6 +46,9 @@ _UNAUTHORIZED = ApiError(
     "API Key Invalid",
     "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
 )
+
+
+MERGES = webhook_format.MERGES
 
 
 def throttle_answer() -> Response:
@@ -294,11 +299,15 @@ class MailchimpSandbox:
             if changes.get("status") == "unsubscribed":
                 member.compliance = True  # they opted out themselves
         if member.email != old_email:
-            return self._form("upemail", member, old_email=old_email, new_email=member.email)
-        if member.status != old_status:
-            kind = {"unsubscribed": "unsubscribe", "subscribed": "subscribe"}.get(member.status)
-            return self._form(kind or "profile", member)
-        return self._form("profile", member) if member.merge_fields != old_merge else None
+            new = {"new_id": member.id[:10], "new_email": member.email, "old_email": old_email}
+            return self._form("upemail", member, **new)
+        if member.status == "unsubscribed" and old_status != "unsubscribed":
+            unsub = {"action": "unsub", "reason": "manual", "campaign_id": ""}
+            return self._form("unsubscribe", member, **unsub)
+        if member.status == "subscribed" and old_status != "subscribed":
+            return self._form("subscribe", member)
+        changed = member.merge_fields != old_merge or member.status != old_status
+        return self._form("profile", member) if changed else None
 
     def unsubscribe(self, email: str) -> dict[str, str] | None:
         return self.edit(email, {"status": "unsubscribed"})
@@ -312,25 +321,36 @@ class MailchimpSandbox:
             member.status = "cleaned"
             member.last_changed = self.audience.now()
             self.audience._touched(member)
-        return self._form("cleaned", member, reason="hard")
+        return self._form("cleaned", member, email=member.email, campaign_id="", reason="hard")
 
     def archive(self, email: str) -> None:
         self.audience.archive(md5(email))
 
     def _form(self, kind: str, member: Member, **extra: str) -> dict[str, str]:
+        """The webhook of ``kind`` about ``member``, in the documented format
+        (:mod:`connectors.mailchimp.webhook_format`)."""
         form = {
             "type": kind,
             "fired_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            "data[id]": member.id,
             "data[list_id]": self.audience.list_id,
-            "data[email]": member.email,
-            "data[email_type]": "html",
         }
-        for tag, value in member.merge_fields.items():
-            if isinstance(value, dict):
-                form.update({f"data[merges][{tag}][{k}]": str(v) for k, v in value.items()})
-            else:
-                form[f"data[merges][{tag}]"] = str(value)
+        if kind in MERGES:
+            form.update(
+                {
+                    "data[id]": member.id,
+                    "data[email]": member.email,
+                    "data[email_type]": "html",
+                    "data[ip_opt]": "",
+                    "data[merges][EMAIL]": member.email,
+                }
+            )
+            if kind == "subscribe":
+                form["data[ip_signup]"] = ""
+            for tag, value in member.merge_fields.items():
+                if isinstance(value, dict):
+                    form.update({f"data[merges][{tag}][{k}]": str(v) for k, v in value.items()})
+                else:
+                    form[f"data[merges][{tag}]"] = str(value)
         form.update({f"data[{k}]": v for k, v in extra.items()})
         return form
 
@@ -366,9 +386,14 @@ class MailchimpSandboxApp(SandboxApp):
 
 
 def create_sandbox(
-    seed: int = 0, size: int = 50, list_id: str = LIST_ID, webhook_url: str | None = None
+    seed: int = 0,
+    size: int = 50,
+    list_id: str = LIST_ID,
+    webhook_url: str | None = None,
+    validate: bool = True,
 ) -> MailchimpSandboxApp:
-    """The Mailchimp sandbox with ``size`` fake members."""
+    """The Mailchimp sandbox with ``size`` fake members, held to Mailchimp's description
+    (``validate=False`` only for benchmarks that measure the connector, not the checks)."""
     audience = Audience(list_id=list_id, seed=seed, size=size)
     oauth = SandboxOAuthServer(
         access_ttl=None, issue_refresh_tokens=False, require_pkce=False, seed=seed
@@ -383,6 +408,7 @@ def create_sandbox(
         on_reset=audience.reset,
         oauth=oauth,
         webhooks=webhooks,
+        spec=MAILCHIMP_API if validate else None,
     )
     app.provider = provider
     return app

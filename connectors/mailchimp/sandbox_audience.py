@@ -5,7 +5,9 @@ has Mailchimp's one-second resolution and moves only when something changes. ``D
 archives; an archived member is listed only with ``status=archived`` and comes back (with
 the status it had, if it had opted out) when written again. A member who unsubscribed
 themselves, or was set so with ``compliance=True``, is in Mailchimp's compliance state and
-cannot be subscribed through the API. Safe to drive from a test thread while served.
+cannot be subscribed through the API. An address merge field must be complete (``addr1``,
+``city``, ``state`` and ``zip``) or empty, as Mailchimp requires. Safe to drive from a test
+thread while served.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from hub.sandbox import fake_people
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
 MERGE_TAGS = ("FNAME", "LNAME", "ADDRESS", "PHONE", "BIRTHDAY", "COMPANY")
 ADDRESS_KEYS = ("addr1", "addr2", "city", "state", "zip", "country")
+ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
+STATES = {
+    "San Francisco": "CA", "Chicago": "IL", "Austin": "TX", "London": "Greater London",
+    "Manchester": "Greater Manchester", "Berlin": "Berlin", "Lyon": "Rhone", "Utrecht": "Utrecht",
+}  # fmt: skip
 SEED_EPOCH = 1_704_067_200  # 2024-01-01: seeded members changed long before any test runs
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
@@ -64,6 +71,7 @@ class Member:
     order: int
     last_changed: int
     timestamp_opt: int = 0
+    timestamp_signup: int = 0
     tags: list[str] = field(default_factory=list)
     archived: bool = False
     compliance: bool = False
@@ -90,7 +98,7 @@ class Member:
             "merge_fields": dict(self.merge_fields),
             "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
             "ip_signup": "",
-            "timestamp_signup": "",
+            "timestamp_signup": iso(self.timestamp_signup),
             "ip_opt": "",
             "timestamp_opt": iso(self.timestamp_opt),
             "member_rating": 2,
@@ -147,7 +155,7 @@ class Audience:
                         "addr1": f"{i % 200 + 1} Market Street",
                         "addr2": "",
                         "city": person.city,
-                        "state": "",
+                        "state": STATES.get(person.city, ""),
                         "zip": f"{10000 + i % 89999}",
                         "country": person.country,
                     },
@@ -161,6 +169,7 @@ class Audience:
                         order=0,
                         last_changed=changed,
                         timestamp_opt=changed if status == "subscribed" else 0,
+                        timestamp_signup=changed,
                         compliance=status == "unsubscribed",
                     )
                 )
@@ -228,11 +237,12 @@ class Audience:
         return email.strip()
 
     def _merge(self, member: Member, fields: Any) -> bool:
+        """Apply merge fields, all or none: every value is checked before any is written."""
         if fields is None:
             return False
         if not isinstance(fields, dict):
             raise ApiError(400, "Invalid Resource", "merge_fields must be an object")
-        changed = False
+        values: dict[str, Any] = {}
         for tag, value in fields.items():
             if tag not in MERGE_TAGS:
                 raise ApiError(
@@ -242,8 +252,16 @@ class Audience:
                 )
             if tag == "ADDRESS" and isinstance(value, dict):
                 value = {k: str(value.get(k) or "") for k in ADDRESS_KEYS}  # replaces it all
-            elif value is None:
-                value = ""
+                if not all(value[k].strip() for k in ADDRESS_REQUIRED):
+                    raise ApiError(
+                        400,
+                        "Invalid Resource",
+                        "Your merge fields were invalid.",
+                        errors=[{"field": tag, "message": "Please enter a complete address"}],
+                    )
+            values[tag] = "" if value is None else value
+        changed = False
+        for tag, value in values.items():
             if member.merge_fields.get(tag) != value:
                 member.merge_fields[tag] = value
                 changed = True
@@ -307,6 +325,7 @@ class Audience:
             order=0,
             last_changed=self.now(),
             timestamp_opt=self.now() if status == "subscribed" else 0,
+            timestamp_signup=self.now(),
             compliance=archived.compliance if archived else False,
         )
         self._merge(member, body.get("merge_fields"))

@@ -7,9 +7,10 @@ Mailchimp signs nothing, so the webhook URL carries a secret::
 compared in constant time with the connection's ``webhook_secret``. Mailchimp checks the URL
 with a GET when the webhook is added: it is answered 200 and stored nowhere. Deliveries
 (``type`` = subscribe, unsubscribe, profile, upemail, cleaned, campaign; ``fired_at``;
-``data[...]``) go to the inbox. Handling one is a hint, not the data: it moves the link of
-an ``upemail`` to the member's new id, then runs an incremental sync of the connection
-(unless a run started since the delivery arrived already saw the change).
+``data[...]`` as :mod:`connectors.mailchimp.webhook_format` documents) go to the inbox.
+Handling one is a hint, not the data: it moves the link of an ``upemail`` (``data[old_email]``
+-> ``data[new_email]``) to the member's new id, then runs an incremental sync of the
+connection (unless a run started since the delivery arrived already saw the change).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from connectors.webforms.submission import KIND
 from hub import metrics
 from hub.errors import CrmhubError
 from hub.inbox import Inbox
-from hub.webhooks import MalformedDelivery, WebhookRejected, body_id
+from hub.webhooks import KEPT_HEADERS, MalformedDelivery, WebhookRejected, body_id
 
 if TYPE_CHECKING:
     from connectors.webforms.submission import Submission
@@ -58,7 +58,7 @@ SUBMISSIONS = metrics.REGISTRY.counter(
     ("form", "outcome"),
 )
 UNKNOWN = "-"
-_KEEP_HEADERS = ("content-type", "user-agent", "origin", "referer")
+_KEEP_HEADERS = (*KEPT_HEADERS, "origin", "referer")  # an allow-list, as for /hooks/
 THANK_YOU = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from hub.config import Config, load_config
 from hub.errors import CrmhubError
@@ -34,6 +35,12 @@ ConfigOption = typer.Option(
     None, "--config", "-c", help="Configuration file (default: $CRMHUB_CONFIG or ./crmhub.toml)."
 )
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+ConnectionFilter = typer.Option(None, "--connection", help="Only this connection.")
+
+
+def limit_option(default: int) -> Any:
+    """``--limit/-n``: the same option on every listing."""
+    return typer.Option(default, "--limit", "-n", min=1, help="Most rows to list.")
 
 
 class State:
@@ -84,6 +91,14 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
         raise fail(str(exc).replace("[", "\\[")) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+def print_table(table: Table, empty: str) -> None:
+    """Print ``table``, or the sentence ``empty`` when it has no rows."""
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print(empty, highlight=False, markup=False)
 
 
 def print_json(data: Any) -> None:

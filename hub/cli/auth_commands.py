@@ -31,9 +31,16 @@ from auth.flows import (
     store_api_key,
     store_basic,
 )
-from auth.keys import KEY_ENV, create_key_file, key_file_path, load_keyring, rotate_key_file
+from auth.keys import (
+    KEY_ENV,
+    SecretKeyError,
+    create_key_file,
+    key_file_path,
+    load_keyring,
+    rotate_key_file,
+)
 from auth.providers import OAUTH_KINDS
-from auth.vault import TokenVault
+from auth.vault import KeyCheck, TokenVault
 from hub.cli.app import JsonOption, app, console, err_console, fail, get_config, print_json, run
 from hub.config import Config
 from hub.errors import CrmhubError
@@ -212,8 +219,12 @@ def disconnect_command(
 
 
 async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
-    """One row per configured connection: connector, auth kind and credential status."""
+    """One row per configured connection: connector, auth kind and credential status.
+
+    A stored credential the current keys cannot decrypt is ``not usable``, with the reason.
+    """
     statuses = {s.connection: s for s in await _status_vault(hub).list_status()}
+    unusable = await _unusable(hub, list(statuses))
     rows = []
     for name, conn in sorted(hub.config.connections.items()):
         try:
@@ -222,6 +233,9 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
             kind = f"unknown ({type(exc).__name__})"
         status = statuses.get(name)
         state = "not connected" if status is None else status.status
+        last_error = status.last_error if status else None
+        if name in unusable:
+            state, last_error = "not usable", unusable[name]
         if kind == "none":
             state = "no credentials needed"
         rows.append(
@@ -236,10 +250,22 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
                 "refreshed_at": status.refreshed_at.isoformat()
                 if status and status.refreshed_at
                 else None,
-                "last_error": status.last_error if status else None,
+                "last_error": last_error,
             }
         )
     return rows
+
+
+async def _unusable(hub: Hub, stored: list[str]) -> dict[str, str]:
+    """Why each stored credential cannot be decrypted (by connection), if it cannot."""
+    if not stored:
+        return {}
+    try:
+        keyring = load_keyring(hub.config.base_dir)
+    except SecretKeyError as exc:  # no key, an unsafe or malformed key file: none can be
+        return dict.fromkeys(stored, str(exc))
+    checks = await TokenVault(hub.store, keyring).check_keys()
+    return {c.connection: c.problem for c in checks if c.problem}
 
 
 def _status_vault(hub: Hub) -> TokenVault:
@@ -267,7 +293,7 @@ def connections(as_json: bool = JsonOption) -> None:
         return
     table = Table("connection", "connector", "auth", "status", "expires", "last error")
     for row in rows:
-        style = {"ok": "green", "needs_reauth": "red"}.get(row["status"], "")
+        style = {"ok": "green", "needs_reauth": "red", "not usable": "red"}.get(row["status"], "")
         table.add_row(
             row["connection"],
             row["connector"],
@@ -294,13 +320,23 @@ def keys_init() -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
+def keys_rotate(
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Only report credentials not under the current key; add no key, change nothing. "
+        "Exit status 1 when any remain.",
+    ),
+) -> None:
     """Put a new key first in the key file and re-encrypt every stored credential with it.
 
     With ``CRMHUB_SECRET_KEY`` set, put the new key first in it yourself (old keys after,
     comma-separated): this command then only re-encrypts.
     """
     config = get_config()
+    if check:
+        _check_keys(config)
+        return
 
     async def body() -> tuple[str, int]:
         if os.environ.get(KEY_ENV):
@@ -317,3 +353,27 @@ def keys_rotate() -> None:
 
     note, count = run(body)
     console.print(f"{note}; re-encrypted {count} credential(s).", highlight=False)
+
+
+def _check_keys(config: Config) -> None:
+    """``keys rotate --check``: list credentials under older keys; exit 1 when there are any."""
+
+    async def body() -> tuple[str, list[KeyCheck]]:
+        hub = await open_hub(config)
+        try:
+            vault = TokenVault(hub.store, load_keyring(config.base_dir))
+            return vault.keyring.current_id, await vault.check_keys()
+        finally:
+            await hub.close()
+
+    current, checks = run(body)
+    left = [c for c in checks if not c.current]
+    for c in left:
+        fix = f": {c.problem}" if c.problem else "; `crmhub keys rotate` re-encrypts it"
+        console.print(f"{c.connection}: under key {c.key_id}, not the current one{fix}")
+    if left:
+        raise fail(f"{len(left)} of {len(checks)} stored credential(s) not under key {current}")
+    console.print(
+        f"all {len(checks)} stored credential(s) are under the current key {current}",
+        highlight=False,
+    )

@@ -4,6 +4,7 @@ from hub.cli import (  # noqa: F401
     auth_commands,
     core_commands,
     daemon_commands,
+    entity_commands,
     forms_commands,
     inbox_commands,
     outbox_commands,

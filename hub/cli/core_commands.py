@@ -9,14 +9,26 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import select
 
-from hub.cli.app import app, console, fail, open_hub, print_json, run, state
+from hub.cli.app import (
+    ConnectionFilter,
+    app,
+    console,
+    fail,
+    limit_option,
+    open_hub,
+    print_json,
+    print_table,
+    run,
+    state,
+)
+from hub.cli.ids import find_id, short_ids
 from hub.config import CONFIG_NAME, find_config
-from hub.errors import ConfigError, LeaseHeld
+from hub.errors import LeaseHeld
 from hub.registry import Registry
 from hub.runtime import Hub
-from hub.store.schema import change_log, conflicts, entities, entity_keys, links, runs
+from hub.store.schema import conflicts, entities, runs
 
 db_app = typer.Typer(help="The database: migrations and retention.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs: history and held deletions.", invoke_without_command=True)
@@ -30,6 +42,7 @@ app.add_typer(entities_app, name="entities")
 app.add_typer(mapping_app, name="mapping")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+RUN_STATUSES = "running, ok, failed, held, throttled, interrupted"
 
 INIT_TEMPLATE = """\
 # crmhub configuration. Relative paths are relative to this file.
@@ -61,6 +74,15 @@ delete_guard_max = 50
 # field_policies = { phone = "manual" }
 # delete_policy = "unlink"       # unlink | propagate | ignore
 # mapping = "mappings/people.toml"   # default: the connector's own mapping
+
+# Secrets need not be written here. "env:VARIABLE" reads an environment variable:
+# [connections.newsletter]
+# connector = "mailchimp"
+# list_id = "a1b2c3d4e5"
+# webhook_secret = "env:NEWSLETTER_WEBHOOK_SECRET"
+# Or override any setting with CRMHUB_CONNECTIONS__<NAME>__<SETTING>: NAME in upper
+# case with each "-" written "_2D_" (contact-form: CONTACT_2D_FORM), a table's
+# setting after another "__" (CRMHUB_CONNECTIONS__CRM__OAUTH__CLIENT_SECRET).
 """
 
 
@@ -263,31 +285,38 @@ def _print_report(report: Any) -> None:
 @runs_app.callback()
 def runs_list(
     ctx: typer.Context,
-    connection: str = typer.Option(None, "--connection", help="Only this connection."),
-    limit: int = typer.Option(20, "--limit", min=1),
+    connection: str = ConnectionFilter,
+    status: str = typer.Option(
+        None, "--status", "-s", help=f"Only runs with this status ({RUN_STATUSES})."
+    ),
+    limit: int = limit_option(20),
     json_out: bool = JSON,
 ) -> None:
-    """List recent runs."""
+    """List recent runs, newest first."""
     if ctx.invoked_subcommand:
         return
 
-    async def body() -> list[dict[str, Any]]:
+    async def body() -> tuple[list[dict[str, Any]], dict[str, str]]:
         async with open_hub() as hub:
             q = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
             if connection:
                 q = q.where(runs.c.connection == connection)
+            if status:
+                q = q.where(runs.c.status == status)
             async with hub.store.connect() as db:
-                return [dict(r._mapping) for r in await db.execute(q)]
+                rows = [dict(r._mapping) for r in await db.execute(q)]
+                return rows, await short_ids(db, runs.c.id, [r["id"] for r in rows])
 
-    rows = run(body)
+    rows, short = run(body)
     if json_out:
         print_json(rows)
         return
     table = Table("id", "connection", "status", "started", "seconds", "counts", "error")
+    table.columns[0].no_wrap = True
     for r in rows:
         secs = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
         table.add_row(
-            r["id"][:8],
+            short[r["id"]],
             r["connection"],
             r["status"],
             str(r["started_at"])[:19],
@@ -295,7 +324,8 @@ def runs_list(
             ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())),
             (r["error"] or "")[:80],
         )
-    console.print(table)
+    which = " ".join(filter(None, [status, "runs", connection and f"of {connection!r}"]))
+    print_table(table, f"no {which} yet" if not status else f"no {which}")
 
 
 @runs_app.command("approve")
@@ -313,41 +343,42 @@ def runs_approve(run_id: str) -> None:
 
 async def _full_run_id(hub: Hub, prefix: str) -> str:
     async with hub.store.connect() as db:
-        ids = [
-            r for (r,) in await db.execute(select(runs.c.id).where(runs.c.id.like(f"{prefix}%")))
-        ]
-    if len(ids) != 1:
-        raise ConfigError(f"no single run matches {prefix!r} ({len(ids)} found)")
-    return ids[0]
+        return await find_id(db, runs.c.id, prefix, "run", "crmhub runs")
 
 
 @conflicts_app.callback()
 def conflicts_list(
     ctx: typer.Context,
     all_: bool = typer.Option(False, "--all", help="Include resolved conflicts."),
+    connection: str = ConnectionFilter,
+    limit: int = limit_option(50),
     json_out: bool = JSON,
 ) -> None:
-    """List open conflicts."""
+    """List open conflicts, newest first."""
     if ctx.invoked_subcommand:
         return
 
-    async def body() -> list[dict[str, Any]]:
+    async def body() -> tuple[list[dict[str, Any]], dict[str, str]]:
         async with open_hub() as hub:
-            q = select(conflicts).order_by(conflicts.c.id)
+            q = select(conflicts).order_by(conflicts.c.id.desc()).limit(limit)
             if not all_:
                 q = q.where(conflicts.c.status == "open")
+            if connection:
+                q = q.where(conflicts.c.connection == connection)
             async with hub.store.connect() as db:
-                return [dict(r._mapping) for r in await db.execute(q)]
+                rows = [dict(r._mapping) for r in await db.execute(q)]
+                return rows, await short_ids(db, entities.c.id, [r["entity_id"] for r in rows])
 
-    rows = run(body)
+    rows, short = run(body)
     if json_out:
         print_json(rows)
         return
     table = Table("id", "entity", "field", "connection", "hub", "remote", "base", "status")
+    table.columns[1].no_wrap = True
     for r in rows:
         table.add_row(
             str(r["id"]),
-            r["entity_id"][:8],
+            short[r["entity_id"]],
             r["field"],
             r["connection"],
             json.dumps(r["hub_value"]),
@@ -355,7 +386,7 @@ def conflicts_list(
             json.dumps(r["base_value"]),
             r["status"],
         )
-    console.print(table)
+    print_table(table, "no conflicts" if all_ else "no open conflicts")
 
 
 @conflicts_app.command("resolve")
@@ -372,107 +403,6 @@ def conflicts_resolve(
 
     value = run(body)
     console.print(f"conflict {conflict_id} resolved: {json.dumps(value)}")
-
-
-@entities_app.callback()
-def entities_list(
-    ctx: typer.Context,
-    entity_type: str = typer.Option(None, "--type", help="contact, company, ..."),
-    limit: int = typer.Option(50, "--limit", min=1),
-    json_out: bool = JSON,
-) -> None:
-    """List golden records (`crmhub entities search TEXT`, `crmhub entities show ID`)."""
-    if ctx.invoked_subcommand:
-        return
-    _entities(None, entity_type, limit, json_out)
-
-
-@entities_app.command("search")
-def entities_search(
-    query: str = typer.Argument(..., help="Text to find in any field (email, name, ...)."),
-    entity_type: str = typer.Option(None, "--type", help="contact, company, ..."),
-    limit: int = typer.Option(50, "--limit", min=1),
-    json_out: bool = JSON,
-) -> None:
-    """Search golden records by any field's text."""
-    _entities(query, entity_type, limit, json_out)
-
-
-def _entities(query: str | None, entity_type: str | None, limit: int, json_out: bool) -> None:
-    async def body() -> list[dict[str, Any]]:
-        async with open_hub() as hub:
-            q = select(entities).where(entities.c.deleted_at.is_(None)).limit(limit)
-            if entity_type:
-                q = q.where(entities.c.type == entity_type)
-            if query:
-                text = query.strip().lower()
-                keyed = select(entity_keys.c.entity_id).where(entity_keys.c.value == text)
-                q = q.where(
-                    or_(
-                        entities.c.id.in_(keyed),
-                        entities.c.id.like(f"{text}%"),
-                        func.lower(cast(entities.c.fields, String)).like(f"%{text}%"),
-                    )
-                )
-            async with hub.store.connect() as db:
-                return [dict(r._mapping) for r in await db.execute(q.order_by(entities.c.id))]
-
-    rows = run(body)
-    if json_out:
-        print_json(rows)
-        return
-    table = Table("id", "type", "email / name", "fields")
-    for r in rows:
-        f = r["fields"]
-        label = f.get("email") or f.get("name") or f.get("number") or ""
-        names = " ".join(str(f.get(k) or "") for k in ("first_name", "last_name")).strip()
-        table.add_row(r["id"][:8], r["type"], f"{label} {names}".strip(), str(len(f)))
-    console.print(table)
-
-
-@entities_app.command("show")
-def entities_show(entity_id: str, json_out: bool = JSON) -> None:
-    """One golden record with its links and where each field came from."""
-
-    async def body() -> dict[str, Any]:
-        async with open_hub() as hub, hub.store.connect() as db:
-            found = (
-                await db.execute(select(entities).where(entities.c.id.like(f"{entity_id}%")))
-            ).all()
-            if len(found) != 1:
-                raise ConfigError(f"no single entity matches {entity_id!r} ({len(found)} found)")
-            ent = dict(found[0]._mapping)
-            ent["links"] = [
-                dict(r._mapping)
-                for r in await db.execute(select(links).where(links.c.entity_id == ent["id"]))
-            ]
-            ent["history"] = [
-                dict(r._mapping)
-                for r in await db.execute(
-                    select(change_log)
-                    .where(change_log.c.entity_id == ent["id"])
-                    .order_by(change_log.c.id.desc())
-                    .limit(20)
-                )
-            ]
-            return ent
-
-    ent = run(body)
-    if json_out:
-        print_json(ent)
-        return
-    console.print(f"[bold]{ent['type']} {ent['id']}[/]")
-    table = Table("field", "value", "set by", "at")
-    for name, value in sorted(ent["fields"].items()):
-        prov = ent["provenance"].get(name) or [None, None]
-        table.add_row(name, json.dumps(value), prov[0] or "(person)", str(prov[1])[:19])
-    console.print(table)
-    links_table = Table("connection", "stream", "remote id", "version")
-    for lk in ent["links"]:
-        links_table.add_row(
-            lk["connection"], lk["stream"], lk["remote_id"], lk["remote_version"] or ""
-        )
-    console.print(links_table)
 
 
 @mapping_app.command("check")
@@ -493,10 +423,17 @@ __all__ = ["CONFIG_NAME"]
 
 @app.command()
 def demo(
-    folder: Path = typer.Option(Path("demo"), "--folder", help="Where to write the demo."),
+    folder: Path = typer.Option(
+        Path("demo"), "--folder", help="The demo's folder (kept between starts)."
+    ),
     port: int = typer.Option(8750, "--port", help="The hub's HTTP port (0: any free port)."),
     seconds: float = typer.Option(
-        None, "--seconds", help="Stop after this many seconds (default: run until Ctrl-C)."
+        None,
+        "--seconds",
+        help="Stop this many seconds after the demo's steps (default: run until Ctrl-C).",
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Start over: write sales.csv and crmhub.toml again."
     ),
 ) -> None:
     """Start a Mailchimp sandbox and the hub, and watch records flow both ways."""
@@ -505,5 +442,5 @@ def demo(
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    if not run(lambda: run_demo(folder, port=port, seconds=seconds, say=say)):
+    if not run(lambda: run_demo(folder, port=port, seconds=seconds, fresh=fresh, say=say)):
         raise typer.Exit(1)

@@ -65,6 +65,7 @@ def sandbox(
     if not wanted:
         raise fail("no installed connector ships a sandbox")
     servers = []
+    stop = _stop_on_signal()  # before the first address is printed: a signal may follow it
     try:
         for i, name in enumerate(wanted):
             info = available[name]
@@ -75,21 +76,26 @@ def sandbox(
                 options = {"seed": seed} if size is None else {"seed": seed, "size": size}
                 url, server = serve_sandbox(info.factory(**options), port=port)
             except OSError as exc:
-                raise fail(f"cannot serve the {name} sandbox on port {port}: {exc}") from None
+                raise fail(
+                    f"cannot serve the {name} sandbox on 127.0.0.1:{port}: "
+                    f"{exc.strerror or exc}; choose other ports with --port-base P "
+                    "(each further sandbox takes the next port; 0 takes free ones)"
+                ) from None
             servers.append(server)
             console.print(f"{name}\t{url}", highlight=False, soft_wrap=True)
         console.print("[dim]Ctrl-C to stop[/]")
-        _wait_for_signal()
+        stop.wait()
     finally:
         for server in servers:
             server.stop()
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event that SIGINT or SIGTERM sets."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    return done
 
 
 __all__ = ["sandbox", "up"]

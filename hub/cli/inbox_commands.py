@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from hub.cli.app import app, console, fail, get_config, print_json, run
+from hub.cli.app import app, console, fail, get_config, limit_option, print_json, print_table, run
 from hub.inbox import STATUSES, Inbox, InboxItem
 from hub.store import Store
 
@@ -35,8 +36,10 @@ def inbox_list(
     status: str | None = typer.Option(
         None, "--status", "-s", help=f"Only items with this status ({', '.join(STATUSES)})."
     ),
-    source: str | None = typer.Option(None, "--source", help="Only items of this connection."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most items to list."),
+    source: str | None = typer.Option(
+        None, "--source", "--connection", help="Only items of this connection."
+    ),
+    limit: int = limit_option(50),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List inbox items, newest first."""
@@ -57,7 +60,8 @@ def inbox_list(
     if as_json:
         print_json([item.summary() for item in items])
         return
-    table = Table(title="inbox (" + ", ".join(f"{k} {v}" for k, v in depth.items()) + ")")
+    counts = ", ".join(f"{k} {v}" for k, v in depth.items())
+    table = Table(title=f"inbox ({counts})")
     for column in ("id", "received", "source", "kind", "status", "attempts", "error"):
         table.add_column(column, overflow="fold")
     for item in items:
@@ -70,7 +74,7 @@ def inbox_list(
             str(item.attempts),
             (item.error or "").splitlines()[0][:80] if item.error else "",
         )
-    console.print(table)
+    print_table(table, f"no inbox items{f' with status {status}' if status else ''} ({counts})")
 
 
 def _body_view(item: InboxItem) -> Any:
@@ -85,7 +89,7 @@ def inbox_show(
     item_id: int = typer.Argument(..., metavar="ID", help="The inbox item's id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show one item: its headers, body, status and last error."""
+    """Show one item: its headers, body, status, last error and each failed attempt."""
 
     async def body() -> InboxItem | None:
         store = await _open()
@@ -102,7 +106,13 @@ def inbox_show(
         print_json(data)
         return
     for key, value in item.summary().items():
-        console.print(f"[bold]{key}:[/] {value}", highlight=False)
+        if key != "attempt_errors":
+            console.print(f"[bold]{key}:[/] {escape(str(value))}", highlight=False)
+    if item.attempt_errors:
+        console.print("[bold]failed attempts:[/]")
+        for number, failure in enumerate(item.attempt_errors, start=1):
+            line = f"  {number}. {failure['at'][:19].replace('T', ' ')}  {failure['error']}"
+            console.print(line, highlight=False, markup=False)
     console.print("[bold]headers:[/]")
     for name, value in sorted(item.headers.items()):
         console.print(f"  {name}: {value}", highlight=False, markup=False)

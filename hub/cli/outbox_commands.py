@@ -8,10 +8,21 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select, update
 
-from hub.cli.app import app, console, open_hub, print_json, run
-from hub.errors import ConfigError
+from hub.cli.app import (
+    ConnectionFilter,
+    JsonOption,
+    app,
+    console,
+    limit_option,
+    open_hub,
+    print_json,
+    print_table,
+    run,
+)
+from hub.cli.ids import find_id, short_ids
+from hub.errors import CrmhubError
 from hub.store import utcnow
-from hub.store.schema import outbox
+from hub.store.schema import entities, outbox
 
 outbox_app = typer.Typer(
     help="Owed writes: pending, done and dead letters.", invoke_without_command=True
@@ -23,10 +34,10 @@ STATUSES = ("pending", "done", "dead")
 @outbox_app.callback()
 def outbox_list(
     ctx: typer.Context,
-    status: str = typer.Option("dead", "--status", help="pending, done, dead or all."),
-    connection: str = typer.Option(None, "--connection", help="Only this connection."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    status: str = typer.Option("dead", "--status", "-s", help="pending, done, dead or all."),
+    connection: str = ConnectionFilter,
+    limit: int = limit_option(50),
+    json_out: bool = JsonOption,
 ) -> None:
     """List owed writes (dead letters by default) with their last error."""
     if ctx.invoked_subcommand:
@@ -34,7 +45,7 @@ def outbox_list(
     if status not in (*STATUSES, "all"):
         raise typer.BadParameter(f"use one of {', '.join(STATUSES)}, all", param_hint="--status")
 
-    async def body() -> tuple[list[dict[str, Any]], dict[str, int]]:
+    async def body() -> tuple[list[dict[str, Any]], dict[str, int], dict[str, str]]:
         async with open_hub() as hub:
             q = select(outbox).order_by(outbox.c.updated_at.desc()).limit(limit)
             if status != "all":
@@ -45,9 +56,11 @@ def outbox_list(
             async with hub.store.connect() as db:
                 rows = [dict(r._mapping) for r in await db.execute(q)]
                 counts = {s: int(n) for s, n in await db.execute(totals)}
-            return rows, counts
+                short = await short_ids(db, outbox.c.id, [r["id"] for r in rows])
+                short |= await short_ids(db, entities.c.id, [r["entity_id"] for r in rows])
+            return rows, counts, short
 
-    rows, counts = run(body)
+    rows, counts, short = run(body)
     if json_out:
         print_json(rows)
         return
@@ -55,16 +68,19 @@ def outbox_list(
     table = Table("id", "connection", "op", "entity", "status", "attempts", "next try", "error")
     for r in rows:
         table.add_row(
-            r["id"][:8],
+            short[r["id"]],
             r["connection"],
             r["op"],
-            r["entity_id"][:8],
+            short[r["entity_id"]],
             r["status"],
             str(r["attempts"]),
             str(r["next_attempt_at"] or "-")[:19],
             (r["last_error"] or "")[:70],
         )
-    console.print(table)
+    table.columns[0].no_wrap = table.columns[3].no_wrap = True
+    what = {"pending": "pending writes", "done": "written rows", "dead": "dead letters"}
+    where = f" for {connection!r}" if connection else ""
+    print_table(table, f"no {what.get(status, 'owed writes')}{where}")
 
 
 @outbox_app.command("retry")
@@ -79,16 +95,17 @@ def outbox_retry(
     async def body() -> int:
         async with open_hub() as hub:
             where = outbox.c.status == "dead"
-            if row_id:
-                where = where & outbox.c.id.like(f"{row_id}%")
             async with hub.store.begin() as db:
+                if row_id:
+                    found = await find_id(db, outbox.c.id, row_id, "outbox row", "crmhub outbox")
+                    where = where & (outbox.c.id == found)
                 result = await db.execute(
                     update(outbox)
                     .where(where)
                     .values(status="pending", attempts=0, next_attempt_at=None, updated_at=utcnow())
                 )
             if row_id and result.rowcount != 1:
-                raise ConfigError(f"no single dead letter matches {row_id!r}")
+                raise CrmhubError(f"outbox row {found} is not a dead letter: nothing to retry")
             return int(result.rowcount)
 
     console.print(f"{run(body)} owed write(s) will be pushed by the next run")

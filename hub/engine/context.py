@@ -12,6 +12,7 @@ from hub.config import ConnectionConfig, Policy
 from hub.connector import Connector, Stream
 from hub.errors import ConfigError, Problem
 from hub.mapping import Mapping, load_mapping
+from hub.registry import mapping_file
 from hub.runtime import Hub
 
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
@@ -79,11 +80,7 @@ class RunContext:
 
 
 def mapping_path(hub: Hub, conn: ConnectionConfig, connector: Connector, stream: Stream) -> Path:
-    setting = conn.hub.mapping
-    chosen = setting.get(stream.name) if isinstance(setting, dict) else setting
-    if chosen:
-        return hub.config.resolve(chosen)
-    return connector.default_mapping(stream)
+    return mapping_file(hub.config, conn, connector, stream)
 
 
 def load_stream_mapping(

@@ -230,7 +230,8 @@ class PageApplier:
     ) -> None:
         ctx, name = self.ctx, self.ctx.name
         paths = self.sctx.mapping.remote_paths
-        remote_at_default = rec.modified_at
+        # A source without change times is judged by when the hub first saw the change.
+        remote_at_default = rec.modified_at or ctx.started
         for f, remote in canon.items():
             base = link.base.get(f, MISSING)
             hub_value = ent.fields.get(f, MISSING)

@@ -210,6 +210,8 @@ class Pusher:
                     idempotency_key=row.id,
                     remote_id=link.remote_id,
                     version=link.remote_version,
+                    # base + change: a value the push transforms refuse is left out
+                    record=self.mapping.to_remote({**base, **owed.values}, errors=[]),
                 )
             return owed
         if not self.stream.can_create:
@@ -217,11 +219,9 @@ class Pusher:
         values = {f: fields[f] for f in allowed if fields.get(f) is not None}
         if values:
             owed.values = values
+            data = self.mapping.to_remote(values)
             owed.change = Change(
-                key=row.id,
-                op="create",
-                data=self.mapping.to_remote(values),
-                idempotency_key=row.id,
+                key=row.id, op="create", data=data, idempotency_key=row.id, record=data
             )
         return owed
 

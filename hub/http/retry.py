@@ -100,14 +100,11 @@ class _Call:
             # raised inside the client: the limiter's daily quota or the auth flow, both
             # before the server acted on the request
             self._failed(unsent=True)
-            self.last_message = str(exc)
+            self.last_message = exc.reason
             if exc.connection is not None:
                 raise
             raise ERROR_FOR_KIND[exc.kind](
-                str(exc),
-                connection=self.connection,
-                request=describe_request(request),
-                retry_after=exc.retry_after,
+                exc, connection=self.connection, request=describe_request(request)
             ) from exc
         kind = self.classifier.classify(response)
         if kind is None:

@@ -191,7 +191,13 @@ def declared(
     oauth: OAuthSettings | None = auth.settings() if isinstance(auth, OAuth2Auth) else None
     if mapping_dir is None and loaded.base_dir is not None:
         mapping_dir = loaded.base_dir / "mappings"
-    receiver: type[WebhookReceiver] | None = DeclaredReceiver if spec.webhooks else None
+    receiver: type[WebhookReceiver] | None = None
+    if spec.webhooks is not None:
+        # the inbox keeps the declared signature, timestamp and delivery-id headers
+        sig = spec.webhooks.signature
+        named = (getattr(sig, "header", None), getattr(sig, "timestamp_header", None))
+        kept = tuple(h.lower() for h in (*named, spec.webhooks.id_header) if h)
+        receiver = type(_camel(spec.name) + "Receiver", (DeclaredReceiver,), {"headers": kept})
     attrs: dict[str, Any] = {
         "name": spec.name,
         "version": spec.version,

@@ -91,6 +91,8 @@ class Writer:
         headers: dict[str, str] = {}
         body: Any = None
         data = change.data
+        if op == "update" and method == "PUT" and not write.read_first and change.record:
+            data = change.record  # a PUT replaces the record: send all of it as the hub knows it
         if op == "update" and write.read_first:
             current = await self._current(change.remote_id or "")
             if current is None:

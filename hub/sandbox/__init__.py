@@ -4,16 +4,21 @@ A connector's sandbox (``connectors/<name>/sandbox.py``: ``create_sandbox(seed, 
 small ASGI app with its state in memory, wrapped in :class:`SandboxApp`, which adds a request
 log, fault switches (5xx, latency, 429 bursts, dropped connections, truncated bodies) and
 control endpoints under ``/_sandbox/``. The connector never knows: only its base URL differs.
+Given the provider's published API description (``spec=``, :class:`ApiDescription`), it holds
+every request, answer and webhook to it (:mod:`hub.sandbox.spec`).
 """
 
-from hub.sandbox.app import LogEntry, RequestLog, SandboxApp
+from hub.sandbox.app import LogEntry, RequestLog, SandboxApp, opened_sandboxes
 from hub.sandbox.discovery import SandboxFactory, SandboxInfo, find_sandboxes, oauth_sandbox
 from hub.sandbox.faults import Faults, SandboxDropped, default_throttle
 from hub.sandbox.people import Person, fake_people, fake_person
 from hub.sandbox.server import SandboxServer, serve_sandbox
+from hub.sandbox.spec import ApiDescription, Defect, Violation, ViolationLog
 from hub.sandbox.webhooks import Delivery, WebhookSender
 
 __all__ = [
+    "ApiDescription",
+    "Defect",
     "Delivery",
     "Faults",
     "LogEntry",
@@ -24,11 +29,14 @@ __all__ = [
     "SandboxFactory",
     "SandboxInfo",
     "SandboxServer",
+    "Violation",
+    "ViolationLog",
     "WebhookSender",
     "default_throttle",
     "fake_people",
     "fake_person",
     "find_sandboxes",
     "oauth_sandbox",
+    "opened_sandboxes",
     "serve_sandbox",
 ]

@@ -10,15 +10,24 @@ with state in memory) and wraps it::
 
 Control endpoints (never logged, never faulted): ``GET /_sandbox/log`` (``?since=N``),
 ``GET|POST /_sandbox/faults`` (JSON: :class:`~hub.sandbox.faults.Faults` fields),
-``POST /_sandbox/reset`` (log, faults, RNG and the sandbox's state back to the start) and
-``POST /_sandbox/webhooks`` (``{"url": ...}``: where signed webhooks go).
+``POST /_sandbox/reset`` (log, faults, RNG and the sandbox's state back to the start),
+``POST /_sandbox/webhooks`` (``{"url": ...}``: where signed webhooks go) and
+``GET|DELETE /_sandbox/violations`` (what broke the API description; DELETE also forgets).
+
+With ``spec`` (the provider's :class:`~hub.sandbox.spec.ApiDescription`) every request to
+the provider's API is checked before the sandbox sees it, every answer before it leaves, and
+every webhook before it is posted; a request the description does not allow is refused with
+the provider's error answer. Each breach is kept in ``violations``, which tests assert empty
+(``hub.testing.sandboxes``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,11 +39,23 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.sandbox.faults import FaultInjector, Faults, connection_dropper
-from hub.sandbox.webhooks import WebhookSender
+from hub.sandbox.spec import ApiDescription, Violation, ViolationLog
+from hub.sandbox.webhooks import Delivery, WebhookSender
 
-__all__ = ["LogEntry", "RequestLog", "SandboxApp"]
+__all__ = ["LogEntry", "RequestLog", "SandboxApp", "opened_sandboxes"]
 
 CONTROL = "/_sandbox"
+_OPENED: list[weakref.ref[SandboxApp]] = []
+_OPENED_LOCK = threading.Lock()
+_SERIALS = itertools.count()
+
+
+def opened_sandboxes() -> list[SandboxApp]:
+    """The sandboxes of this process still alive (tests check what each one recorded)."""
+    with _OPENED_LOCK:
+        alive = [s for ref in _OPENED if (s := ref()) is not None]
+        _OPENED[:] = [weakref.ref(s) for s in alive]
+        return alive
 
 
 @dataclass(frozen=True)
@@ -105,11 +126,17 @@ class SandboxApp:
         on_reset: Callable[[], None] | None = None,
         oauth: Any | None = None,
         webhooks: WebhookSender | None = None,
+        spec: ApiDescription | None = None,
     ) -> None:
         self.name = name
         self.seed = seed
         self.on_reset = on_reset
         self.webhooks = webhooks
+        self.spec = spec
+        self.serial = next(_SERIALS)
+        self.violations = ViolationLog()
+        if spec is not None and webhooks is not None:
+            webhooks.observer = self._check_webhook
         self.log = RequestLog()
         self.oauth = oauth
         self._oauth_app: ASGIApp | None = getattr(oauth, "app", oauth)
@@ -121,9 +148,12 @@ class SandboxApp:
                 Route(f"{CONTROL}/faults", self._set_faults, methods=["POST"]),
                 Route(f"{CONTROL}/reset", self._reset, methods=["POST"]),
                 Route(f"{CONTROL}/webhooks", self._set_webhooks, methods=["POST"]),
+                Route(f"{CONTROL}/violations", self._get_violations, methods=["GET", "DELETE"]),
             ]
         )
         self._app = app
+        with _OPENED_LOCK:
+            _OPENED.append(weakref.ref(self))
 
     @property
     def faults(self) -> Faults:
@@ -184,9 +214,64 @@ class SandboxApp:
             await dropper()
 
         try:
-            await self.injector.apply(fault, scope, receive, send_logged, drop)
+            if self.spec is not None and self.spec.covers(scope["path"]):
+                await self._checked(scope, receive, send_logged, fault, drop)
+            else:
+                await self.injector.apply(fault, scope, receive, send_logged, drop)
         finally:
             record()
+
+    async def _checked(
+        self, scope: Scope, receive: Receive, send: Send, fault: str | None, drop: Any
+    ) -> None:
+        """The request checked against the description (refused when it breaks it), then
+        answered, and the answer checked before its last byte leaves."""
+        assert self.spec is not None
+        spec = self.spec
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        method, path = scope["method"], scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refused = spec.check_request(method, path, query, headers, bytes(body))
+        if refused is not None:
+            self.violations.add(refused)
+            await spec.refuse(refused)(scope, _replay(b"", receive), send)
+            return
+        started: dict[str, Any] = {}
+        chunks = bytearray()
+
+        async def checking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.extend(message.get("body", b""))
+                if not message.get("more_body", False) and fault in (None, "throttle"):
+                    answer = {
+                        k.decode("latin-1"): v.decode("latin-1")
+                        for k, v in started.get("headers", [])
+                    }
+                    broken = spec.check_response(
+                        method, path, query, headers, bytes(body),
+                        int(started.get("status", 0)), answer, bytes(chunks),
+                    )  # fmt: skip
+                    if broken is not None:
+                        self.violations.add(broken)
+            await send(message)
+
+        await self.injector.apply(fault, scope, _replay(bytes(body), receive), checking_send, drop)
+
+    def _check_webhook(self, delivery: Delivery) -> None:
+        assert self.spec is not None
+        broken = self.spec.check_webhook(delivery.url, delivery.body, delivery.headers)
+        if broken is not None:
+            self.violations.add(broken)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._oauth_app is not None and scope["path"].startswith("/oauth/"):
@@ -218,6 +303,16 @@ class SandboxApp:
             return JSONResponse({"errors": [{"error": str(exc)}]}, status_code=400)
         return JSONResponse(faults.model_dump())
 
+    async def _get_violations(self, request: Request) -> JSONResponse:
+        found = self.violations.take() if request.method == "DELETE" else self.violations.items()
+        return JSONResponse(
+            {
+                "total": len(found),
+                "violations": [_shown(v) for v in found],
+                "checked": bool(self.spec),
+            }
+        )
+
     async def _reset(self, _: Request) -> JSONResponse:
         self.reset()
         return JSONResponse({"reset": True, "seed": self.seed})
@@ -231,3 +326,22 @@ class SandboxApp:
             return JSONResponse({"error": 'send {"url": "http://..."}'}, status_code=400)
         self.webhooks.url = url
         return JSONResponse({"url": url})
+
+
+def _shown(violation: Violation) -> dict[str, Any]:
+    return {**asdict(violation), "text": str(violation)}
+
+
+def _replay(body: bytes, rest: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the client's own
+    messages (a disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await rest()
+
+    return receive

@@ -38,6 +38,9 @@ class WebhookSender:
     timeout: float = 10.0
     content_type: str = "application/json"
     deliveries: list[Delivery] = field(default_factory=list)
+    observer: Callable[[Delivery], None] | None = None
+    """Sees each delivery before it is posted (``SandboxApp`` checks it against the
+    provider's documented format)."""
 
     def prepare(
         self, payload: Any, headers: Mapping[str, str] | None = None
@@ -60,6 +63,8 @@ class WebhookSender:
             raise RuntimeError("WebhookSender.url is not set: where should webhooks go?")
         body, all_headers = self.prepare(payload, headers)
         delivery = Delivery(url=self.url, body=body, headers=all_headers)
+        if self.observer is not None:
+            self.observer(delivery)
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(self.url, content=body, headers=all_headers)
@@ -75,6 +80,8 @@ class WebhookSender:
             raise RuntimeError("WebhookSender.url is not set: where should webhooks go?")
         body, all_headers = self.prepare(payload, headers)
         delivery = Delivery(url=self.url, body=body, headers=all_headers)
+        if self.observer is not None:
+            self.observer(delivery)
         try:
             response = httpx.post(self.url, content=body, headers=all_headers, timeout=self.timeout)
             delivery.status = response.status_code

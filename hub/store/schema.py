@@ -161,6 +161,8 @@ inbox = Table(
     Column("error", Text),
     Column("received_at", TS, nullable=False),
     Column("processed_at", TS),
+    # [{"at": iso time, "error": text}, ...]: every failed attempt, oldest first
+    Column("attempt_errors", JSON),
     UniqueConstraint("source", "delivery_id"),
     Index("ix_inbox_status", "status", "id"),
 )
@@ -203,6 +205,8 @@ tokens = Table(
     Column("last_error", Text),
     Column("refreshed_at", TS),
     Column("updated_at", TS, nullable=False),
+    # host:pid:tag of the process holding a refresh claim (status refreshing)
+    Column("claimed_by", String(128)),
 )
 
 oauth_states = Table(

@@ -39,7 +39,6 @@ from hub.webhooks import (
     WebhookRejected,
     WebhookResponse,
     body_id,
-    kept_headers,
     receiver_for,
 )
 
@@ -129,7 +128,7 @@ async def receive_webhook(request: Request) -> Response:
                 connection,
                 delivery_id,
                 body,
-                kept_headers(headers),
+                receiver.kept_headers(headers),
                 status="malformed",
                 error=exc.reason,
             )
@@ -149,7 +148,8 @@ async def receive_webhook(request: Request) -> Response:
         metrics.WEBHOOKS.inc(connection=connection, outcome="handshake")
         return _answer(delivery.response)
     try:
-        item_id, duplicate = await _store(inbox, connection, delivery, body, kept_headers(headers))
+        kept = receiver.kept_headers(headers)
+        item_id, duplicate = await _store(inbox, connection, delivery, body, kept)
     except (CrmhubError, SQLAlchemyError, OSError) as exc:
         log.error("inbox write failed for %r: %s", connection, exc)
         return _error(503, "the delivery could not be stored; retry later")

@@ -10,6 +10,10 @@ together) until ``quit`` or the end of input:
   through ``OAuth2Auth`` (the test expires the access tokens between rounds).
 
 After each round it prints one JSON line: the tokens it got, HTTP statuses seen, error texts.
+
+With ``REFRESH_STALL=before`` (after claiming, before the token request leaves) or
+``REFRESH_STALL=after`` (after the server answered, before the new token is saved) the
+worker's refresh prints ``stalled`` and hangs there, for the test to kill it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import httpx
 
 from auth.keys import load_keyring
-from auth.tokens import OAuth2Auth, TokenManager, refresh_with_httpx
+from auth.tokens import OAuth2Auth, Refresher, TokenManager, refresh_with_httpx
 from auth.vault import TokenVault
 from hub.store import Store
 
@@ -64,10 +68,26 @@ async def one_round(
     return result
 
 
+def stalling(refresher: Refresher) -> Refresher:
+    stall = os.environ.get("REFRESH_STALL")
+
+    async def refresh(data: dict[str, Any]) -> dict[str, Any]:
+        if stall == "before":
+            print("stalled", flush=True)
+            await asyncio.Event().wait()
+        answer = await refresher(data)
+        if stall == "after":
+            print("stalled", flush=True)
+            await asyncio.Event().wait()
+        return answer
+
+    return refresh
+
+
 async def run(url: str, connection: str, sandbox: str) -> None:
     store = await Store.open(url, migrate=False)
     vault = TokenVault(store, load_keyring(Path.cwd(), os.environ))
-    refresher = refresh_with_httpx(f"{sandbox}/oauth/token", CLIENT_ID, CLIENT_SECRET)
+    refresher = stalling(refresh_with_httpx(f"{sandbox}/oauth/token", CLIENT_ID, CLIENT_SECRET))
     manager = TokenManager(
         vault,
         refresher,

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import hub.cli.auth_commands as auth_commands
 from auth.flows import open_vault, start_authorization
-from auth.keys import KEY_ENV, KEY_FILE_ENV, Keyring, load_keyring
+from auth.keys import KEY_ENV, KEY_FILE_ENV, Keyring, create_key_file, load_keyring, rotate_key_file
 from auth.sandbox import SandboxOAuthServer, serve
 from auth.vault import TokenVault
 from hub.cli.app import app
@@ -89,7 +89,7 @@ def workdir(
     """A clean configuration: no database, no key file yet."""
     for name in (KEY_ENV, KEY_FILE_ENV, "CRMHUB_CONFIG", "CRMHUB_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CRMHUB_CRM_CLIENT_SECRET", "sandbox-secret")
+    monkeypatch.setenv("CRMHUB_CONNECTIONS__CRM__OAUTH__CLIENT_SECRET", "sandbox-secret")
     base = sandbox[1]
     (tmp_path / "crmhub.toml").write_text(
         f"""
@@ -306,3 +306,42 @@ def test_keys_rotate_reencrypts_every_credential(workdir: Path) -> None:
     # The new key alone now reads the credential: nothing is left under the old one.
     token = asyncio.run(_read_with(workdir, lines[0]))
     assert token is not None and token.data == {"api_key": "k-1234567890"}
+
+
+def test_keys_rotate_check_reports_without_adding_a_key(workdir: Path) -> None:
+    assert cli(workdir, "keys", "init").exit_code == 0
+    assert cli(workdir, "connect", "desk", input="k-1234567890\n").exit_code == 0
+    clean = cli(workdir, "keys", "rotate", "--check")
+    assert clean.exit_code == 0, clean.output
+    assert "all 1 stored credential(s) are under the current key" in clean.stdout
+    # A new key in the file, the credential not yet re-encrypted (another host rotated).
+    rotate_key_file(workdir / "crmhub.key")
+    key_file = (workdir / "crmhub.key").read_text()
+    left = cli(workdir, "keys", "rotate", "--check")
+    assert left.exit_code == 1
+    old_id = load_keyring(workdir).key_ids[1]
+    assert f"desk: under key {old_id}, not the current one" in left.stdout
+    assert "1 of 1 stored credential(s) not under key" in left.output
+    assert (workdir / "crmhub.key").read_text() == key_file  # no key added
+    assert cli(workdir, "keys", "rotate").exit_code == 0
+    assert cli(workdir, "keys", "rotate", "--check").exit_code == 0
+
+
+def test_a_credential_the_key_cannot_decrypt_is_not_usable(workdir: Path) -> None:
+    assert cli(workdir, "connect", "desk", input="k-1234567890\n").exit_code == 0
+
+    def desk() -> dict[str, Any]:
+        listed = cli(workdir, "connections", "--json")
+        assert listed.exit_code == 0, listed.output
+        return {r["connection"]: r for r in json.loads(listed.stdout)}["desk"]
+
+    assert desk()["status"] == "ok"
+    (workdir / "crmhub.key").unlink()
+    row = desk()
+    assert row["status"] == "not usable" and "no key file" in row["last_error"]
+    create_key_file(workdir / "crmhub.key")  # a different key
+    row = desk()
+    assert row["status"] == "not usable"
+    assert "cannot decrypt the credentials of connection 'desk'" in row["last_error"]
+    table = cli(workdir, "connections")
+    assert "not usable" in table.stdout

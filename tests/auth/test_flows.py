@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from auth.flows import (
     AuthorizationError,
     complete_authorization,
+    connection_kind,
     disconnect,
     exchange_code,
     open_vault,
@@ -326,15 +327,28 @@ authorize_url = "https://id.example.com/authorize"
     assert "authorize_url" not in text.replace("'authorize_url'", "")
 
 
-def test_resolve_merges_connector_defaults_config_and_environment() -> None:
-    connector = demo_connector("https://id.example.com")
-    resolved = resolve_oauth(
-        connector,
-        {"oauth": {"client_id": "abc", "scopes": ["only.this"], "client_auth": "basic"}},
-        connection="crm-eu",
-        env={"CRMHUB_CRM_EU_CLIENT_SECRET": "from-env"},
+async def test_an_unknown_auth_kind_names_file_line_and_full_key(tmp_path: Path) -> None:
+    toml = (
+        '[connections.intranet]\nconnector = "generic"\n\n'
+        '[connections.intranet.oauth]\nkind = "oauth3"\n'
     )
-    assert resolved.client_secret == "from-env" and "from-env" not in repr(resolved)
+    hub = await open_hub(tmp_path, toml, {"generic": GenericConnector})
+    try:
+        with pytest.raises(ConfigError) as caught:
+            connection_kind(hub, "intranet")
+    finally:
+        await hub.close()
+    where = f"{tmp_path / 'crmhub.toml'}:5 [connections.intranet.oauth.kind]"
+    assert str(caught.value).startswith(f"{where}: unknown auth kind 'oauth3'")
+
+
+def test_resolve_merges_connector_defaults_and_config() -> None:
+    connector = demo_connector("https://id.example.com")
+    table = {"client_id": "abc", "client_secret": "s3cret", "scopes": ["only.this"]}
+    resolved = resolve_oauth(
+        connector, {"oauth": {**table, "client_auth": "basic"}}, connection="crm-eu"
+    )
+    assert resolved.client_secret == "s3cret" and "s3cret" not in repr(resolved)
     assert resolved.settings.scopes == ["only.this"]
     assert resolved.settings.client_auth == "basic"
     assert resolved.token_url == "https://id.example.com/oauth/token"
@@ -645,5 +659,8 @@ refresh_token_max_idle_days = 60
         assert await keep_alive_all(hub) == []  # just refreshed: not due again
         assert server.refresh_requests == before + 1
         assert server.reused_refresh_tokens == []
+        # Without the key file the daily task says so per connection and goes on.
+        (tmp_path / "crmhub.key").unlink()
+        assert await keep_alive_all(hub) == []
     finally:
         await hub.close()

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -183,8 +184,9 @@ async def test_refused_grant_needs_reauth_and_is_not_retried(
     assert status is not None and status.status == "needs_reauth"
     assert status.last_error and "invalid_grant" in status.last_error
     for _ in range(5):
-        with pytest.raises(NeedsReauth, match="crmhub connect people"):
+        with pytest.raises(NeedsReauth, match="crmhub connect people") as again:
             await manager_for(vault, url).access_token()
+        assert paren_depth(str(again.value)) <= 1, str(again.value)
         with pytest.raises(NeedsReauth):
             await manager_for(vault, url).refresh(force=True)
     assert server.token_requests == 1
@@ -225,6 +227,92 @@ async def test_stale_claim_of_a_dead_refresher_is_taken_over(
     token = await manager.access_token()
     assert time.monotonic() - started >= 0.45
     assert server.validate(token) and server.refresh_requests == 1
+
+
+class StalledRefresher:
+    """A worker process that claims the refresh and hangs ``before`` the token request
+    leaves or ``after`` the server answered (before the save), until it is killed."""
+
+    def __init__(self, db_url: str, key: str, url: str, stall: str) -> None:
+        env = {**os.environ, KEY_ENV: key, "REFRESH_STALL": stall}
+        args = [sys.executable, str(WORKER), db_url, CONN, url]
+        pipe = subprocess.PIPE
+        self.proc = subprocess.Popen(args, stdin=pipe, stdout=pipe, text=True, env=env)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.proc.stdin.write("access 1\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "stalled"
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: nothing runs on the way out
+        self.proc.wait()
+
+
+async def claimed_by(vault: TokenVault) -> str | None:
+    stored = await vault.get(CONN)
+    assert stored is not None and stored.status == "refreshing"
+    return stored.claimed_by
+
+
+async def test_refresh_of_a_killed_process_is_taken_over_at_once(
+    db_url: str, vault: TokenVault, key: str, sandbox: tuple[SandboxOAuthServer, str]
+) -> None:
+    """Killed before its request left: the grant is intact and the next caller refreshes
+    without waiting for the claim to go stale (here an hour)."""
+    server, url = sandbox
+    grant = await seed_expired(vault, server)
+    worker = await asyncio.to_thread(StalledRefresher, db_url, key, url, "before")
+    try:
+        holder = await claimed_by(vault)
+        assert holder is not None and f":{worker.proc.pid}:" in holder
+        manager = manager_for(vault, url, claim_timeout=timedelta(hours=1))
+        # While the holder lives, its claim is respected.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(manager.access_token(), 1.0)
+    finally:
+        worker.kill()
+    token = await asyncio.wait_for(manager.access_token(), 30)
+    assert server.validate(token) and token != grant["access_token"]
+    assert server.refresh_requests == 1 and server.reused_refresh_tokens == []
+    stored = await vault.get(CONN)
+    assert stored is not None and stored.status == "ok" and stored.claimed_by is None
+
+
+async def test_killed_after_the_answer_costs_the_grant_and_says_so(
+    db_url: str, vault: TokenVault, key: str, sandbox: tuple[SandboxOAuthServer, str]
+) -> None:
+    """Killed between the server's answer and the save: only the rotated-out refresh token
+    is stored. The taker's refresh with it is refused and a strict server revokes the
+    grant; the connection needs `crmhub connect`, and the error says why."""
+    server, url = sandbox
+    grant = await seed_expired(vault, server)
+    worker = await asyncio.to_thread(StalledRefresher, db_url, key, url, "after")
+    worker.kill()
+    assert server.refresh_requests == 1
+    manager = manager_for(vault, url, claim_timeout=timedelta(hours=1))
+    with pytest.raises(NeedsReauth) as caught:
+        await asyncio.wait_for(manager.access_token(), 30)
+    assert server.reused_refresh_tokens == [grant["refresh_token"]]
+    message = str(caught.value)
+    assert f"the refresh by {socket.gethostname()}:{worker.proc.pid}:" in message
+    assert "its process is gone" in message and "crmhub connect people" in message
+    assert paren_depth(message) <= 1, message
+    status = await vault.status(CONN)
+    assert status is not None and status.status == "needs_reauth"
+    assert status.last_error is not None and "interrupted" in status.last_error
+    # Nothing retries it: the next caller is told at once, without asking the server.
+    with pytest.raises(NeedsReauth, match="crmhub connect people"):
+        await manager_for(vault, url).access_token()
+    assert server.token_requests == 2
+
+
+def paren_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 async def test_a_late_refresher_still_saves_its_rotated_token(vault: TokenVault) -> None:

@@ -132,11 +132,25 @@ async def test_refresh_rotates_and_reuse_is_refused_and_recorded(
     reused = await refresh(client, first["refresh_token"])
     assert (reused.status_code, reused.json()["error"]) == (400, "invalid_grant")
     assert server.reused_refresh_tokens == [first["refresh_token"]]
+    # A strict server takes reuse for theft: the whole grant is revoked (RFC 9700 4.14.2).
     third = await refresh(client, second["refresh_token"])
-    assert third.status_code == 200
+    assert (third.status_code, third.json()["error"]) == (400, "invalid_grant")
+    assert not server.validate(second["access_token"])
     assert server.refresh_requests == 3 and server.token_requests == 3
     unknown = await refresh(client, "sbx-rt-unknown")
     assert unknown.json()["error"] == "invalid_grant"
+    assert server.reused_refresh_tokens == [first["refresh_token"]]
+
+
+async def test_a_lenient_server_only_refuses_the_reused_token() -> None:
+    server = SandboxOAuthServer(revoke_on_reuse=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server.app), base_url="http://sandbox"
+    ) as c:
+        first = server.issue_grant()
+        second = (await refresh(c, first["refresh_token"])).json()
+        assert (await refresh(c, first["refresh_token"])).status_code == 400
+        assert (await refresh(c, second["refresh_token"])).status_code == 200
     assert server.reused_refresh_tokens == [first["refresh_token"]]
 
 

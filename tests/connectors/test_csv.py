@@ -407,23 +407,52 @@ async def test_failed_write_leaves_the_file_whole(
     with pytest.raises(TransientError, match="cannot write"):
         await push(connector, create("c", {"email": "b@example.com", "first_name": "Bo"}))
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv", "people.csv.lock"]
 
 
-async def test_edit_made_during_push_is_not_overwritten(
+async def test_edit_made_during_push_is_read_again_and_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path / "people.csv", "email\na@example.com\n")
     real_render = csv_connector.render
+    edits = iter(["email\na@example.com\nedit@example.com\n"])
 
     def render_while_someone_edits(*args: Any) -> bytes:
-        path.write_text("email\na@example.com\nedit@example.com\n")
+        for text in edits:  # once: the next try reads the edited file
+            path.write_text(text)
+            break
         return real_render(*args)
 
     monkeypatch.setattr(csv_connector, "render", render_while_someone_edits)
-    with pytest.raises(TransientError, match="changed"):
-        await push(make(tmp_path), create("c", {"email": "b@example.com"}))
-    assert path.read_text() == "email\na@example.com\nedit@example.com\n"
+    [result] = await push(make(tmp_path), create("c", {"email": "b@example.com"}))
+    assert result.ok
+    assert path.read_text() == "email\na@example.com\nedit@example.com\nb@example.com\n"
+
+
+async def test_a_file_that_keeps_changing_leaves_the_write_owed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "people.csv", "email\na@example.com\n")
+    real_render = csv_connector.render
+    tries = []
+
+    def render_while_someone_edits(*args: Any) -> bytes:
+        tries.append(1)
+        path.write_text(f"email\na@example.com\nedit{len(tries)}@example.com\n")
+        return real_render(*args)
+
+    monkeypatch.setattr(csv_connector, "render", render_while_someone_edits)
+    monkeypatch.setattr(csv_connector, "RETRY_PAUSE", 0)
+    results = await push(
+        make(tmp_path), create("c", {"email": "b@example.com"}), update("email:a@example.com", {})
+    )
+    assert len(tries) == csv_connector.WRITE_ATTEMPTS
+    assert [(r.error, r.remote_id) for r in results] == [
+        (ErrorKind.TRANSIENT, None),
+        (ErrorKind.TRANSIENT, "email:a@example.com"),
+    ]
+    assert "kept changing" in (results[0].message or "")
+    assert path.read_text() == f"email\na@example.com\nedit{len(tries)}@example.com\n"
 
 
 # -- malformed files -------------------------------------------------------------------

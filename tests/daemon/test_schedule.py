@@ -87,7 +87,11 @@ def test_schedule_for_points_at_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         schedule_for(config, "c")
     problem = err.value.problems[0]
-    assert (problem.file, problem.line, problem.key) == (str(path), bad_line, "schedule")
+    assert (problem.file, problem.line, problem.key) == (
+        str(path),
+        bad_line,
+        "connections.c.schedule",
+    )
     assert "'c'" in problem.message and "'every 5q'" in problem.message
 
 
@@ -226,7 +230,13 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
     try:
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             ids = {s.id for s in await scheduler.scheduler.get_schedules()}
-            assert ids == {"sync:a", "sync:b", "crmhub.keepalive", "crmhub.housekeeping"}
+            assert ids == {
+                "sync:a",
+                "sync:b",
+                "crmhub.keepalive",
+                "crmhub.housekeeping",
+                "crmhub.owed",
+            }
         hub.config = load_config(write_config(tmp_path, {"a": "every 10m", "c": "every 1h"}))
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             assert scheduler.wanted().keys() == {"a", "c"}
@@ -236,6 +246,7 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
             "sync:c",
             "crmhub.keepalive",
             "crmhub.housekeeping",
+            "crmhub.owed",
         }
         assert schedules["sync:a"].metadata["schedule"] == "every 10m"
         trigger = schedules["sync:a"].trigger

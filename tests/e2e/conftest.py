@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from connectors.mailchimp.sandbox import LIST_ID, SANDBOX_API_KEY
+from hub.testing.sandboxes import describe, remote_violations
 
 HUB = [sys.executable, "-m", "hub"]
 SANDBOX_SCRIPT = Path(__file__).with_name("mailchimp_sandbox.py")
@@ -338,8 +339,13 @@ def start_sandbox(tmp_path: Path, processes: Processes) -> Iterator[Callable[...
         return sandbox
 
     yield start
+    # The sandbox holds the traffic of the test to Mailchimp's API description.
+    broken = [(s, remote_violations(s.url)) for s in opened if s.proc.poll() is None]
     for sandbox in opened:
         sandbox.http.close()
+    problems = [describe("mailchimp", found) for _, found in broken if found]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

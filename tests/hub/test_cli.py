@@ -12,6 +12,7 @@ from hub.cli import (
     app,
     commands,  # noqa: F401  (registers the commands)
 )
+from hub.config import load_config
 
 runner = CliRunner()
 
@@ -40,7 +41,10 @@ def test_init_writes_a_commented_config_once(
     monkeypatch.delenv("CRMHUB_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     code, _ = invoke("init")
-    assert code == 0 and "[hub]" in (tmp_path / "crmhub.toml").read_text()
+    written = (tmp_path / "crmhub.toml").read_text()
+    assert code == 0 and "[hub]" in written
+    assert "env:NEWSLETTER_WEBHOOK_SECRET" in written and "CRMHUB_CONNECTIONS__" in written
+    assert load_config(tmp_path / "crmhub.toml", {}).connections == {}
     code, out = invoke("init")
     assert code == 1 and "exists already" in out
 

@@ -104,3 +104,33 @@ def test_tty_picks_readable_output(restore_root: None) -> None:
     assert json.loads(pipe.getvalue())["msg"] == "hello"
     # reconfiguring replaced the handler instead of adding a second one
     assert "hello" not in term.getvalue().split("\n", 1)[1]
+
+
+def test_masking_hides_secrets_not_paths_or_code(restore_root: None) -> None:
+    # Keys that only contain a credential word are not credentials.
+    for text in (
+        "SecretKeyError: /etc/crmhub/crmhub.key: no key file",
+        "token_url=https://id.example.com/oauth/token tokens=3",
+        "key_file=/var/lib/crmhub/crmhub.key",
+    ):
+        assert redact_text(text) == text
+    # Keys that end with one are, whatever their prefix or separator.
+    assert redact_text("X-Api-Key: k-123 x-auth-token=t-456 webhook_secret=w") == (
+        f"X-Api-Key: {MASK} x-auth-token={MASK} webhook_secret={MASK}"
+    )
+    register_secret("registered-in-code-0001")
+    out = _capture(False)
+
+    def read_key() -> None:
+        token = open("/nonexistent/registered-in-code-0001/crmhub.key")  # noqa: SIM115
+        raise AssertionError(token)
+
+    try:
+        read_key()
+    except OSError:
+        logging.getLogger("hub.x").exception("reading the key failed")
+    text = out.getvalue()
+    # The quoted source line is kept as code; only the registered value is masked in it.
+    assert f'token = open("/nonexistent/{MASK}/crmhub.key")' in text
+    assert f"No such file or directory: '/nonexistent/{MASK}/crmhub.key'" in text
+    assert "registered-in-code-0001" not in text

@@ -101,7 +101,8 @@ async def test_problems_of_a_local_declaration_are_named_where_they_are(tmp_path
     with pytest.raises(ConfigError) as raised:
         registry().validate(load_config(path))
     [problem] = raised.value.problems
-    assert problem.file == str(path) and problem.line == 7 and problem.key == "colour"
+    assert problem.file == str(path) and problem.line == 7
+    assert problem.key == "connections.directory.colour"
     assert "unknown setting for connector 'people' (valid: base_url)" in problem.message
     people.write_text(people.read_text().replace('kind = "page_number"', 'kind = "pagenumber"'))
     with pytest.raises(ConfigError) as raised:

@@ -26,7 +26,10 @@ def receiver(webhooks: dict[str, Any], **settings: Any) -> DeclaredReceiver:
     )
     cls = declared(spec)
     values = {"webhook_secret": SECRET, **settings}
-    return DeclaredReceiver(cls(cls.Settings.model_validate(values), ConnectorContext("p")))
+    assert cls.webhook is not None and issubclass(cls.webhook, DeclaredReceiver)
+    made = cls.webhook(cls(cls.Settings.model_validate(values), ConnectorContext("p")))
+    assert isinstance(made, DeclaredReceiver)
+    return made
 
 
 def request(
@@ -63,6 +66,8 @@ async def test_signed_deliveries_are_accepted_and_tampered_ones_refused(signatur
     headers = sign(spec, SECRET, BODY, url="https://hub.example/hooks/p")
     delivery = await hooks.verify(request(headers), BODY)
     assert delivery.delivery_id == "ev1" and delivery.kind == "contact.updated"
+    kept = hooks.kept_headers({**headers, "Authorization": "secret", "X-Other": "1"})
+    assert set(kept) == {h.lower() for h in headers}  # signature and timestamp, nothing else
     with pytest.raises(WebhookRejected) as refused:
         await hooks.verify(request(headers), BODY.replace(b"7", b"8"))
     assert refused.value.status == 401

@@ -63,6 +63,17 @@ async def test_put_updates_read_the_record_first_and_send_all_of_it() -> None:
     assert record["first_name"] == "Changed" and record["email"]  # nothing else was lost
 
 
+async def test_put_updates_send_the_whole_record_the_hub_knows() -> None:
+    spec = declaration({"update": {"method": "PUT", "version": "if_match"}})
+    whole = {"email": "kept@example.com", "first_name": "Whole", "last_name": "Record"}
+    change = Change("u", "update", {"first_name": "Whole"}, "i", remote_id="1", version="1",
+                    record=whole)  # fmt: skip
+    results, app = await push(spec, [change])
+    assert results["u"].ok
+    [one] = [r for r in app.provider.records("contacts") if r["id"] == 1]
+    assert {k: one[k] for k in whole} == whole
+
+
 async def test_upserts_by_natural_key_never_make_a_second_record() -> None:
     spec = declaration({"upsert": {"path": "/contacts/by-email/{data.email}", "key": "email"},
                         "create": None})  # fmt: skip

@@ -40,6 +40,7 @@ class SlackStyleReceiver(WebhookReceiver):
     """Signs ``v0:{timestamp}:{body}`` (hex) like Slack; answers url_verification itself."""
 
     handled: ClassVar[list[int]] = []
+    headers = ("x-slack-signature", "x-slack-request-timestamp", "x-delivery-id")
 
     async def verify(self, request: RequestInfo, body: bytes) -> Delivery:
         ts = request.headers.get("x-slack-request-timestamp")

@@ -87,6 +87,36 @@ async def test_valid_delivery_is_committed_before_the_answer(hub: Hub, tmp_path:
     assert SlackStyleReceiver.handled == []  # nothing processed inline
 
 
+CREDENTIALS = {
+    "authorization": "Bearer leaked-bearer",
+    "x-api-key": "leaked-api-key",
+    "x-auth-token": "leaked-auth-token",
+    "cookie": "session=leaked-cookie",
+    "x-forwarded-for": "203.0.113.9",
+}
+
+
+async def test_only_the_receivers_headers_are_stored(hub: Hub) -> None:
+    body, headers = signed({"type": "event_callback", "event_id": "EvH"})
+    malformed, _ = signed(b'{"type": ')
+    sent = {**headers, **CREDENTIALS, "user-agent": "Slackbot 1.0"}
+    async with client_for(create_app(hub)) as client:
+        assert (await client.post("/hooks/shop", content=body, headers=sent)).status_code == 200
+        bad = await client.post(
+            "/hooks/shop", content=malformed, headers={**sent, **signed(malformed)[1]}
+        )
+        assert bad.status_code == 400
+    stored = {item.delivery_id: item.headers for item in await Inbox(hub.store).list()}
+    assert set(stored["EvH"]) == {
+        "content-type",
+        "user-agent",
+        "x-slack-signature",
+        "x-slack-request-timestamp",
+    }
+    [kept] = [h for d, h in stored.items() if d != "EvH"]
+    assert set(kept) == set(stored["EvH"])
+
+
 async def test_duplicate_delivery_is_acknowledged_and_stored_once(hub: Hub, tmp_path: Path) -> None:
     body, headers = signed({"type": "event_callback", "event_id": "Ev2"})
     async with client_for(create_app(hub)) as client:
@@ -224,13 +254,17 @@ async def test_generic_receiver_from_configuration(hub: Hub, tmp_path: Path) -> 
     )
     async with client_for(create_app(hub)) as client:
         good = await client.post(
-            "/hooks/quiet", content=body, headers={"x-hub-signature": signature, "x-delivery": "d1"}
+            "/hooks/quiet",
+            content=body,
+            headers={"x-hub-signature": signature, "x-delivery": "d1", **CREDENTIALS},
         )
         bad = await client.post(
             "/hooks/quiet", content=body, headers={"x-hub-signature": "sha256=AAAA"}
         )
     assert (good.status_code, bad.status_code) == (200, 401)
     assert rows(tmp_path) == [("quiet", "d1", "event", "pending", None)]
+    [item] = await Inbox(hub.store).list()
+    assert set(item.headers) == {"user-agent", "x-hub-signature", "x-delivery"}
 
 
 async def test_through_uvicorn_on_loopback(hub: Hub, tmp_path: Path) -> None:

@@ -171,6 +171,34 @@ async def test_failing_handler_retries_then_dead(hub: Hub) -> None:
     assert item.error == "RuntimeError: remote said no (token=***, attempt 3)"
 
 
+async def test_an_item_that_failed_then_succeeded_keeps_each_attempts_error(hub: Hub) -> None:
+    inbox = Inbox(hub.store, max_attempts=5, retry_delay=0)
+    answers = ["TransientError: the server answered 503", "LeaseHeld: busy"]
+
+    async def handler(item: InboxItem) -> None:
+        if answers:
+            raise RuntimeError(answers.pop(0))
+
+    item_id, _ = await inbox.add("shop", "d1", b"{}")
+    processor = InboxProcessor(hub, {"shop": handler}, inbox=inbox)
+    for _ in range(3):
+        await processor.run_once()
+    item = await inbox.show(item_id)
+    assert item is not None and (item.status, item.attempts, item.error) == ("done", 2, None)
+    assert [f["error"] for f in item.attempt_errors] == [
+        "RuntimeError: TransientError: the server answered 503",
+        "RuntimeError: LeaseHeld: busy",
+    ]
+    assert all(
+        f["at"] <= (item.processed_at or item.received_at).isoformat() for f in item.attempt_errors
+    )
+    # A retry by hand starts counting again and keeps the history.
+    assert await inbox.retry(item_id)
+    again = await inbox.show(item_id)
+    assert again is not None and again.attempts == 0 and len(again.attempt_errors) == 2
+    assert again.summary()["attempt_errors"] == item.attempt_errors
+
+
 async def test_run_wakes_on_delivery_and_stops_on_cancel(hub: Hub) -> None:
     inbox = Inbox.shared(hub.store)
     done = asyncio.Event()
@@ -282,6 +310,9 @@ def test_cli_list_show_retry(tmp_path: Path) -> None:
     shown = json.loads(out)
     assert shown["body"] == {"event": "hello"}
     assert shown["headers"] == {"x-test": "yes"}
+    code, out = _cli(tmp_path, "inbox", "show", str(dead_id))
+    assert code == 0 and "failed attempts:" in out
+    assert "1. " in out and "PermanentError: no such contact" in out.split("failed attempts:")[1]
     code, out = _cli(tmp_path, "inbox", "show", "999")
     assert code == 1 and "no inbox item 999" in out
 
