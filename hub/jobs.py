@@ -65,6 +65,9 @@ SCHEDULE_PREFIX = "sync:"
 TASK_PREFIX = "crmhub.sync:"
 KEEPALIVE_TASK = "crmhub.keepalive"
 HOUSEKEEPING_TASK = "crmhub.housekeeping"
+RENEWAL_TASK = "crmhub.renewals"
+RENEWAL_CHECK = timedelta(minutes=10)
+"""How often the daemon looks for push subscriptions due for renewal (``hub.renewals``)."""
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 RESUME_STATUSES = ("interrupted", "running")
@@ -173,6 +176,15 @@ async def run_housekeeping() -> dict[str, int]:
     return pruned
 
 
+async def run_renewals() -> list[str]:
+    """The task renewing expiring push subscriptions (Gmail watch, Graph subscriptions)."""
+    from hub.renewals import renew_all
+
+    scheduler = current_async_scheduler.get()
+    owner = _owners.get(scheduler.identity) if scheduler else None
+    return await renew_all(owner.hub) if owner is not None else []
+
+
 class SyncScheduler:
     """Scheduled syncs of a hub's connections.
 
@@ -279,6 +291,14 @@ class SyncScheduler:
                 coalesce=CoalescePolicy.latest,
                 conflict_policy=ConflictPolicy.do_nothing,
             )
+        await self.scheduler.configure_task(RENEWAL_TASK, func=run_renewals, max_running_jobs=None)
+        await self.scheduler.add_schedule(
+            RENEWAL_TASK,
+            IntervalTrigger(seconds=RENEWAL_CHECK.total_seconds()),
+            id=RENEWAL_TASK,
+            coalesce=CoalescePolicy.latest,
+            conflict_policy=ConflictPolicy.do_nothing,
+        )
         for name in sorted(set(stored) - set(wanted)):
             await self.scheduler.remove_schedule(SCHEDULE_PREFIX + name)
             changes["removed"].append(name)

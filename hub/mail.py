@@ -3,7 +3,8 @@
 A connector reads a message into a :class:`MailMessage` (its own API's shape) and hands it
 to :func:`activity_record`, so every mailbox yields the same record:
 
-``kind`` ("email"), ``source``, ``subject``, ``snippet``, ``body`` (when read), ``sent_at``
+``kind`` ("email"), ``source``, ``subject``, ``snippet``, ``body`` (the text body when the
+connection reads bodies, else the snippet), ``sent_at``
 (ISO 8601, UTC), ``direction`` ("out" when the mailbox's own address sent it, else "in"),
 ``thread_id``, ``message_id`` (RFC 5322, without brackets, lower case: the activity's match
 key, so one message seen by two mailboxes is one activity), ``from``, ``participants``
@@ -133,9 +134,8 @@ def activity_record(message: MailMessage, source: str, own: frozenset[str]) -> R
         ],
         "participant_emails": list(others),
         "participant_names": [name or "" for name in others.values()],
+        "body": message.body if message.body is not None else message.snippet or "",
     }
-    if message.body is not None:
-        data["body"] = message.body
     return RemoteRecord(id=message.id, data=data, modified_at=message.sent_at)
 
 

@@ -14,8 +14,9 @@ SHA-256. What the conversion decides, because the formats differ:
   the API's version prefix (``gmail/v1``, ``v1``) moved into the server URL; a path
   parameter the flat path names differently from the method (``{+resourceName}`` as
   ``{peopleId}``) becomes a plain string parameter;
-- the document's standard query parameters (``alt``, ``fields``, ``prettyPrint``, ...) are
-  added to every operation, as Google accepts them on every method;
+- the document's standard query parameters (``alt``, ``fields``, ``prettyPrint``, ...),
+  which every method accepts, are left out: a check ignores query parameters the
+  description does not name, and each one named costs time on every request checked;
 - ``repeated`` parameters are arrays (``?labelIds=A&labelIds=B``);
 - 64-bit integers, which Google sends as strings (``format: int64|uint64``), are strings of
   digits; ``google-datetime`` is ``date-time``; ``byte`` (URL-safe base64 in Gmail) and the
@@ -131,7 +132,7 @@ def _placeholders(path: str) -> list[str]:
     return [part.split("}")[0] for part in path.split("{")[1:]]
 
 
-def _operation(method: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+def _operation(method: dict[str, Any]) -> dict[str, Any]:
     flat = method.get("flatPath") or method["path"]
     params = method.get("parameters", {})
     parameters = []
@@ -140,9 +141,6 @@ def _operation(method: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]
         parameters.append(_parameter(name, spec, "path"))
     for name, spec in params.items():
         if spec.get("location") == "query":
-            parameters.append(_parameter(name, spec, "query"))
-    for name, spec in common.items():
-        if name not in params:
             parameters.append(_parameter(name, spec, "query"))
     error = {"$ref": "#/components/schemas/GoogleError"}
     responses: dict[str, Any] = {
@@ -203,7 +201,7 @@ def convert(document: dict[str, Any], method_ids: Iterable[str]) -> dict[str, An
         if prefix and prefix != head + version:
             raise ValueError(f"{method_id}: path {flat!r} has another version prefix")
         prefix = head + version
-        operation = _operation({**method, "flatPath": rest}, document.get("parameters", {}))
+        operation = _operation({**method, "flatPath": rest})
         paths.setdefault("/" + rest, {})[method["httpMethod"].lower()] = operation
     schemas: dict[str, Any] = {"GoogleError": ERROR_SCHEMA}
     pending = list(_refs(paths))
