@@ -43,6 +43,7 @@ CODE_TTL = 600.0
 
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_TOKEN_ENDPOINT = "https://oauth2.googleapis.com/token"
 
 
 @dataclass
@@ -361,7 +362,9 @@ class SandboxOAuthServer:
                 key = self._service_accounts.get(str(issuer))
             if key is None:
                 return _oauth_error("invalid_grant", description="unknown service account")
-            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=token_url)
+            # google-auth names Google's own token endpoint whatever the key's token_uri
+            audience = [token_url, GOOGLE_TOKEN_ENDPOINT]
+            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=audience)
         except jwt.PyJWTError as exc:
             return _oauth_error("invalid_grant", description=f"bad assertion: {exc}")
         with self._lock:

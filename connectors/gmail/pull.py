@@ -128,7 +128,7 @@ class MailboxPull:
                 ahead.cancel()
                 with contextlib.suppress(BaseException):
                     await ahead
-        async for step in self._history({"history": history}):
+        async for step in self._history({"history": history}, fresh=True):
             yield step
 
     async def _list(self, token: str | None, after: int) -> dict[str, Any]:
@@ -153,7 +153,8 @@ class MailboxPull:
 
     # -- history --------------------------------------------------------------------------
 
-    async def _history(self, state: dict[str, Any]) -> AsyncIterator[Step]:
+    async def _history(self, state: dict[str, Any], fresh: bool = False) -> AsyncIterator[Step]:
+        """Changes after ``state["history"]``; ``fresh``: an id just read from the profile."""
         gmail = await self.api.service("gmail")
         start = str(state["history"])
         token = state.get("page") if isinstance(state.get("page"), str) else None
@@ -174,7 +175,7 @@ class MailboxPull:
                     gmail.users().history().list(**params), "users.history.list"
                 )
             except GoogleError as exc:
-                if exc.status != 404:
+                if exc.status != 404 or fresh:
                     raise
                 # Gmail no longer knows this history id: a new window sync, no duplicates
                 async for step in self._window({}):

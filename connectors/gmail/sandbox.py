@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -348,11 +349,10 @@ class GmailSandbox:
 
     async def _part(self, part: Any) -> InnerAnswer:
         """One part, held to its description like a request of its own."""
-        spec = self.app.description_for(part.path) if self.app is not None else None
+        path = unquote(part.path)
+        spec = self.app.description_for(path) if self.app is not None else None
         if spec is not None:
-            refused = spec.check_request(
-                part.method, part.path, part.query, part.headers, part.body
-            )
+            refused = spec.check_request(part.method, path, part.query, part.headers, part.body)
             if refused is not None:
                 assert self.app is not None
                 self.app.violations.add(refused)
@@ -363,7 +363,7 @@ class GmailSandbox:
         answer = await call(self.routes, part)
         if spec is not None and self.app is not None:
             broken = spec.check_response(
-                part.method, part.path, part.query, part.headers, part.body,
+                part.method, path, part.query, part.headers, part.body,
                 answer.status, answer.headers, answer.body,
             )  # fmt: skip
             if broken is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp, Message
 
@@ -101,7 +101,7 @@ async def call(app: ASGIApp, request: InnerRequest) -> InnerAnswer:
         "http_version": "1.1",
         "method": request.method,
         "scheme": "http",
-        "path": request.path,
+        "path": unquote(request.path),
         "raw_path": request.path.encode(),
         "query_string": request.query.encode(),
         "root_path": "",

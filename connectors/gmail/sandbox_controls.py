@@ -126,9 +126,7 @@ def control_routes(state: GmailSandbox) -> list[Route]:
 
     async def expire_tokens(request: Request) -> Response:
         data = await body(request)
-        book = state.book(str(data.get("mailbox") or MAILBOX))
-        with book.lock:
-            book.expired_before = book.seq + 1
+        state.book(str(data.get("mailbox") or MAILBOX)).expire_sync_tokens()
         return JSONResponse({"expired": True})
 
     async def contacts(request: Request) -> Response:

@@ -176,9 +176,9 @@ class Mailbox:
             return message
 
     def expire_history(self) -> None:
-        """Every history id handed out so far stops working (as after a week unused)."""
+        """Every history id older than the current one stops working (as after a week)."""
         with self.lock:
-            self.oldest_history = self.history_id + 1
+            self.oldest_history = self.history_id
             self.history.clear()
 
     # -- reading -----------------------------------------------------------------------

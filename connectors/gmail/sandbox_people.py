@@ -189,6 +189,12 @@ class PeopleBook:
                 chosen = [p for p in self.people.values() if p.seq > since]
             return sorted(chosen, key=lambda p: p.id)
 
+    def expire_sync_tokens(self) -> None:
+        """Every sync token handed out so far expires (as 7 days after a full sync)."""
+        with self.lock:
+            self.seq += 1
+            self.expired_before = self.seq
+
     def live(self) -> int:
         with self.lock:
             return sum(1 for p in self.people.values() if not p.deleted)
