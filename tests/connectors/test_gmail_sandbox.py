@@ -15,7 +15,7 @@ from connectors.gmail import GmailConnector, GmailSettings
 from connectors.gmail.connector import CONTACTS, MESSAGES, PARTICIPANTS
 from connectors.gmail.sandbox import MAILBOX, GmailSandboxApp, create_sandbox, service_account_info
 from hub.connector import Change, ConnectorContext, Stream
-from hub.errors import ErrorKind
+from hub.errors import ConnectorConfigError, ErrorKind
 from hub.http import forget_limiters
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
@@ -269,7 +269,7 @@ async def test_metadata_scope_lists_without_a_query(
         assert len(records) == 140
         assert all("q=" not in e.query for e in app.log.entries() if "/messages" in e.path)
         full = user_connector(app, url, tmp_path, scope=METADATA, body="text")
-        with pytest.raises(Exception, match="gmail.readonly"):
+        with pytest.raises(ConnectorConfigError, match=r"gmail\.readonly"):
             await full.api("me")
     finally:
         await connector.aclose()
