@@ -42,11 +42,12 @@ from starlette.routing import Route
 
 from auth.sandbox import GrantInfo, SandboxOAuthServer
 from connectors.gmail.pubsub_signer import PushSigner
-from connectors.gmail.sandbox_batch import BatchError, InnerAnswer, answer_batch, call, parse_batch
+from connectors.gmail.sandbox_batch import BatchError, answer_batch, parse_batch
 from connectors.gmail.sandbox_mailbox import Mailbox, seed_messages
 from connectors.gmail.sandbox_people import PeopleBook, seed_people
 from connectors.gmail.sandbox_spec import GMAIL_API, PEOPLE_API, SPEC_DIR, google_error
 from hub.sandbox import SandboxApp, WebhookSender
+from hub.sandbox.inner import InnerAnswer, call
 
 __all__ = ["MAILBOX", "GmailSandbox", "GmailSandboxApp", "create_sandbox", "service_account_info"]
 

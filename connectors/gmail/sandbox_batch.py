@@ -10,42 +10,16 @@ of its own. At most 100 parts (Google's limit).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Message
+from hub.sandbox.inner import InnerAnswer, InnerRequest
 
-__all__ = [
-    "MAX_PARTS",
-    "BatchError",
-    "InnerAnswer",
-    "InnerRequest",
-    "answer_batch",
-    "call",
-    "parse_batch",
-]
+__all__ = ["MAX_PARTS", "BatchError", "answer_batch", "parse_batch"]
 
 MAX_PARTS = 100
-
-
-@dataclass
-class InnerRequest:
-    content_id: str
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class InnerAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 class BatchError(ValueError):
@@ -91,43 +65,6 @@ def parse_batch(content_type: str, body: bytes) -> list[InnerRequest]:
     if len(parts) > MAX_PARTS:
         raise BatchError(f"a batch request may hold at most {MAX_PARTS} calls")
     return parts
-
-
-async def call(app: ASGIApp, request: InnerRequest) -> InnerAnswer:
-    """Answer one part with ``app`` (the sandbox's routes), in process."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": "http",
-        "path": unquote(request.path),
-        "raw_path": request.path.encode(),
-        "query_string": request.query.encode(),
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in request.headers.items()],
-        "server": ("batch", 80),
-        "client": ("batch", 0),
-    }
-    sent = False
-    answer = InnerAnswer(500, {}, b"")
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": request.body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            answer.status = int(message["status"])
-            answer.headers = {k.decode(): v.decode() for k, v in message.get("headers", [])}
-        elif message["type"] == "http.response.body":
-            answer.body += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return answer
 
 
 def answer_batch(parts: list[tuple[str, InnerAnswer]]) -> tuple[bytes, str]:

@@ -26,10 +26,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import select
 
 from connectors.gmail import pubsub_format
-from hub.store.schema import runs
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -37,6 +35,7 @@ from hub.webhooks import (
     WebhookReceiver,
     WebhookRejected,
     body_id,
+    synced_since,
     verify_url_secret,
 )
 
@@ -121,20 +120,7 @@ class PubSubReceiver(WebhookReceiver):
     async def handle(self, hub: Hub, item: InboxItem) -> None:
         from hub.engine import sync_connection
 
-        if await self._synced_since(hub, item):
+        if await synced_since(hub, self.connection, item.received_at):
             return
         # LeaseHeld (a run is going) fails the item; the inbox tries again after that run.
         await sync_connection(hub, self.connection)
-
-    async def _synced_since(self, hub: Hub, item: InboxItem) -> bool:
-        async with hub.store.connect() as db:
-            found = await db.scalar(
-                select(runs.c.id)
-                .where(
-                    runs.c.connection == self.connection,
-                    runs.c.status == "ok",
-                    runs.c.started_at > item.received_at,
-                )
-                .limit(1)
-            )
-        return found is not None
