@@ -45,7 +45,10 @@ class VaultCredentials:
             if resolved.kind == "msal":  # msal keeps and refreshes its own tokens
                 from auth.microsoft import MicrosoftAdapter
 
-                self._auth = MicrosoftAdapter(resolved).auth(open_vault(self.hub))
+                # an application acting for itself keeps nothing in the vault
+                app_only = resolved.settings.client_credentials
+                vault = None if app_only else open_vault(self.hub)
+                self._auth = MicrosoftAdapter(resolved).auth(vault)
             else:
                 self._auth = OAuth2Auth(token_manager(open_vault(self.hub), resolved))
         return self._auth

@@ -150,7 +150,7 @@ class MicrosoftAdapter:
             )
         return str(result["access_token"])
 
-    def auth(self, vault: TokenVault) -> httpx.Auth:
+    def auth(self, vault: TokenVault | None) -> httpx.Auth:
         """The httpx auth flow: a bearer token from msal (the user's, kept in the vault, or
         the application's own with ``client_credentials``), renewed once on a 401."""
         return MsalAuth(self, vault)
@@ -302,13 +302,17 @@ class MicrosoftAdapter:
 class MsalAuth(httpx.Auth):
     """Bearer tokens from a :class:`MicrosoftAdapter`; one forced refresh on a 401."""
 
-    def __init__(self, adapter: MicrosoftAdapter, vault: TokenVault) -> None:
+    def __init__(self, adapter: MicrosoftAdapter, vault: TokenVault | None) -> None:
         self.adapter = adapter
         self.vault = vault
 
     async def _token(self, force: bool) -> str:
         if self.adapter.resolved.settings.client_credentials:
             return await self.adapter.app_token(force_refresh=force)
+        if self.vault is None:
+            raise NeedsReauth(
+                "a user's sign-in needs the token vault", connection=self.adapter.connection
+            )
         return await self.adapter.access_token(self.vault, force_refresh=force)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:

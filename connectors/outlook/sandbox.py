@@ -107,6 +107,8 @@ class OutlookSandbox:
             self.throttled = 0
             self.batch_items = 0
             self.notifications = 0
+            self.conflicts = 0
+            self.renewals = 0
             seed(self.mailbox(MAILBOX), self.seed, self.size, self.contact_count)
 
     def mailbox(self, address: str) -> Mailbox:
@@ -255,6 +257,8 @@ class OutlookSandbox:
             )
         wanted = request.headers.get("if-match")
         if wanted and wanted not in ("*", f'W/"{item.change_key}"', item.change_key):
+            with self.lock:
+                self.conflicts += 1
             return graph_error(
                 412, "ErrorIrresolvableConflict",
                 "The send or update operation could not be performed because the change key "
@@ -358,6 +362,7 @@ class OutlookSandbox:
                 )  # fmt: skip
         sub_id = secrets.token_hex(16)
         subscription = {
+            "@odata.type": "#microsoft.graph.subscription",
             "id": sub_id,
             "resource": body.get("resource"),
             "applicationId": found[0],
@@ -398,6 +403,7 @@ class OutlookSandbox:
             if expires is None or expires > datetime.now(UTC) + MAX_LIFETIME:
                 return graph_error(400, "ExtensionError", "Subscription expiration is invalid.")
             subscription["expirationDateTime"] = iso(expires)
+            self.renewals += 1
             return JSONResponse(dict(subscription))
 
     async def delete_subscription(self, request: Request) -> Response:

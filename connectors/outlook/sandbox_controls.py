@@ -128,6 +128,8 @@ def control_routes(state: OutlookSandbox) -> list[Route]:
                     "batch_items": state.batch_items,
                     "throttled": state.throttled,
                     "max_in_flight": state.max_in_flight,
+                    "conflicts": state.conflicts,
+                    "renewals": state.renewals,
                 }
             )
 

@@ -26,7 +26,7 @@ class AppCredentials:
         return {}
 
     def auth(self) -> httpx.Auth:
-        return MicrosoftAdapter(self.resolved).auth(None)  # type: ignore[arg-type]
+        return MicrosoftAdapter(self.resolved).auth(None)
 
 
 def resolved_for(app: OutlookSandboxApp, url: str, connection: str = "ol") -> ResolvedOAuth:

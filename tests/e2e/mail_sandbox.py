@@ -1,7 +1,7 @@
 """Serve the Gmail or Outlook sandbox in a process of its own, for end-to-end tests.
 
     python tests/e2e/mail_sandbox.py gmail|outlook [--seed N] [--size N] [--contacts N]
-                                                    [--unchecked]
+                                                    [--unchecked] [--tls-folder DIR]
 
 Prints ``<name> <base url>`` once the server listens, then serves until SIGTERM or SIGINT.
 Everything a test needs is reachable over HTTP (``/_gmail/``, ``/_people/``,
@@ -16,6 +16,7 @@ import argparse
 import importlib
 import signal
 import threading
+from pathlib import Path
 
 from hub.sandbox import serve_sandbox
 
@@ -27,13 +28,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=50)
     parser.add_argument("--contacts", type=int, default=10)
     parser.add_argument("--unchecked", action="store_true")
+    parser.add_argument("--tls-folder", help="outlook: where its certificate is written")
     args = parser.parse_args()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     module = importlib.import_module(f"connectors.{args.name}.sandbox")
+    options = {"tls_folder": Path(args.tls_folder)} if args.tls_folder else {}
     app = module.create_sandbox(
-        seed=args.seed, size=args.size, contacts=args.contacts, validate=not args.unchecked
+        seed=args.seed,
+        size=args.size,
+        contacts=args.contacts,
+        validate=not args.unchecked,
+        **options,
     )
     url, server = serve_sandbox(app)
     try:
