@@ -73,6 +73,8 @@ def sandbox(
                 raise fail(f"cannot serve the {name} sandbox on port {port}: {exc}") from None
             servers.append(server)
             console.print(f"{name}\t{url}", highlight=False)
+            if server.tls:  # served over HTTPS: clients trust its certificate
+                console.print(f"[dim]  {name} certificate: {server.tls[0]}[/]", highlight=False)
         console.print("[dim]Ctrl-C to stop[/]")
         _wait_for_signal()
     finally:
