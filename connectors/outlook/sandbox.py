@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -550,4 +552,6 @@ def create_sandbox(
     )
     state.app = app
     app.provider = state
+    if tls_folder is None:  # a certificate made for this sandbox goes with it
+        weakref.finalize(app, shutil.rmtree, folder, True)
     return app

@@ -226,7 +226,13 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
     try:
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             ids = {s.id for s in await scheduler.scheduler.get_schedules()}
-            assert ids == {"sync:a", "sync:b", "crmhub.keepalive", "crmhub.housekeeping"}
+            assert ids == {
+                "sync:a",
+                "sync:b",
+                "crmhub.keepalive",
+                "crmhub.housekeeping",
+                "crmhub.renewals",
+            }
         hub.config = load_config(write_config(tmp_path, {"a": "every 10m", "c": "every 1h"}))
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
             assert scheduler.wanted().keys() == {"a", "c"}
@@ -236,6 +242,7 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
             "sync:c",
             "crmhub.keepalive",
             "crmhub.housekeeping",
+            "crmhub.renewals",
         }
         assert schedules["sync:a"].metadata["schedule"] == "every 10m"
         trigger = schedules["sync:a"].trigger

@@ -137,3 +137,48 @@ def test_subscriptions_notifications_and_lifecycle(outlook: tuple[MailSandbox, D
         return now["renewals"] >= stats["renewals"] + 3 and len(now["subscriptions"]) == 3
 
     wait_until(renewed, 20, "the renewal", *daemon.logs())
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_first_sync_of_20000_messages(
+    tmp_path: Path, processes: Processes
+) -> None:
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    tls = tmp_path / "tls"
+    sandbox = MailSandbox(
+        "outlook", processes, tmp_path, "--size", "20000", "--contacts", "0",
+        "--unchecked", "--tls-folder", str(tls),
+    )  # fmt: skip
+    daemon = Daemon(folder, processes)
+    config = CONFIG.format(
+        port=daemon.port,
+        mailbox=MAILBOX,
+        url=sandbox.url,
+        hook=f"{daemon.url}/hooks/mail",
+        state=STATE,
+        tenant=TENANT,
+        ca=tls / "outlook-sandbox.pem",
+    )
+    config = config.replace('schedule = "every 1h"', 'schedule = "every 2s"\npage_size = 100')
+    config = config.replace("notification_url", "# notification_url")
+    (folder / "crmhub.toml").write_text(config)
+    env = {"CRMHUB_MAIL_CLIENT_SECRET": "sandbox-secret"}
+    try:
+        daemon.start(env)
+        wait_until(lambda: daemon.activities() > 2000, 120, "part of the first sync", daemon.log)
+        daemon.kill()
+        assert daemon.activities() < 20_000, "the sync ended before the kill"
+        daemon.start(env)
+        wait_until(lambda: daemon.activities() >= 20_000, 240, "the resumed sync", *daemon.logs())
+        assert daemon.activities() == 20_000
+        assert (
+            daemon.count(
+                "select count(distinct json_extract(fields, '$.message_id')) from entities "
+                "where type = 'activity'"
+            )
+            == 20_000
+        )
+    finally:
+        daemon.stop()
+        sandbox.close(checked=False)
