@@ -10,16 +10,15 @@ worker thread. ``token_uri`` comes from the connection's settings, so a sandbox 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Generator
 from datetime import UTC, datetime
 from typing import Any
 
 import google.auth.exceptions
-import httpx
 import requests
 from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 
+from auth.bearer import TokenBearer
 from auth.providers import OAuthSettings, ResolvedOAuth, requests_session
 from auth.tokens import InvalidGrant, Refresher, TokenManager
 from auth.vault import TokenVault
@@ -120,7 +119,7 @@ class GoogleAdapter:
         return credentials_from(token.data, self.resolved)
 
 
-class ServiceAccountAuth(httpx.Auth):
+class ServiceAccountAuth(TokenBearer):
     """Bearer tokens of a Google service account acting for ``subject`` (domain-wide
     delegation: a Workspace administrator lets the account read users' mailboxes).
 
@@ -168,16 +167,3 @@ class ServiceAccountAuth(httpx.Auth):
             ) from None
         finally:
             session.close()
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        raise RuntimeError("ServiceAccountAuth works with httpx.AsyncClient only")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        request.headers["Authorization"] = f"Bearer {await self.token()}"
-        response = yield request
-        if response.status_code == 401:
-            await response.aread()
-            request.headers["Authorization"] = f"Bearer {await self.token(force=True)}"
-            yield request

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import warnings
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ import httpx
 import msal
 import requests
 
+from auth.bearer import TokenBearer
 from auth.providers import ResolvedOAuth, requests_session
 from auth.vault import TokenVault
 from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
@@ -299,14 +300,14 @@ class MicrosoftAdapter:
         return result
 
 
-class MsalAuth(httpx.Auth):
+class MsalAuth(TokenBearer):
     """Bearer tokens from a :class:`MicrosoftAdapter`; one forced refresh on a 401."""
 
     def __init__(self, adapter: MicrosoftAdapter, vault: TokenVault | None) -> None:
         self.adapter = adapter
         self.vault = vault
 
-    async def _token(self, force: bool) -> str:
+    async def token(self, *, force: bool = False) -> str:
         if self.adapter.resolved.settings.client_credentials:
             return await self.adapter.app_token(force_refresh=force)
         if self.vault is None:
@@ -314,19 +315,6 @@ class MsalAuth(httpx.Auth):
                 "a user's sign-in needs the token vault", connection=self.adapter.connection
             )
         return await self.adapter.access_token(self.vault, force_refresh=force)
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        raise RuntimeError("MsalAuth works with httpx.AsyncClient only")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        request.headers["Authorization"] = f"Bearer {await self._token(False)}"
-        response = yield request
-        if response.status_code == 401:
-            await response.aread()
-            request.headers["Authorization"] = f"Bearer {await self._token(True)}"
-            yield request
 
 
 def _expiry(result: Mapping[str, Any]) -> datetime | None:

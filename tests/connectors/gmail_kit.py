@@ -58,6 +58,21 @@ def user_connector(
     return GmailConnector(GmailSettings(**options), context)
 
 
+def subset(pulled: Any, expected: Any) -> bool:
+    """Whether ``pulled`` carries ``expected`` (dicts by key, lists item by item)."""
+    if isinstance(expected, dict):
+        return isinstance(pulled, dict) and all(
+            subset(pulled.get(k), v) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(pulled, list)
+            and len(pulled) >= len(expected)
+            and all(subset(p, e) for p, e in zip(pulled, expected, strict=False))
+        )
+    return bool(pulled == expected)
+
+
 async def pull_all(connector: GmailConnector, stream: Stream, cursor: Any = None) -> Any:
     """(records, deleted ids, last cursor) of one whole pull."""
     pages = await pull_pages(connector, stream, cursor)

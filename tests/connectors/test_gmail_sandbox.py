@@ -19,7 +19,7 @@ from hub.errors import ConnectorConfigError, ErrorKind
 from hub.http import forget_limiters
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
-from tests.connectors.gmail_kit import METADATA, deliver, pull_all, user_connector
+from tests.connectors.gmail_kit import METADATA, deliver, pull_all, subset, user_connector
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +37,6 @@ def sandbox(served: tuple[GmailSandboxApp, str]) -> GmailSandboxApp:
     app, _ = served
     app.reset()
     return app
-
-
-def subset(pulled: Any, expected: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(pulled, dict) and all(
-            subset(pulled.get(k), v) for k, v in expected.items()
-        )
-    if isinstance(expected, list):
-        return (
-            isinstance(pulled, list)
-            and len(pulled) >= len(expected)
-            and all(subset(p, e) for p, e in zip(pulled, expected, strict=False))
-        )
-    return bool(pulled == expected)
 
 
 class TestGmailContactsContract(ConnectorContract):

@@ -20,7 +20,7 @@ from hub.connector import Change, Stream
 from hub.errors import ErrorKind
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
-from tests.connectors.gmail_kit import pull_all
+from tests.connectors.gmail_kit import pull_all, subset
 from tests.connectors.outlook_kit import app_connector
 
 
@@ -39,18 +39,6 @@ def sandbox(served: tuple[OutlookSandboxApp, str]) -> OutlookSandboxApp:
     app, _ = served
     app.reset()
     return app
-
-
-def subset(pulled: Any, expected: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(pulled, dict) and all(
-            subset(pulled.get(k), v) for k, v in expected.items()
-        )
-    if isinstance(expected, list):
-        return isinstance(pulled, list) and all(
-            subset(p, e) for p, e in zip(pulled, expected, strict=True)
-        )
-    return bool(pulled == expected)
 
 
 class TestOutlookContactsContract(ConnectorContract):

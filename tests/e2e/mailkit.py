@@ -1,4 +1,5 @@
-"""End-to-end helpers for the mail connectors: a sandbox process and ``crmhub up``."""
+"""End-to-end helpers for the mail connectors: a sandbox process, ``crmhub up``, and what
+engine tests read back from a hub's store."""
 
 from __future__ import annotations
 
@@ -11,11 +12,35 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from hub.engine import sync_connection
+from hub.runtime import Hub
+from hub.store.schema import entities
 from hub.testing.sandboxes import describe, remote_violations
 from tests.e2e.conftest import HUB, Processes, child_env, free_port, query, wait_until
 
 SCRIPT = Path(__file__).with_name("mail_sandbox.py")
+
+
+async def count(hub: Hub, kind: str) -> int:
+    """Live entities of ``kind`` in the hub's store."""
+    async with hub.store.connect() as db:
+        query = select(func.count()).where(entities.c.type == kind, entities.c.deleted_at.is_(None))
+        return int(await db.scalar(query.select_from(entities)) or 0)
+
+
+async def sync(hub: Hub, name: str = "mail") -> Any:
+    report = await sync_connection(hub, name)
+    assert report.status == "ok", report.error
+    return report
+
+
+async def contact(hub: Hub, email: str) -> tuple[str, dict[str, Any]]:
+    """(id, fields) of the contact with ``email``."""
+    async with hub.store.connect() as db:
+        rows = (await db.execute(select(entities.c.id, entities.c.fields))).all()
+    return next((i, f) for i, f in rows if f.get("email") == email)
 
 
 class MailSandbox:

@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from connectors.outlook.contacts_push import ContactPush
 from connectors.outlook.sandbox import MAILBOX, TENANT, OutlookSandboxApp, create_sandbox
 from connectors.outlook.sandbox_store import CONTACTS, message, recipient
 from hub.config import load_config
 from hub.edit import edit_entity
-from hub.engine import sync_connection
 from hub.http import forget_limiters
 from hub.runtime import Hub
 from hub.sandbox import serve_sandbox
-from hub.store.schema import entities
+from tests.e2e.mailkit import contact, count, sync
 
 CONFIG = """\
 [hub]
@@ -66,24 +64,6 @@ async def open_hub(
     )
     (tmp_path / "crmhub.toml").write_text(text)
     return await Hub.open(load_config(tmp_path / "crmhub.toml"))
-
-
-async def count(hub: Hub, kind: str) -> int:
-    async with hub.store.connect() as db:
-        query = select(func.count()).where(entities.c.type == kind, entities.c.deleted_at.is_(None))
-        return int(await db.scalar(query.select_from(entities)) or 0)
-
-
-async def sync(hub: Hub) -> Any:
-    report = await sync_connection(hub, "mail")
-    assert report.status == "ok", report.error
-    return report
-
-
-async def contact(hub: Hub, email: str) -> tuple[str, dict[str, Any]]:
-    async with hub.store.connect() as db:
-        rows = (await db.execute(select(entities.c.id, entities.c.fields))).all()
-    return next((i, f) for i, f in rows if f.get("email") == email)
 
 
 async def test_mail_and_contacts_sync_both_ways_without_duplicates(
