@@ -58,6 +58,32 @@ def user_connector(
     return GmailConnector(GmailSettings(**options), context)
 
 
+class MessageSamples:
+    """The contract's sample records for a mail connector's ``messages`` stream (incoming
+    mail, told apart by Message-ID)."""
+
+    source: str = ""
+
+    def sample(self, stream: Stream, i: int) -> dict[str, Any]:
+        return {
+            "from": f"person{i}@example.com",
+            "subject": f"Question {i}",
+            "message_id": f"msg{i}@test.example",
+        }
+
+    def identity(self, stream: Stream, data: dict[str, Any]) -> str:
+        return str(data.get("message_id") or "")
+
+    def matches(self, pulled: dict[str, Any], expected: dict[str, Any]) -> bool:
+        return (
+            pulled["subject"] == expected["subject"]
+            and pulled["message_id"] == expected["message_id"]
+            and pulled["from"] == expected["from"]
+            and pulled["direction"] == "in"
+            and pulled["source"] == self.source
+        )
+
+
 def subset(pulled: Any, expected: Any) -> bool:
     """Whether ``pulled`` carries ``expected`` (dicts by key, lists item by item)."""
     if isinstance(expected, dict):

@@ -19,7 +19,14 @@ from hub.errors import ConnectorConfigError, ErrorKind
 from hub.http import forget_limiters
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
-from tests.connectors.gmail_kit import METADATA, deliver, pull_all, subset, user_connector
+from tests.connectors.gmail_kit import (
+    METADATA,
+    MessageSamples,
+    deliver,
+    pull_all,
+    subset,
+    user_connector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +87,8 @@ class TestGmailContactsContract(ConnectorContract):
         return subset(pulled, expected)
 
 
-class TestGmailMessagesContract(ConnectorContract):
+class TestGmailMessagesContract(MessageSamples, ConnectorContract):
+    source = "gmail"
     stream_name = "messages"
     remote_edits = False  # mail is not edited
 
@@ -109,24 +117,6 @@ class TestGmailMessagesContract(ConnectorContract):
             {"message_id": m.header("Message-ID").strip("<>").lower()}
             for m in box.messages.values()
         ]
-
-    def sample(self, stream: Stream, i: int) -> dict[str, Any]:
-        return {
-            "from": f"person{i}@example.com",
-            "subject": f"Question {i}",
-            "message_id": f"msg{i}@test.example",
-        }
-
-    def identity(self, stream: Stream, data: dict[str, Any]) -> str:
-        return str(data.get("message_id") or "")
-
-    def matches(self, pulled: dict[str, Any], expected: dict[str, Any]) -> bool:
-        return (
-            pulled["subject"] == expected["subject"]
-            and pulled["message_id"] == expected["message_id"]
-            and pulled["from"] == expected["from"]
-            and pulled["direction"] == "in"
-        )
 
 
 # -- messages ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hub.connector import Change, Stream
 from hub.errors import ErrorKind
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
-from tests.connectors.gmail_kit import pull_all, subset
+from tests.connectors.gmail_kit import MessageSamples, pull_all, subset
 from tests.connectors.outlook_kit import app_connector
 
 
@@ -83,7 +83,8 @@ class TestOutlookContactsContract(ConnectorContract):
         return subset(pulled, expected)
 
 
-class TestOutlookMessagesContract(ConnectorContract):
+class TestOutlookMessagesContract(MessageSamples, ConnectorContract):
+    source = "outlook"
     stream_name = "messages"
     remote_edits = False
 
@@ -119,25 +120,6 @@ class TestOutlookMessagesContract(ConnectorContract):
             for folder in ("inbox", "sentitems")
             for i in connector.box.live(folder)
         ]
-
-    def sample(self, stream: Stream, i: int) -> dict[str, Any]:
-        return {
-            "from": f"person{i}@example.com",
-            "subject": f"Question {i}",
-            "message_id": f"msg{i}@test.example",
-        }
-
-    def identity(self, stream: Stream, data: dict[str, Any]) -> str:
-        return str(data.get("message_id") or "")
-
-    def matches(self, pulled: dict[str, Any], expected: dict[str, Any]) -> bool:
-        return (
-            pulled["subject"] == expected["subject"]
-            and pulled["message_id"] == expected["message_id"]
-            and pulled["from"] == expected["from"]
-            and pulled["direction"] == "in"
-            and pulled["source"] == "outlook"
-        )
 
 
 # -- mail -----------------------------------------------------------------------------
