@@ -38,6 +38,14 @@ class VaultCredentials:
             from auth.flows import open_vault, resolve, token_manager
             from auth.tokens import OAuth2Auth
 
-            manager = token_manager(open_vault(self.hub), resolve(self.hub, self.connection))
-            self._auth = OAuth2Auth(manager)
+            resolved = resolve(self.hub, self.connection)
+            if resolved.kind == "msal":  # msal keeps and refreshes its own tokens
+                from auth.microsoft import MicrosoftAdapter
+
+                # an application acting for itself keeps nothing in the vault
+                app_only = resolved.settings.client_credentials
+                vault = None if app_only else open_vault(self.hub)
+                self._auth = MicrosoftAdapter(resolved).auth(vault)
+            else:
+                self._auth = OAuth2Auth(token_manager(open_vault(self.hub), resolved))
         return self._auth

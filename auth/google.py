@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import google.auth.exceptions
+import requests
 from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 
+from auth.bearer import TokenBearer
 from auth.providers import OAuthSettings, ResolvedOAuth, requests_session
 from auth.tokens import InvalidGrant, Refresher, TokenManager
 from auth.vault import TokenVault
-from hub.errors import TransientError
+from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
 
 GOOGLE_OAUTH = OAuthSettings(
     authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
@@ -115,3 +117,53 @@ class GoogleAdapter:
             await self.manager.refresh(force=True)
         token = await self.manager.token()
         return credentials_from(token.data, self.resolved)
+
+
+class ServiceAccountAuth(TokenBearer):
+    """Bearer tokens of a Google service account acting for ``subject`` (domain-wide
+    delegation: a Workspace administrator lets the account read users' mailboxes).
+
+    The key file is the JSON Google gives for the service account; its ``token_uri`` is
+    where tokens come from (a sandbox's key file names the sandbox). google-auth signs the
+    assertion and redeems it in a worker thread; the token is kept in memory until shortly
+    before it expires (service-account tokens are never stored: a new one is a signature
+    away), and renewed once on a 401.
+    """
+
+    def __init__(self, info: dict[str, Any], scopes: list[str], subject: str | None) -> None:
+        from google.oauth2 import service_account
+
+        try:
+            self.credentials = service_account.Credentials.from_service_account_info(
+                info, scopes=scopes, subject=subject
+            )
+        except (ValueError, KeyError) as exc:
+            raise ConnectorConfigError(
+                f"the service account key is not usable: {type(exc).__name__}: {exc}"
+            ) from None
+        self._lock = asyncio.Lock()
+
+    async def token(self, *, force: bool = False) -> str:
+        async with self._lock:
+            if force or not self.credentials.valid:
+                await asyncio.to_thread(self._refresh)
+            return str(self.credentials.token)
+
+    def _refresh(self) -> None:
+        session = requests.Session()
+        try:
+            self.credentials.refresh(Request(session=session))
+        except google.auth.exceptions.RefreshError as exc:
+            detail = str(exc.args[0]).strip() if exc.args else "refused"
+            if getattr(exc, "retryable", False):
+                raise TransientError(f"Google token request failed: {detail}") from None
+            raise NeedsReauth(
+                f"Google refused the service account's assertion: {detail}; check the key "
+                "and the domain-wide delegation of its scopes"
+            ) from None
+        except google.auth.exceptions.TransportError as exc:
+            raise TransientError(
+                f"cannot reach Google's token endpoint ({type(exc).__name__})"
+            ) from None
+        finally:
+            session.close()

@@ -7,19 +7,27 @@ whenever msal changed it. msal is blocking, so every call runs in a worker threa
 The authority is configuration (``oauth.authority``), so any server that publishes
 ``<authority>/v2.0/.well-known/openid-configuration`` over HTTPS can stand in for
 ``login.microsoftonline.com``; ``oauth.ca_bundle`` names the CA to trust for it.
+
+With ``oauth.client_credentials`` the application acts for itself (application
+permissions, an administrator's consent): msal's client-credentials grant gives the tokens,
+kept in memory by one msal application per client for the life of the process; nothing is
+stored and nobody connects. :meth:`MicrosoftAdapter.auth` is the httpx auth flow for either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 import msal
 import requests
 
+from auth.bearer import TokenBearer
 from auth.providers import ResolvedOAuth, requests_session
 from auth.tokens import reconnect_error
 from auth.vault import TokenVault
@@ -28,7 +36,10 @@ from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
 T = TypeVar("T")
 KIND = "msal_cache"
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 _locks: dict[str, asyncio.Lock] = {}
+_apps: dict[tuple[str, str, str | None], Any] = {}  # application-permission apps by client
+_apps_lock = threading.Lock()
 
 
 class MicrosoftAdapter:
@@ -74,6 +85,77 @@ class MicrosoftAdapter:
             ) from None
         finally:
             session.close()
+
+    # -- application permissions ------------------------------------------------------------
+
+    def _application(self) -> Any:
+        """The process's msal application of this client (its token cache lives in it)."""
+        resolved = self.resolved
+        key = (str(resolved.settings.authority), resolved.client_id, resolved.settings.ca_bundle)
+        with _apps_lock:
+            app = _apps.get(key)
+            if app is None:
+                authority = resolved.settings.authority
+                known = (authority or "").startswith("https://login.microsoftonline.com/")
+                try:
+                    app = msal.ConfidentialClientApplication(
+                        resolved.client_id,
+                        client_credential=resolved.client_secret,
+                        authority=authority,
+                        validate_authority=known,
+                        instance_discovery=known,
+                        http_client=requests_session(resolved),
+                    )
+                except ValueError as exc:
+                    raise ConnectorConfigError(
+                        f"the Microsoft authority is not usable: {_first_line(exc)}; "
+                        "check oauth.authority",
+                        connection=self.connection,
+                    ) from None
+                except requests.RequestException as exc:
+                    raise TransientError(
+                        f"cannot reach the Microsoft identity platform ({type(exc).__name__})",
+                        connection=self.connection,
+                        request=str(authority),
+                    ) from None
+                _apps[key] = app
+            return app
+
+    async def app_token(self, *, force_refresh: bool = False) -> str:
+        """An application token (client-credentials grant), from msal's cache while valid."""
+        scopes = [s for s in self.scopes if s.endswith("/.default")] or [GRAPH_DEFAULT_SCOPE]
+
+        def acquire() -> dict[str, Any]:
+            app = self._application()
+            try:
+                result: dict[str, Any] = app.acquire_token_for_client(
+                    scopes, force_refresh=force_refresh
+                )
+            except requests.RequestException as exc:
+                raise TransientError(
+                    f"cannot reach the Microsoft identity platform ({type(exc).__name__})",
+                    connection=self.connection,
+                ) from None
+            return result
+
+        result = await asyncio.to_thread(acquire)
+        if "access_token" not in result:
+            detail = _first_line(result.get("error_description") or result.get("error"))
+            if result.get("error") in ("invalid_client", "unauthorized_client"):
+                raise NeedsReauth(
+                    f"Microsoft refused the application's credentials: {detail}; check the "
+                    "client id and secret",
+                    connection=self.connection,
+                )
+            raise TransientError(
+                f"Microsoft token request failed: {detail}", connection=self.connection
+            )
+        return str(result["access_token"])
+
+    def auth(self, vault: TokenVault | None) -> httpx.Auth:
+        """The httpx auth flow: a bearer token from msal (the user's, kept in the vault, or
+        the application's own with ``client_credentials``), renewed once on a 401."""
+        return MsalAuth(self, vault)
 
     # -- authorization ---------------------------------------------------------------------
 
@@ -210,6 +292,23 @@ class MicrosoftAdapter:
                 if at["secret"] != result["access_token"]:
                     cache.remove_at(at)
         return result
+
+
+class MsalAuth(TokenBearer):
+    """Bearer tokens from a :class:`MicrosoftAdapter`; one forced refresh on a 401."""
+
+    def __init__(self, adapter: MicrosoftAdapter, vault: TokenVault | None) -> None:
+        self.adapter = adapter
+        self.vault = vault
+
+    async def token(self, *, force: bool = False) -> str:
+        if self.adapter.resolved.settings.client_credentials:
+            return await self.adapter.app_token(force_refresh=force)
+        if self.vault is None:
+            raise NeedsReauth(
+                "a user's sign-in needs the token vault", connection=self.adapter.connection
+            )
+        return await self.adapter.access_token(self.vault, force_refresh=force)
 
 
 def _expiry(result: Mapping[str, Any]) -> datetime | None:

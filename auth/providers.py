@@ -64,6 +64,9 @@ class OAuthSettings(BaseModel):
     """Default: the hub's own ``http://127.0.0.1:<http_port>/oauth/callback``."""
     ca_bundle: str | None = None
     """A CA file to trust for this provider (a company identity provider with its own CA)."""
+    client_credentials: bool = False
+    """The application acts for itself (Microsoft's application permissions): its tokens
+    come from the client-credentials grant, and nobody connects a user account."""
 
 
 class OAuthOverrides(OAuthSettings):

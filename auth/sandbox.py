@@ -5,9 +5,18 @@ It behaves like a strict provider: authorization code flow with PKCE (S256 only)
 refresh tokens rotated on every use with the previous one revoked (a reused one is refused
 with ``400 {"error": "invalid_grant"}``, recorded in ``reused_refresh_tokens`` and, as RFC
 9700 section 4.14.2 recommends, revokes the whole grant), and RFC 7009 revocation. Other
-sandboxes protect their API routes with ``validate`` or ``bearer_error``. State is in memory
-and guarded by a lock, so tests may inspect and steer it from another thread while the app
-is served.
+sandboxes protect their API routes with ``validate`` or ``bearer_error`` (``grant_for`` tells
+whose token it is). State is in memory and guarded by a lock, so tests may inspect and steer
+it from another thread while the app is served.
+
+Beyond the code flow it issues tokens to an application acting for itself (the
+``client_credentials`` grant: Microsoft's application permissions) and to service accounts
+(RFC 7523 ``jwt-bearer`` assertions signed with a key registered by
+``register_service_account``: Google's domain-wide delegation, the assertion's ``sub`` naming
+the user acted for), and publishes OpenID discovery documents under
+``/oauth/<tenant>/v2.0/.well-known/openid-configuration``, so an msal application whose
+authority is ``<sandbox>/oauth/<tenant>`` runs unchanged (msal wants HTTPS: serve the
+sandbox with ``tls``).
 """
 
 from __future__ import annotations
@@ -34,6 +43,10 @@ from starlette.types import ASGIApp
 CODE_TTL = 600.0
 
 
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_TOKEN_ENDPOINT = "https://oauth2.googleapis.com/token"
+
+
 @dataclass
 class _Grant:
     id: str
@@ -42,6 +55,15 @@ class _Grant:
     subject: str
     refresh_token: str | None = None
     revoked: bool = False
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    """Who an access token acts for: ``subject`` (a user, a mailbox) and the ``scope``."""
+
+    client_id: str
+    subject: str
+    scope: str
 
 
 @dataclass
@@ -119,12 +141,18 @@ class SandboxOAuthServer:
         self._refresh: dict[str, str] = {}  # current refresh token -> grant id
         self._retired: dict[str, str] = {}  # rotated-away refresh token -> grant id
         self._faults = _Faults()
+        self._service_accounts: dict[str, Any] = {}  # client email -> public key
         self.app: ASGIApp = Starlette(
             routes=[
                 Route("/oauth/authorize", self._authorize, methods=["GET"]),
                 Route("/oauth/token", self._token, methods=["POST"]),
                 Route("/oauth/revoke", self._revoke, methods=["POST"]),
                 Route("/oauth/userinfo", self._userinfo, methods=["GET"]),
+                Route(
+                    "/oauth/{tenant}/v2.0/.well-known/openid-configuration",
+                    self._openid_configuration,
+                    methods=["GET"],
+                ),
             ]
         )
 
@@ -165,6 +193,22 @@ class SandboxOAuthServer:
         """Whether ``access_token`` is live: issued here, unexpired, its grant not revoked."""
         with self._lock:
             return self._live(access_token) is not None
+
+    def grant_for(self, access_token: str) -> GrantInfo | None:
+        """Whose live token this is (``None``: not a live token)."""
+        with self._lock:
+            grant = self._live(access_token)
+            if grant is None:
+                return None
+            return GrantInfo(grant.client_id, grant.subject, grant.scope)
+
+    def register_service_account(self, client_email: str, public_key_pem: bytes) -> None:
+        """Accept ``jwt-bearer`` assertions issued by ``client_email`` and signed with the
+        private half of this key."""
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        with self._lock:
+            self._service_accounts[client_email] = load_pem_public_key(public_key_pem)
 
     def bearer_error(self, request: Request) -> Response | None:
         """None when the request carries a live bearer token, else the 401 to answer."""
@@ -293,6 +337,8 @@ class SandboxOAuthServer:
             await asyncio.sleep(self.token_delay)
         if fault is not None:
             return _oauth_error("server_error", fault)
+        if form.get("grant_type") == JWT_BEARER:
+            return self._redeem_assertion(str(request.url), form)
         client_id = self._client_ok(request, form)
         if client_id is None:
             return _oauth_error("invalid_client", 401, "client authentication failed")
@@ -302,7 +348,33 @@ class SandboxOAuthServer:
                 return self._redeem_code(client_id, form)
             if grant_type == "refresh_token":
                 return self._redeem_refresh(client_id, form.get("refresh_token", ""))
+            if grant_type == "client_credentials":
+                # the application acts for itself: a token, never a refresh token
+                grant = self._new_grant(client_id, form.get("scope", ""), client_id)
+                return self._ok(self._tokens_for(grant, new_refresh=False))
         return _oauth_error("unsupported_grant_type")
+
+    def _redeem_assertion(self, token_url: str, form: dict[str, str]) -> Response:
+        """RFC 7523: a JWT signed by a registered service account, for its ``sub``."""
+        import jwt
+
+        assertion = form.get("assertion", "")
+        try:
+            issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+            with self._lock:
+                key = self._service_accounts.get(str(issuer))
+            if key is None:
+                return _oauth_error("invalid_grant", description="unknown service account")
+            # google-auth names Google's own token endpoint whatever the key's token_uri
+            audience = [token_url, GOOGLE_TOKEN_ENDPOINT]
+            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=audience)
+        except jwt.PyJWTError as exc:
+            return _oauth_error("invalid_grant", description=f"bad assertion: {exc}")
+        with self._lock:
+            grant = self._new_grant(
+                str(issuer), str(claims.get("scope", "")), str(claims.get("sub") or issuer)
+            )
+            return self._ok(self._tokens_for(grant, new_refresh=False))
 
     def _redeem_code(self, client_id: str, form: dict[str, str]) -> Response:
         code = self._codes.get(form.get("code", ""))
@@ -346,6 +418,24 @@ class SandboxOAuthServer:
             elif gid := (self._refresh.get(token) or self._retired.get(token)):
                 self._revoke_grant(gid)
         return Response(status_code=200)  # RFC 7009: unknown tokens are not an error
+
+    async def _openid_configuration(self, request: Request) -> Response:
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        tenant = request.path_params["tenant"]
+        return JSONResponse(
+            {
+                "issuer": f"{base}/oauth/{tenant}/v2.0",
+                "authorization_endpoint": f"{base}/oauth/authorize",
+                "token_endpoint": f"{base}/oauth/token",
+                "response_types_supported": ["code"],
+                "grant_types_supported": [
+                    "authorization_code",
+                    "refresh_token",
+                    "client_credentials",
+                    JWT_BEARER,
+                ],
+            }
+        )
 
     async def _userinfo(self, request: Request) -> Response:
         denied = self.bearer_error(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -195,6 +195,9 @@ class Connector(ABC):
     routes: ClassVar[Callable[[Hub], APIRouter] | None] = None
     """Builds extra web routes (``routes(hub) -> APIRouter``), included by the web app once
     when at least one configured connection uses this connector (web forms' own paths)."""
+    renew_every: ClassVar[timedelta | None] = None
+    """How often the daemon calls ``renew`` (push subscriptions that expire: Gmail's watch,
+    Graph's subscriptions); ``None``: never."""
 
     def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
         self.settings = settings
@@ -230,6 +233,15 @@ class Connector(ABC):
     async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
         """Read specific records (after a stale-version answer). Default: not supported."""
         return []
+
+    async def renew(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Create or renew the connection's push subscriptions; return the state to keep.
+
+        Called by the daemon every ``renew_every`` (and when a provider says a subscription
+        needs it) with what the last call returned (``{}`` the first time); the hub stores
+        it. Raise a crmhub error to be tried again at the next turn. Default: nothing to do.
+        """
+        return state
 
     async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release here)
         """Release clients and files. Called once when the hub is done with the connector."""

@@ -69,6 +69,9 @@ KEEPALIVE_TASK = "crmhub.keepalive"
 HOUSEKEEPING_TASK = "crmhub.housekeeping"
 OWED_TASK = "crmhub.owed"
 OWED_CHECK_SECONDS = 60.0
+RENEWAL_TASK = "crmhub.renewals"
+RENEWAL_CHECK = timedelta(minutes=10)
+"""How often the daemon looks for push subscriptions due for renewal (``hub.renewals``)."""
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 RESUME_STATUSES = ("interrupted", "running")
@@ -182,6 +185,15 @@ async def run_owed_check() -> list[str]:
     scheduler = current_async_scheduler.get()
     owner = _owners.get(scheduler.identity) if scheduler else None
     return await owner.run_owed() if owner is not None else []
+
+
+async def run_renewals() -> list[str]:
+    """The task renewing expiring push subscriptions (Gmail watch, Graph subscriptions)."""
+    from hub.renewals import renew_all
+
+    scheduler = current_async_scheduler.get()
+    owner = _owners.get(scheduler.identity) if scheduler else None
+    return await renew_all(owner.hub) if owner is not None else []
 
 
 class SyncScheduler:
@@ -300,6 +312,14 @@ class SyncScheduler:
             id=OWED_TASK,
             coalesce=CoalescePolicy.latest,
             conflict_policy=ConflictPolicy.replace,
+        )
+        await self.scheduler.configure_task(RENEWAL_TASK, func=run_renewals, max_running_jobs=None)
+        await self.scheduler.add_schedule(
+            RENEWAL_TASK,
+            IntervalTrigger(seconds=RENEWAL_CHECK.total_seconds()),
+            id=RENEWAL_TASK,
+            coalesce=CoalescePolicy.latest,
+            conflict_policy=ConflictPolicy.do_nothing,
         )
         for name in sorted(set(stored) - set(wanted)):
             await self.scheduler.remove_schedule(SCHEDULE_PREFIX + name)

@@ -68,6 +68,12 @@ class Activity(_Entity):
     occurred_at: str | None = None
     contact_email: str | None = None
     source: str | None = None
+    direction: str | None = None
+    """``in`` or ``out``: received by, or sent from, the system's own side (a mailbox)."""
+    thread_id: str | None = None
+    message_id: str | None = None
+    """RFC 5322 Message-ID without angle brackets, lower case: the same message seen by two
+    mailboxes is one activity."""
 
 
 class Ticket(_Entity):
@@ -157,6 +163,16 @@ def _parse_phone(text: str, region: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalize_message_id(value: str | None) -> str | None:
+    """An RFC 5322 Message-ID as crmhub keeps it: trimmed, without ``<>``, lower case."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text.lower() or None
+
+
 def normalize_domain(value: str | None) -> str | None:
     if value is None:
         return None
@@ -179,7 +195,7 @@ MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "company": (("domain", "domain"),),
     "invoice": (("number", "number"),),
     "ticket": (),
-    "activity": (),
+    "activity": (("message_id", "message_id"),),
 }
 
 
@@ -196,6 +212,8 @@ def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[t
             value = normalize_phone(raw, region)
         elif kind == "domain":
             value = normalize_domain(raw)
+        elif kind == "message_id":
+            value = normalize_message_id(raw)
         else:
             value = str(raw).strip().lower() or None
         if value:

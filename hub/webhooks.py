@@ -284,6 +284,22 @@ class GenericReceiver(WebhookReceiver):
         return Delivery(delivery_id=delivery_id, kind=kind[:64])
 
 
+async def synced_since(hub: Hub, connection: str, when: Any) -> bool:
+    """Whether a successful run of ``connection`` started after ``when`` (a delivery's
+    arrival): a handler whose job is "sync this connection" has nothing left to do."""
+    from sqlalchemy import select
+
+    from hub.store.schema import runs
+
+    async with hub.store.connect() as db:
+        found = await db.scalar(
+            select(runs.c.id)
+            .where(runs.c.connection == connection, runs.c.status == "ok", runs.c.started_at > when)
+            .limit(1)
+        )
+    return found is not None
+
+
 def receiver_for(hub: Hub, connection: str) -> WebhookReceiver | None:
     """The receiver of ``connection``: its connector's own, else a configured generic one.
 

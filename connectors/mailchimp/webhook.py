@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from connectors.mailchimp.members import subscriber_hash
-from hub.store.schema import links, runs
+from hub.store.schema import links
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -30,6 +30,7 @@ from hub.webhooks import (
     WebhookRejected,
     WebhookResponse,
     parse_form,
+    synced_since,
     verify_url_secret,
 )
 
@@ -69,7 +70,9 @@ class MailchimpReceiver(WebhookReceiver):
         form = parse_form(item.body)
         if form.get("type") == "upemail":
             await self._moved(hub, form.get("data[old_email]"), form.get("data[new_email]"))
-        if form.get("type") == "campaign" or await self._synced_since(hub, item):
+        if form.get("type") == "campaign" or await synced_since(
+            hub, self.connection, item.received_at
+        ):
             return
         # LeaseHeld (a run is going, maybe from before this change) fails the item, so the
         # inbox tries again later; by then that run is over and the check above may pass.
@@ -90,17 +93,3 @@ class MailchimpReceiver(WebhookReceiver):
                     .where(mine, links.c.remote_id == subscriber_hash(old))
                     .values(remote_id=subscriber_hash(new))
                 )
-
-    async def _synced_since(self, hub: Hub, item: InboxItem) -> bool:
-        """Whether a successful run of this connection started after the delivery arrived."""
-        async with hub.store.connect() as db:
-            found = await db.scalar(
-                select(runs.c.id)
-                .where(
-                    runs.c.connection == self.connection,
-                    runs.c.status == "ok",
-                    runs.c.started_at > item.received_at,
-                )
-                .limit(1)
-            )
-        return found is not None

@@ -83,6 +83,8 @@ def sandbox(
                 ) from None
             servers.append(server)
             console.print(f"{name}\t{url}", highlight=False, soft_wrap=True)
+            if server.tls:  # served over HTTPS: clients trust its certificate
+                console.print(f"[dim]  {name} certificate: {server.tls[0]}[/]", highlight=False)
         console.print("[dim]Ctrl-C to stop[/]")
         stop.wait()
     finally:

@@ -18,9 +18,10 @@ from hub.http.client import DEFAULT_TIMEOUT, USER_AGENT, HubClient, make_client
 from hub.http.counters import HttpCounters
 from hub.http.ratelimit import RateLimit, RateLimiter, forget_limiters, limiter_for
 from hub.http.retry import RetryingClient, RetryPolicy, send_with_retry
-from hub.http.transport import HubTransport
+from hub.http.transport import COST, HubTransport
 
 __all__ = [
+    "COST",
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "HttpCounters",

@@ -157,8 +157,12 @@ class RateLimiter:
             state = self._states[loop] = _LoopState(window=window, slots=slots)
         return state
 
-    async def acquire(self) -> Slot:
-        """Wait until one more request may be sent now; return its slot."""
+    async def acquire(self, cost: float = 1.0) -> Slot:
+        """Wait until one more request may be sent now; return its slot.
+
+        ``cost`` is what the request weighs against the window where a provider counts
+        units rather than requests (Gmail: 5 units a message read, a batch the sum of its
+        items); a request heavier than the whole bucket waits for a full one."""
         state = self._state()
         if state.slots is not None:
             await state.slots.acquire()
@@ -168,7 +172,7 @@ class RateLimiter:
         try:
             # the window is taken after the slot so waiting for a slot cannot bunch sends up
             if state.window is not None:
-                await state.window.acquire()
+                await state.window.acquire(min(float(cost), state.window.max_rate))
             if self._daily is not None:
                 wait = self._daily.take()
                 if wait is not None:

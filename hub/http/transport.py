@@ -2,7 +2,8 @@
 
 It sits under httpx's auth and redirect handling, so each request that actually leaves
 (including a token refresh or the auth flow's replay after a 401) takes a rate-limit slot
-and is counted. The slot is held until the response body is closed.
+and is counted. The slot is held until the response body is closed. A request may weigh
+more than one against the limiter's window: its ``COST`` extension (provider quota units).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import httpx
 
 from hub.http.counters import HttpCounters
 from hub.http.ratelimit import RateLimiter, Slot
+
+COST = "crmhub.cost"
+"""Request extension: what the request weighs against the rate limit's window (default 1)."""
 
 
 class _CountingRequestStream(httpx.AsyncByteStream):
@@ -67,7 +71,10 @@ class HubTransport(httpx.AsyncBaseTransport):
         self.limiter = limiter
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        slot = await self.limiter.acquire() if self.limiter is not None else None
+        limiter = self.limiter
+        slot = None
+        if limiter is not None:
+            slot = await limiter.acquire(float(request.extensions.get(COST, 1)))
         try:
             self._count_request_body(request)
             self.counters.calls += 1

@@ -28,7 +28,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -114,6 +114,8 @@ class SandboxApp:
     reset headers); ``on_reset`` puts the sandbox's state back to its seed. ``oauth``, the
     shared authorization server (``auth.sandbox.SandboxOAuthServer`` or its ``.app``),
     answers every path under ``/oauth/``; its routes carry that prefix themselves.
+    ``spec`` may name several descriptions (a provider with two APIs on one host): each
+    request is held to the one whose base path covers it.
     """
 
     def __init__(
@@ -126,16 +128,22 @@ class SandboxApp:
         on_reset: Callable[[], None] | None = None,
         oauth: Any | None = None,
         webhooks: WebhookSender | None = None,
-        spec: ApiDescription | None = None,
+        spec: ApiDescription | Sequence[ApiDescription] | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.seed = seed
         self.on_reset = on_reset
         self.webhooks = webhooks
-        self.spec = spec
+        self.specs: tuple[ApiDescription, ...] = (
+            () if spec is None else (spec,) if isinstance(spec, ApiDescription) else tuple(spec)
+        )
+        self.spec = self.specs[0] if self.specs else None
+        self.tls = tls
+        """(certificate file, key file): serve over HTTPS (``serve_sandbox`` does)."""
         self.serial = next(_SERIALS)
         self.violations = ViolationLog()
-        if spec is not None and webhooks is not None:
+        if self.specs and webhooks is not None:
             webhooks.observer = self._check_webhook
         self.log = RequestLog()
         self.oauth = oauth
@@ -214,20 +222,29 @@ class SandboxApp:
             await dropper()
 
         try:
-            if self.spec is not None and self.spec.covers(scope["path"]):
-                await self._checked(scope, receive, send_logged, fault, drop)
+            spec = self.description_for(scope["path"])
+            if spec is not None:
+                await self._checked(spec, scope, receive, send_logged, fault, drop)
             else:
                 await self.injector.apply(fault, scope, receive, send_logged, drop)
         finally:
             record()
 
+    def description_for(self, path: str) -> ApiDescription | None:
+        """The description whose base path covers ``path``, if any."""
+        return next((spec for spec in self.specs if spec.covers(path)), None)
+
     async def _checked(
-        self, scope: Scope, receive: Receive, send: Send, fault: str | None, drop: Any
+        self,
+        spec: ApiDescription,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        fault: str | None,
+        drop: Any,
     ) -> None:
         """The request checked against the description (refused when it breaks it), then
         answered, and the answer checked before its last byte leaves."""
-        assert self.spec is not None
-        spec = self.spec
         body = bytearray()
         while True:
             message = await receive()
@@ -268,10 +285,10 @@ class SandboxApp:
         await self.injector.apply(fault, scope, _replay(bytes(body), receive), checking_send, drop)
 
     def _check_webhook(self, delivery: Delivery) -> None:
-        assert self.spec is not None
-        broken = self.spec.check_webhook(delivery.url, delivery.body, delivery.headers)
-        if broken is not None:
-            self.violations.add(broken)
+        for spec in self.specs:
+            broken = spec.check_webhook(delivery.url, delivery.body, delivery.headers)
+            if broken is not None:
+                self.violations.add(broken)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._oauth_app is not None and scope["path"].startswith("/oauth/"):

@@ -23,17 +23,29 @@ class _QuietServer(uvicorn.Server):
 
 
 class SandboxServer:
-    """A running sandbox. ``stop()`` (or leaving the ``with`` block) shuts it down."""
+    """A running sandbox. ``stop()`` (or leaving the ``with`` block) shuts it down.
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``tls`` (certificate file, key file) serves HTTPS; by default the app's own ``tls``
+    attribute (``SandboxApp(tls=...)``), for providers whose client libraries insist on it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.app = app
+        self.tls = tls or getattr(app, "tls", None)
         # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY (no 40 ms delayed-ACK stalls).
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self._sock.listen(128)
         self.host, self.port = self._sock.getsockname()[:2]
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        tls_options = {"ssl_certfile": self.tls[0], "ssl_keyfile": self.tls[1]} if self.tls else {}
         config = uvicorn.Config(
             app,
             http="h11",  # its request cycle exposes the socket, which fault injection closes
@@ -42,6 +54,7 @@ class SandboxServer:
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=2,
+            **tls_options,  # type: ignore[arg-type]
         )
         self._server = _QuietServer(config)
         self._error: BaseException | None = None

@@ -152,6 +152,9 @@ class ApiDescription:
     defects: tuple[Defect, ...] = ()
     refuse: Callable[[Violation], Response] = default_refusal
     webhooks: Callable[[bytes, Mapping[str, str]], list[str]] | None = None
+    outside: tuple[str, ...] = ()
+    """Paths under the base path that are the protocol's, not operations the description
+    could name (Graph's ``/v1.0/$batch``); the sandbox checks the requests they carry."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
@@ -191,6 +194,8 @@ class ApiDescription:
 
     def covers(self, path: str) -> bool:
         """Whether ``path`` is under the description's base path (the provider's API)."""
+        if path in self.outside:
+            return False
         base = self.base_path
         return not base or path == base or path.startswith(base + "/")
 

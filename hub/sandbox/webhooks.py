@@ -57,17 +57,22 @@ class WebhookSender:
             all_headers.update(self.sign(body))
         return body, all_headers
 
-    async def send(self, payload: Any, headers: Mapping[str, str] | None = None) -> Delivery:
-        """POST one delivery; never raises for network trouble (see ``Delivery.error``)."""
-        if not self.url:
+    async def send(
+        self, payload: Any, headers: Mapping[str, str] | None = None, url: str | None = None
+    ) -> Delivery:
+        """POST one delivery (to ``url``, default :attr:`url`: a provider that takes the
+        address per subscription passes it); never raises for network trouble (see
+        ``Delivery.error``)."""
+        url = url or self.url
+        if not url:
             raise RuntimeError("WebhookSender.url is not set: where should webhooks go?")
         body, all_headers = self.prepare(payload, headers)
-        delivery = Delivery(url=self.url, body=body, headers=all_headers)
+        delivery = Delivery(url=url, body=body, headers=all_headers)
         if self.observer is not None:
             self.observer(delivery)
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(self.url, content=body, headers=all_headers)
+                response = await client.post(url, content=body, headers=all_headers)
             delivery.status = response.status_code
         except httpx.HTTPError as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,8 @@ A test that sends invalid requests on purpose takes them first: ``app.violations
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 
 from hub.sandbox import opened_sandboxes
@@ -53,8 +55,13 @@ def violation_counts() -> dict[int, int]:
     return {app.serial: app.violations.recorded for app in opened_sandboxes()}
 
 
-def remote_violations(base_url: str, timeout: float = 30) -> list[str]:
-    """The violations a sandbox served at ``base_url`` (another process) has recorded."""
-    response = httpx.get(f"{base_url.rstrip('/')}/_sandbox/violations", timeout=timeout)
+def remote_violations(
+    base_url: str, timeout: float = 30, verify: bool | ssl.SSLContext = True
+) -> list[str]:
+    """The violations a sandbox served at ``base_url`` (another process) has recorded;
+    ``verify``: an SSL context trusting a sandbox served over HTTPS (or ``False``)."""
+    response = httpx.get(
+        f"{base_url.rstrip('/')}/_sandbox/violations", timeout=timeout, verify=verify
+    )
     response.raise_for_status()
     return [str(v["text"]) for v in response.json()["violations"]]

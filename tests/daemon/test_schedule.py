@@ -236,6 +236,7 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
                 "crmhub.keepalive",
                 "crmhub.housekeeping",
                 "crmhub.owed",
+                "crmhub.renewals",
             }
         hub.config = load_config(write_config(tmp_path, {"a": "every 10m", "c": "every 1h"}))
         async with SyncScheduler(hub, job=Recorder()) as scheduler:
@@ -247,6 +248,7 @@ async def test_schedules_follow_the_configuration(tmp_path: Path) -> None:
             "crmhub.keepalive",
             "crmhub.housekeeping",
             "crmhub.owed",
+            "crmhub.renewals",
         }
         assert schedules["sync:a"].metadata["schedule"] == "every 10m"
         trigger = schedules["sync:a"].trigger

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from hub.errors import RateLimited
 from hub.http import (
+    COST,
     HttpCounters,
     HubClient,
     RateLimit,
@@ -112,6 +113,21 @@ async def test_burst_lets_a_few_go_at_once_then_paces() -> None:
     first = server.arrivals[0]
     assert server.arrivals[3] - first < 0.03  # the burst
     assert server.arrivals[5] - first >= 2 / 20 * 0.8  # then one per 50 ms
+
+
+async def test_requests_weigh_their_cost_in_provider_units() -> None:
+    # Gmail-like: 100 units a second, a read 5 units, a batch of 10 reads 50
+    server = SlowServer(hold=0.0)
+    limit = RateLimit(rate=100, per_seconds=1, burst=100)
+    async with asgi_client(server, limit) as client:
+        await client.get("/slow", extensions={COST: 100})  # the whole bucket at once
+        await client.get("/slow", extensions={COST: 50})  # waits for half of it to drain
+        await client.get("/slow")  # a plain request weighs one unit
+        await client.get("/slow", extensions={COST: 500})  # more than the bucket: a full one
+    first, second, third, fourth = server.arrivals
+    assert second - first >= 0.5 * 0.8
+    assert third - second < 0.1
+    assert fourth - third >= 1.0 * 0.8
 
 
 async def test_burst_never_exceeds_the_rate() -> None:
