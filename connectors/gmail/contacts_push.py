@@ -69,9 +69,12 @@ class ContactPush:
                     f"Google contacts have no field {', '.join(map(repr, unknown))}; map only "
                     f"{', '.join(CONTACT_FIELDS)}",
                 )
-            elif change.op != "create" and not (change.remote_id or "").startswith("people/"):
+            elif change.op == "delete" and not (change.remote_id or "").startswith("people/"):
+                # No contact can have that name: there is nothing left to delete.
+                results[change.key] = PushResult(key=change.key, remote_id=change.remote_id)
+            elif change.op == "update" and not (change.remote_id or "").startswith("people/"):
                 results[change.key] = _fail(
-                    change, ErrorKind.PERMANENT, f"an {change.op} needs a contact's resourceName"
+                    change, ErrorKind.PERMANENT, "an update needs a contact's resourceName"
                 )
             else:
                 {"create": creates, "update": updates, "delete": deletes}[change.op].append(change)

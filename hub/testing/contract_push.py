@@ -81,7 +81,10 @@ class PushContract(ContractBase):
         if stream.can_update:
             assert results["upd"].ok, results["upd"].message
         if stream.can_delete:
-            assert results["gone"].ok and results["gone-before"].ok
+            assert results["gone"].ok and results["gone-before"].ok, (
+                results["gone"],
+                results["gone-before"],
+            )
 
     @pytest.mark.asyncio
     async def test_one_bad_item_is_a_result_not_an_exception(self, connector: Connector) -> None:
