@@ -24,7 +24,7 @@ from hub.http.counters import HttpCounters
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from auth.providers import OAuthSettings
+    from hub.authspec import OAuthSettings
     from hub.runtime import Hub
     from hub.store import Store
     from hub.webhooks import WebhookReceiver

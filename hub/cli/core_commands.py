@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
@@ -412,7 +413,7 @@ def mapping_check(files: list[Path]) -> None:
 
     problems = [p for f in files for p in check_mapping_file(f)]
     for p in problems:
-        console.print(f"[red]{p}[/]", highlight=False)
+        console.print(f"[red]{escape(str(p))}[/]", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     console.print(f"{len(files)} mapping file(s) OK")

@@ -3,10 +3,12 @@ should hear about the changes it brings in."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import ConnectionConfig, Policy
 from hub.connector import Connector, Stream
@@ -16,6 +18,12 @@ from hub.registry import mapping_file
 from hub.runtime import Hub
 
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+DbFactory = Callable[[], contextlib.AbstractAsyncContextManager["AsyncConnection"]]
+"""Opens one transaction on the hub's store (a page's, or a batch of pushes')."""
 
 
 @dataclass(frozen=True)

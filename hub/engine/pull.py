@@ -22,7 +22,7 @@ from hub.engine.context import RunContext, StreamContext
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
-from hub.records import match_keys
+from hub.records import KEY_FIELDS, match_keys
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
 from hub.store.schema import change_log, conflicts, entities, entity_keys, links
 
@@ -267,7 +267,7 @@ class PageApplier:
                 ent.provenance[f] = [name, (remote_at or ctx.started).isoformat()]
                 ent.log[f] = [old, remote]
                 ent.changed = True
-                if f in ("email", "phone", "domain", "number"):
+                if f in KEY_FIELDS:
                     ent.keys_changed = True
                 link.base[f] = remote
                 link.changed = True

@@ -16,7 +16,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Change, Page, PushResult
-from hub.engine.context import RunContext, StreamContext
+from hub.engine.context import DbFactory, RunContext, StreamContext
 from hub.engine.merge import MISSING
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
@@ -63,7 +63,7 @@ class Pusher:
         self.mapping = sctx.mapping
         self.stream = sctx.stream
 
-    async def run(self, db_factory: Any) -> None:
+    async def run(self, db_factory: DbFactory) -> None:
         """Push every due owed write of this stream, in batches.
 
         Every row handled leaves the due set (done, dead, or rescheduled), except a stale

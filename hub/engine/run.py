@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import metrics
 from hub.connector import Page
 from hub.engine import deletes
-from hub.engine.context import RunContext, StreamContext, build_context
+from hub.engine.context import DbFactory, RunContext, StreamContext, build_context
 from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
 from hub.errors import ConnectorError, LeaseHeld, NeedsReauth, RateLimited
@@ -160,7 +160,7 @@ async def _record(ctx: RunContext, report: RunReport) -> None:
 
 async def _steps(
     ctx: RunContext,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
     full: bool,
     progress: Progress | None,
     stop: asyncio.Event | None,
@@ -184,7 +184,7 @@ async def _steps(
 async def _pull_stream(
     ctx: RunContext,
     sctx: StreamContext,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
     full: bool,
     progress: Progress | None,
     stop: asyncio.Event | None,
@@ -303,7 +303,7 @@ def collector_paused() -> Iterator[None]:
 def page_transaction(
     ctx: RunContext,
     entity: str,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
 ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
     """The transaction a page is applied in. Identity matching reads the match keys and
     then creates the entities it found none for: two runs doing that at once for the same
