@@ -93,6 +93,10 @@ class Pusher:
                             "data": o.change.data,
                         }
                     )
+                # Settled inside the plan's transaction (rolled back at its end), so the next
+                # batch is the next rows, not these again.
+                async with db_factory() as db:
+                    await self._finish(db, pending, {})
                 continue
             results = await self._send([o.change for o in pending if o.change])
             stale = [o for o in pending if results[o.row_id].stale and o.row_id not in tried]
