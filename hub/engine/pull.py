@@ -86,6 +86,11 @@ class PageApplier:
         self.seen_remote_ids: set[str] = set()
         self.deleted_remote_ids: list[str] = []
         self.ids = IdPool()
+        self.track_new = False
+        """Keep the ids of the entities and links this run creates (``created_ids``,
+        ``new_link_ids``), so a run the delete guard holds can keep them back."""
+        self.created_ids: list[str] = []
+        self.new_link_ids: list[str] = []
 
     async def apply(self, db: AsyncConnection, page: Page | Prepared) -> None:
         """Apply a page (prepared first if it is not) in the transaction ``db``."""
@@ -365,6 +370,9 @@ class PageApplier:
             )
         all_links = list(known.values())
         stream = self.sctx.stream.name
+        if self.track_new:
+            self.created_ids.extend(e.id for e in created)
+            self.new_link_ids.extend(lk.id for lk in all_links if lk.new)
         await insert_rows(
             db,
             links,
