@@ -74,6 +74,8 @@ class RemoteRecord:
     version: str | None = None
     modified_at: datetime | None = None
     field_modified_at: dict[str, datetime] | None = None
+    where: str | None = None
+    """Where a person finds the record (``people.csv:12``), for messages about it."""
 
 
 @dataclass
