@@ -45,6 +45,10 @@ class HubSettings(BaseModel):
     """Region for phone numbers written without a country code, e.g. ``GB``."""
     delete_guard_share: float = Field(0.10, ge=0, le=1)
     delete_guard_max: int = Field(50, ge=0)
+    run_lease_seconds: float = Field(60.0, ge=1)
+    """How long a run's lease lasts unless renewed (every third of it while the run works).
+    A run stalled longer than this loses the connection to the next run and stops at its
+    next write (see README, "One run at a time")."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(8750, ge=0, le=65535)
     """The daemon's HTTP port; 0 picks a free one (printed at start)."""

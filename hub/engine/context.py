@@ -17,6 +17,9 @@ from hub.mapping import Mapping, load_mapping
 from hub.registry import mapping_file
 from hub.runtime import Hub
 
+if TYPE_CHECKING:
+    from hub.engine.lease import RunLease
+
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
 
 if TYPE_CHECKING:
@@ -61,6 +64,9 @@ class RunContext:
     analyzed_at: int = 0
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
+    lease: RunLease | None = None
+    finished: bool = False
+    """The run's lease (``None`` in a plan): every transaction of the run checks it."""
 
     @property
     def name(self) -> str:
