@@ -24,6 +24,7 @@ from hub.errors import ConnectorError, ErrorKind, NeedsReauth
 from hub.store import utcnow
 from hub.store.bulk import insert_rows, select_in, update_rows
 from hub.store.schema import conflicts, entities, links, outbox
+from hub.store.status import OutboxStatus
 
 MAX_ATTEMPTS = 5
 DEAD_LETTER_PAUSE = timedelta(hours=1)
@@ -150,7 +151,7 @@ class Pusher:
             (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "pending")
+                    .where(*mine, outbox.c.status == OutboxStatus.PENDING)
                     .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
                     .order_by(outbox.c.created_at)
                     .limit(size)
@@ -161,7 +162,9 @@ class Pusher:
             rows += (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "dead", outbox.c.next_attempt_at <= now)
+                    .where(
+                        *mine, outbox.c.status == OutboxStatus.DEAD, outbox.c.next_attempt_at <= now
+                    )
                     .order_by(outbox.c.created_at)
                     .limit(size - len(rows))
                 )
@@ -300,7 +303,7 @@ class Pusher:
             update(outbox)
             .where(outbox.c.id == o.row_id)
             .values(
-                status="dead" if dead else "pending",
+                status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
                 attempts=attempts,
                 last_error=f"{result.error}: {result.message or ''}".strip(),
                 next_attempt_at=next_attempt,
