@@ -55,7 +55,7 @@ async def edit_entity(
     await db.execute(
         change_log.insert().values(entity_id=entity_id, connection=None, at=at, changes=log)
     )
-    if {"email", "phone", "domain", "number"} & set(log):
+    if {"email", "phone", "domain", "number", "name"} & set(log):
         region = hub.config.hub.phone_region
         await db.execute(entity_keys.delete().where(entity_keys.c.entity_id == entity_id))
         keys = match_keys(row.type, fields, region)
