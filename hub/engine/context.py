@@ -13,6 +13,7 @@ from hub.connector import Connector, Stream
 from hub.errors import ConfigError, Problem
 from hub.mapping import Mapping, load_mapping
 from hub.registry import mapping_file
+from hub.relations.model import dependency_rank
 from hub.runtime import Hub
 
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
@@ -53,6 +54,8 @@ class RunContext:
     analyzed_at: int = 0
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
+    reference_targets: dict[str, list[Target]] = field(default_factory=dict)
+    """Per entity type: the targets of records a reference creates (filled when needed)."""
 
     @property
     def name(self) -> str:
@@ -142,7 +145,8 @@ def build_context(
             mapping=load_stream_mapping(hub, conn, connector, s),
             targets=targets_for(hub, s.entity, exclude=name),
         )
-        for s in connector.streams()
+        # What records point at comes first: companies, contacts, then what names them.
+        for s in sorted(connector.streams(), key=lambda s: dependency_rank(s.entity))
     ]
     return RunContext(
         hub=hub,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
+from hub.engine.references import PageReferences, index_references
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import match_keys
@@ -86,6 +87,7 @@ class PageApplier:
         self.seen_remote_ids: set[str] = set()
         self.deleted_remote_ids: list[str] = []
         self.ids = IdPool()
+        self.references = PageReferences(ctx, sctx)
 
     async def apply(self, db: AsyncConnection, page: Page | Prepared) -> None:
         """Apply a page (prepared first if it is not) in the transaction ``db``."""
@@ -124,6 +126,7 @@ class PageApplier:
     async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
         records, keys_of = page.records, page.keys
+        await self.references.resolve(db, records)
         remote_ids = [rec.id for rec, _ in records]
         rows = await select_in(
             db,
@@ -267,7 +270,7 @@ class PageApplier:
                 ent.provenance[f] = [name, (remote_at or ctx.started).isoformat()]
                 ent.log[f] = [old, remote]
                 ent.changed = True
-                if f in ("email", "phone", "domain", "number"):
+                if f in ("email", "phone", "domain", "number", "name"):
                     ent.keys_changed = True
                 link.base[f] = remote
                 link.changed = True
@@ -363,6 +366,11 @@ class PageApplier:
             await insert_rows(
                 db, entity_keys, ("entity_type", "kind", "value", "entity_id"), key_rows
             )
+        await index_references(
+            db,
+            self.entity_type,
+            [(e.id, e.fields, e.new) for e in ents if self.references.indexed.intersection(e.log)],
+        )
         all_links = list(known.values())
         stream = self.sctx.stream.name
         await insert_rows(

@@ -23,6 +23,7 @@ from hub.engine import deletes
 from hub.engine.context import RunContext, StreamContext, build_context
 from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
+from hub.engine.settle import settle_pending
 from hub.errors import ConnectorError, LeaseHeld, NeedsReauth, RateLimited
 from hub.runtime import Hub
 from hub.store import Lease, utcnow
@@ -169,6 +170,7 @@ async def _steps(
     if direction != "push":
         for sctx in ctx.streams:
             await _pull_stream(ctx, sctx, db_factory, full, progress, stop)
+        await settle_pending(ctx, lambda entity: page_transaction(ctx, entity, db_factory))
     if direction != "pull" and not ctx.held:
         for sctx in ctx.streams:
             if sctx.stream.can_push:

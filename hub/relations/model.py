@@ -99,3 +99,12 @@ class Reference:
     by: str
     create_missing: bool = False
     many: bool = False
+
+
+def dependency_rank(entity: str) -> int:
+    """How deep ``entity``'s references go: records of a lower rank are pulled and pushed
+    first, so what a record points at is there before it (companies, then contacts, then
+    the activities, tickets and invoices that name them)."""
+    fields = REFERENCE_FIELDS.get(entity, {})
+    targets = {t for ref in fields.values() for t in ref.targets if t != entity}
+    return 1 + max((dependency_rank(t) for t in targets), default=-1)
