@@ -56,9 +56,9 @@ class PushReferences:
                     by_id.setdefault(ref.target, set()).update(ids)
                 else:
                     by_key.update(ids)
-        for target, ids in by_id.items():
+        for target, named in by_id.items():
             stream = self.streams.get(target)
-            wanted = ids - self.remote_ids.keys()
+            wanted = named - self.remote_ids.keys()
             if stream is None or not wanted:
                 continue
             where = {"connection": self.ctx.name, "stream": stream.name}
