@@ -56,6 +56,9 @@ class RunContext:
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
     reference_targets: dict[str, list[Target]] = field(default_factory=dict)
     """Per entity type: the targets of records a reference creates (filled when needed)."""
+    key_renderers: dict[str, list[tuple[str, str, str, str]]] = field(default_factory=dict)
+    """Per entity type: ``(connection, stream, field, key kind)`` of the pushes that write
+    a reference to such a record as its key (filled when needed)."""
 
     @property
     def name(self) -> str:
@@ -132,6 +135,24 @@ def targets_for(hub: Hub, entity: str, exclude: str) -> list[Target]:
                     can_create=stream.can_create,
                 )
             )
+    return found
+
+
+def key_renderers(hub: Hub, target: str) -> list[tuple[str, str, str, str]]:
+    """``(connection, stream, field, key kind)`` of every push that writes references to
+    ``target`` records as their key (a company's name in a contacts file)."""
+    found = []
+    for name, conn in hub.config.connections.items():
+        if not conn.hub.enabled or conn.hub.direction == "pull":
+            continue
+        connector = hub.connector(name)
+        for stream in connector.streams():
+            if not stream.can_update:
+                continue
+            mapping = load_stream_mapping(hub, conn, connector, stream)
+            for f, ref in mapping.references.items():
+                if ref.target == target and ref.by != "id" and f in mapping.push_fields:
+                    found.append((name, stream.name, f, ref.by))
     return found
 
 

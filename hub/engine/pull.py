@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
-from hub.engine.references import PageReferences, index_references
+from hub.engine.references import PageReferences, index_references, owe_renamed
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import match_keys
@@ -126,7 +126,6 @@ class PageApplier:
     async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
         records, keys_of = page.records, page.keys
-        await self.references.resolve(db, records)
         remote_ids = [rec.id for rec, _ in records]
         rows = await select_in(
             db,
@@ -137,6 +136,7 @@ class PageApplier:
             remote_ids,
         )
         known: dict[str, _Link] = {r[2]: _Link(*r) for r in rows}
+        await self.references.resolve(db, records, known)
         # Identity matching for records seen for the first time.
         wanted: dict[str, set[str]] = {}
         for rec, _ in records:
@@ -203,6 +203,7 @@ class PageApplier:
                 link = known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
                 matched += 1
             self._merge(ent, link, rec, canon, held.get(ent.id, set()))
+        self.references.note_keys(known)
         ctx.count("created", created)
         ctx.count("matched", matched)
         ctx.count("skipped_deleted", tombstoned)
@@ -371,6 +372,9 @@ class PageApplier:
             self.entity_type,
             [(e.id, e.fields, e.new) for e in ents if self.references.indexed.intersection(e.log)],
         )
+        renamed = {e.id: e.log.keys() for e in updated if e.keys_changed}
+        if renamed:
+            await owe_renamed(ctx, db, self.entity_type, renamed)
         all_links = list(known.values())
         stream = self.sctx.stream.name
         await insert_rows(

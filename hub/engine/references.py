@@ -14,6 +14,7 @@ The hub keeps reference values as hub entity ids, so the three-way merge compare
 
 from __future__ import annotations
 
+from collections import abc
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,15 +22,20 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import RemoteRecord
-from hub.engine.context import RunContext, StreamContext, Target, targets_for
+from hub.engine.context import RunContext, StreamContext, Target, key_renderers, targets_for
 from hub.engine.writes import OutboxQueue
 from hub.records import match_keys
 from hub.relations.model import KEY_FIELD, REFERENCE_FIELDS, Reference, normalize_key
-from hub.store.bulk import IdPool, insert_rows, select_in
+from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
 from hub.store.schema import entities, entity_keys, entity_refs, links, pending_refs
 
 Wanted = tuple[str, dict[str, Any], str, Reference, list[str], bool]
 """(remote id, canonical values, field, reference, keys in order, some key unreadable)"""
+
+KEY_SUFFIX = "#key"
+"""A link's base keeps, beside a reference named by a key, the key both sides agreed on
+(``base["company#key"] = ["acme"]``): a remote still showing a company's old name (renamed
+in the hub, the new name not written yet) is then no change, rather than a new company."""
 
 
 def ref_values(value: Any) -> list[str]:
@@ -53,6 +59,8 @@ class PageReferences:
         """Every reference field of the stream's entity type (``entity_refs`` indexes them)."""
         self.region = ctx.hub.config.hub.phone_region
         self.ids = IdPool()
+        self.agreed: dict[str, dict[str, tuple[list[str], Any]]] = {}
+        """remote id -> field -> (keys, hub value) of the last page's by-key references."""
 
     def key(self, ref: Reference, item: Any) -> str | None:
         if ref.by == "id":
@@ -61,9 +69,14 @@ class PageReferences:
         return normalize_key(ref.by, item, self.region)
 
     async def resolve(
-        self, db: AsyncConnection, records: list[tuple[RemoteRecord, dict[str, Any]]]
+        self,
+        db: AsyncConnection,
+        records: list[tuple[RemoteRecord, dict[str, Any]]],
+        links_of: dict[str, Any],
     ) -> None:
-        """Replace the raw reference values in each record's canonical values by hub ids."""
+        """Replace the raw reference values in each record's canonical values by hub ids;
+        ``links_of``: the records' links (with their ``base``) by remote id."""
+        self.agreed = {}
         if not self.refs:
             return
         wanted: list[Wanted] = []
@@ -76,6 +89,7 @@ class PageReferences:
                 raw = canon[f]
                 items = raw if isinstance(raw, list) else ([] if raw is None else [raw])
                 keys: list[str] = []
+                spelled: dict[str, Any] = {}
                 bad = False
                 for item in items:
                     k = self.key(ref, item)
@@ -88,7 +102,17 @@ class PageReferences:
                         continue
                     if k not in keys:
                         keys.append(k)
-                        groups.setdefault((ref.target, ref.by), {}).setdefault(k, item)
+                        spelled[k] = item
+                link = links_of.get(rec.id)
+                base = link.base if link is not None else {}
+                if ref.by != "id" and not bad and base.get(f + KEY_SUFFIX) == keys:
+                    if f in base:  # named as agreed: no change
+                        canon[f] = base[f]
+                    else:
+                        del canon[f]
+                    continue
+                for k in keys:
+                    groups.setdefault((ref.target, ref.by), {}).setdefault(k, spelled[k])
                 creating[(ref.target, ref.by)] = (
                     creating.get((ref.target, ref.by), False) or ref.create_missing
                 )
@@ -128,6 +152,8 @@ class PageReferences:
                     del canon[f]  # unknown until the target arrives: changes nothing
             else:
                 canon[f] = (ids or None) if ref.many else (ids[0] if ids else None)
+                if ref.by != "id":
+                    self.agreed.setdefault(rec_id, {})[f] = (keys, canon[f])
         ctx, stream = self.ctx, self.sctx.stream.name
         touched = sorted({w[0] for w in wanted})
         fields = sorted({w[2] for w in wanted})
@@ -158,6 +184,19 @@ class PageReferences:
             ],
         )
         ctx.count("references_pending", len(pending))
+
+    def note_keys(self, links_of: dict[str, Any]) -> None:
+        """After the merge: where a link's base took the page's reference, keep the key
+        it was named by beside it (see :data:`KEY_SUFFIX`)."""
+        for rec_id, fields in self.agreed.items():
+            link = links_of.get(rec_id)
+            if link is None:
+                continue
+            for f, (keys, value) in fields.items():
+                took = f in link.base and link.base[f] == value
+                if took and link.base.get(f + KEY_SUFFIX) != keys:
+                    link.base[f + KEY_SUFFIX] = keys
+                    link.changed = True
 
     async def look_up(
         self, db: AsyncConnection, target: str, by: str, keys: Iterable[str]
@@ -266,6 +305,46 @@ async def index_references(
         for target in ref_values(values.get(f))
     }
     await insert_rows(db, entity_refs, ("entity_id", "field", "target_id"), sorted(rows))
+
+
+async def owe_renamed(
+    ctx: RunContext,
+    db: AsyncConnection,
+    entity_type: str,
+    changed: abc.Mapping[str, abc.Collection[str]],
+) -> None:
+    """Records whose key changed (``changed``: entity id -> changed fields): the systems
+    that show references to them by that key (a company's name in a contacts file) are
+    owed the new one. Their links forget the reference's base, so the push writes it."""
+    if entity_type not in ctx.key_renderers:
+        ctx.key_renderers[entity_type] = key_renderers(ctx.hub, entity_type)
+    renderers = [
+        r
+        for r in ctx.key_renderers[entity_type]
+        if any(KEY_FIELD[r[3]] in c for c in changed.values())
+    ]
+    if not renderers:
+        return
+    ids = [i for i, c in changed.items() if any(KEY_FIELD[r[3]] in c for r in renderers)]
+    referrers: dict[str, set[str]] = {}
+    for entity_id, f, _ in await select_in(
+        db, entity_refs, ("entity_id", "field", "target_id"), {}, "target_id", ids
+    ):
+        referrers.setdefault(f, set()).add(entity_id)
+    queue = OutboxQueue(ctx)
+    forgotten: list[tuple[dict[str, Any], str]] = []
+    for connection, stream, f, _ in renderers:
+        if not referrers.get(f):
+            continue
+        where = {"connection": connection, "stream": stream}
+        for link_id, entity_id, base in await select_in(
+            db, links, ("id", "entity_id", "base"), where, "entity_id", referrers[f]
+        ):
+            if f in base:
+                forgotten.append(({k: v for k, v in base.items() if k != f}, link_id))
+                queue.add(connection, stream, entity_id)
+    await update_rows(db, links, ("base",), ("id",), forgotten)
+    await queue.flush(db)
 
 
 def reference_fields(entity_type: str) -> frozenset[str]:

@@ -87,3 +87,24 @@ async def test_references_merge_three_ways_by_hub_id(rel: Relations) -> None:
     [person] = await rel.by_type("contact")
     assert person["company"] == companies["Alpha"]
     assert only(rel.sheet.all())[1]["company"] == "Alpha"
+
+
+async def test_renaming_a_company_changes_what_every_row_naming_it_shows(
+    rel: Relations,
+) -> None:
+    acme = rel.crm["companies"].add({"name": "Acme"})
+    for email in ("a@x.com", "b@x.com"):
+        rel.sheet.add({"email": email, "company": "acme"})
+    await rel.sync("crm")
+    await rel.sync("sheet")
+    assert len(await rel.by_type("company")) == 1  # the rows named the CRM's company
+    rel.crm["companies"].update(acme, name="Acme Ltd")
+    await rel.sync("crm")
+    # A row edited meanwhile still shows the old name: no change, and no new company.
+    first = rel.sheet.ids()[0]
+    rel.sheet.update(first, first_name="Ann")
+    await rel.sync("sheet")
+    assert {r["company"] for r in rel.sheet.all().values()} == {"Acme Ltd"}
+    assert [c["name"] for c in await rel.by_type("company")] == ["Acme Ltd"]
+    quiet = await rel.sync("sheet")
+    assert "pushed_update" not in quiet.counts and "updated" not in quiet.counts
