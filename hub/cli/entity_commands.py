@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, func, or_, select
 from hub.cli.app import console, limit_option, open_hub, print_json, print_table, run
 from hub.cli.core_commands import JSON, entities_app
 from hub.cli.ids import find_id, short_ids
+from hub.relations.views import relations_of
 from hub.store.schema import change_log, entities, entity_keys, links, runs
 
 
@@ -102,6 +103,7 @@ def entities_show(
                 )
             ]
             ent["history_total"] = await db.scalar(select(func.count()).where(logged))
+            ent["relations"] = await relations_of(db, found, ent["type"], ent["fields"])
             ent["run_ids"] = await short_ids(
                 db, runs.c.id, [h["run_id"] for h in ent["history"] if h["run_id"]]
             )
@@ -125,8 +127,25 @@ def entities_show(
             lk["connection"], lk["stream"], lk["remote_id"], lk["remote_version"] or ""
         )
     print_table(links_table, "no links: no system holds this record")
+    _print_relations(ent["relations"])
     if history:
         _print_history(ent, short_runs)
+
+
+def _print_relations(relations: dict[str, Any]) -> None:
+    """What the record points at, then what points at it (activities newest first)."""
+    if relations["points_at"]:
+        table = Table("field", "record", "id", title="points at")
+        for r in relations["points_at"]:
+            table.add_row(r["field"], r["label"], r["id"])
+        console.print(table)
+    titles = {"activity": "timeline, newest first", "contact": "people"}
+    for kind, items in sorted(relations["pointed_at_by"].items()):
+        table = Table("at", "record", "field", "id", title=titles.get(kind, f"{kind}s"))
+        for r in items:
+            at = r.get("occurred_at") or r.get("created_at") or r.get("issued_on")
+            table.add_row(_when(at), r["label"], r["field"], r["id"])
+        console.print(table)
 
 
 def _when(at: Any) -> str:

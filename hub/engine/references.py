@@ -25,9 +25,12 @@ from hub.connector import RemoteRecord
 from hub.engine.context import RunContext, StreamContext, Target, key_renderers, targets_for
 from hub.engine.writes import OutboxQueue
 from hub.records import match_keys
-from hub.relations.model import KEY_FIELD, REFERENCE_FIELDS, Reference, normalize_key
+from hub.relations.index import index_references, ref_values, reference_fields
+from hub.relations.model import KEY_FIELD, Reference, normalize_key
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
 from hub.store.schema import entities, entity_keys, entity_refs, links, pending_refs
+
+__all__ = ["PageReferences", "index_references", "owe_renamed", "ref_values"]
 
 Wanted = tuple[str, dict[str, Any], str, Reference, list[str], bool]
 """(remote id, canonical values, field, reference, keys in order, some key unreadable)"""
@@ -36,15 +39,6 @@ KEY_SUFFIX = "#key"
 """A link's base keeps, beside a reference named by a key, the key both sides agreed on
 (``base["company#key"] = ["acme"]``): a remote still showing a company's old name (renamed
 in the hub, the new name not written yet) is then no change, rather than a new company."""
-
-
-def ref_values(value: Any) -> list[str]:
-    """The hub ids a reference field's value holds (one id, a list of ids, or none)."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return [value] if isinstance(value, str) else []
 
 
 class PageReferences:
@@ -284,29 +278,6 @@ class PageReferences:
         return cache[target]
 
 
-async def index_references(
-    db: AsyncConnection, entity_type: str, changed: list[tuple[str, dict[str, Any], bool]]
-) -> None:
-    """Keep ``entity_refs`` in step with the reference fields of ``changed`` records:
-    ``(entity id, fields, new)`` of records whose reference fields may have changed."""
-    fields = REFERENCE_FIELDS.get(entity_type)
-    if not fields or not changed:
-        return
-    stale = [entity_id for entity_id, _, new in changed if not new]
-    if stale:
-        for i in range(0, len(stale), 5000):
-            await db.execute(
-                delete(entity_refs).where(entity_refs.c.entity_id.in_(stale[i : i + 5000]))
-            )
-    rows = {
-        (entity_id, f, target)
-        for entity_id, values, _ in changed
-        for f in fields
-        for target in ref_values(values.get(f))
-    }
-    await insert_rows(db, entity_refs, ("entity_id", "field", "target_id"), sorted(rows))
-
-
 async def owe_renamed(
     ctx: RunContext,
     db: AsyncConnection,
@@ -345,7 +316,3 @@ async def owe_renamed(
                 queue.add(connection, stream, entity_id)
     await update_rows(db, links, ("base",), ("id",), forgotten)
     await queue.flush(db)
-
-
-def reference_fields(entity_type: str) -> frozenset[str]:
-    return frozenset(REFERENCE_FIELDS.get(entity_type, {}))
