@@ -12,7 +12,7 @@ from sqlalchemy import String, cast, func, or_, select
 from hub.cli.app import console, limit_option, open_hub, print_json, print_table, run
 from hub.cli.core_commands import JSON, entities_app
 from hub.cli.ids import find_id, short_ids
-from hub.relations.views import relations_of
+from hub.relations.views import find_duplicates, relations_of
 from hub.store.schema import change_log, entities, entity_keys, links, runs
 
 
@@ -171,3 +171,43 @@ def _print_history(ent: dict[str, Any], short_runs: dict[str, str]) -> None:
             f"{older} older change(s) not shown: --history {ent['history_total']} shows all",
             highlight=False,
         )
+
+
+@entities_app.command("duplicates")
+def entities_duplicates(
+    entity_type: str = typer.Option(None, "--type", help="contact or company."),
+    json_out: bool = JSON,
+) -> None:
+    """Duplicates: golden records linked to several records of one connection (same email
+    twice in a file, ...: nothing is written to those records until one is removed or
+    changed), then golden records that are likely one person or company (same phone, same
+    name at the same company or e-mail domain; companies of the same name), for a person
+    to merge with `crmhub entities merge`."""
+    from hub.engine.duplicates import listing
+
+    async def body() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+        async with open_hub() as hub, hub.store.connect() as db:
+            copies = await listing(db)
+            likely = await find_duplicates(db, entity_type)
+            ids = [r["entity_id"] for r in copies] + [i for g in likely for i in g["ids"]]
+            return copies, likely, await short_ids(db, entities.c.id, ids)
+
+    copies, likely, short = run(body)
+    if json_out:
+        print_json(copies + likely)
+        return
+    table = Table("entity", "connection", "stream", "records")
+    table.columns[0].no_wrap = True
+    for r in copies:
+        table.add_row(
+            short[r["entity_id"]], r["connection"], r["stream"], ", ".join(r["remote_ids"])
+        )
+    print_table(table, "no golden record has several records in one connection")
+    table = Table("type", "why", "records", title="likely the same, to merge")
+    for group in likely:
+        table.add_row(
+            group["type"],
+            f"{group['reason']}: {group['key']}",
+            " ".join(short[i] for i in group["ids"]),
+        )
+    print_table(table, "no likely duplicates")

@@ -1,4 +1,4 @@
-"""``crmhub entities merge`` and ``crmhub entities duplicates``."""
+"""``crmhub entities merge``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import dataclasses
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from hub.cli.app import console, open_hub, print_json, print_table, run
+from hub.cli.app import console, open_hub, print_json, run
 from hub.cli.core_commands import JSON, entities_app
-from hub.cli.ids import find_id, short_ids
+from hub.cli.ids import find_id
 from hub.relations.merge import merge_entities
-from hub.relations.views import find_duplicates
 from hub.store.schema import entities
 
 
@@ -63,31 +61,3 @@ def entities_merge(
             f"  duplicate in {dup['connection']} ({dup['remote_id']}): {dup['action']}",
             highlight=False,
         )
-
-
-@entities_app.command("duplicates")
-def entities_duplicates(
-    entity_type: str = typer.Option(None, "--type", help="contact or company."),
-    json_out: bool = JSON,
-) -> None:
-    """Likely duplicates for a person to merge: same phone, same name at the same company
-    or e-mail domain; companies of the same name."""
-
-    async def body() -> tuple[list[dict[str, Any]], dict[str, str]]:
-        async with open_hub() as hub, hub.store.connect() as db:
-            found = await find_duplicates(db, entity_type)
-            ids = [i for group in found for i in group["ids"]]
-            return found, await short_ids(db, entities.c.id, ids)
-
-    found, short = run(body)
-    if json_out:
-        print_json(found)
-        return
-    table = Table("type", "why", "records")
-    for group in found:
-        table.add_row(
-            group["type"],
-            f"{group['reason']}: {group['key']}",
-            " ".join(short[i] for i in group["ids"]),
-        )
-    print_table(table, "no likely duplicates")

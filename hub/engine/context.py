@@ -3,10 +3,12 @@ should hear about the changes it brings in."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import ConnectionConfig, Policy
 from hub.connector import Connector, Stream
@@ -16,7 +18,16 @@ from hub.registry import mapping_file
 from hub.relations.model import dependency_rank
 from hub.runtime import Hub
 
+if TYPE_CHECKING:
+    from hub.engine.lease import RunLease
+
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+DbFactory = Callable[[], contextlib.AbstractAsyncContextManager["AsyncConnection"]]
+"""Opens one transaction on the hub's store (a page's, or a batch of pushes')."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ class RunContext:
     key_renderers: dict[str, list[tuple[str, str, str, str]]] = field(default_factory=dict)
     """Per entity type: ``(connection, stream, field, key kind)`` of the pushes that write
     a reference to such a record as its key (filled when needed)."""
+    lease: RunLease | None = None
+    finished: bool = False
+    """The run's lease (``None`` in a plan): every transaction of the run checks it."""
 
     @property
     def name(self) -> str:
