@@ -162,7 +162,9 @@ def csv_people(path: Path) -> dict[str, dict[str, str]]:
 async def _counts(hub: Hub) -> tuple[int, int]:
     async with hub.store.connect() as db:
         people = await db.scalar(
-            select(func.count()).select_from(entities).where(entities.c.deleted_at.is_(None))
+            select(func.count())
+            .select_from(entities)
+            .where(entities.c.deleted_at.is_(None), entities.c.type == "contact")
         )
         done = await db.scalar(
             select(func.count()).select_from(runs).where(runs.c.status == RunStatus.OK)

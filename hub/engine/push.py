@@ -8,7 +8,7 @@ no-op. A failed write leaves the base alone: the value stays owed and is retried
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from hub.connector import Change, Page, PushResult
 from hub.engine.context import DbFactory, RunContext, StreamContext
 from hub.engine.duplicates import WAITING, duplicated
 from hub.engine.merge import MISSING
+from hub.engine.ref_push import PushReferences
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
 from hub.store import utcnow
@@ -52,6 +53,8 @@ class _Owed:
     change: Change | None
     link: Any
     values: dict[str, Any]
+    waiting: list[tuple[str, str]] = field(default_factory=list)
+    """Referenced records this system must receive first: ``(stream, hub id)``."""
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -64,6 +67,7 @@ class Pusher:
         self.sctx = sctx
         self.mapping = sctx.mapping
         self.stream = sctx.stream
+        self.references = PushReferences(ctx, sctx)
         self.duplicated: set[str] = set()
 
     async def run(self, db_factory: DbFactory) -> None:
@@ -79,8 +83,9 @@ class Pusher:
                 owed = await self._next_batch(db, size)
                 if not owed:
                     return
-                settled = [o for o in owed if o.change is None]
+                settled = [o for o in owed if o.change is None and not o.waiting]
                 await self._finish(db, settled, {})
+                await self.references.defer(db, [(o.row_id, o.waiting) for o in owed if o.waiting])
             await self.ctx.wrote(len(owed))
             pending = [o for o in owed if o.change is not None]
             if not pending:
@@ -188,6 +193,9 @@ class Pusher:
             db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", ids
         ):
             held.setdefault(entity_id, set()).add(f)
+        await self.references.load(
+            db, [e.fields for e in ents.values()] + [lk.base for lk in lks.values()]
+        )
         return [self._owed(r, ents.get(r.entity_id), lks.get(r.entity_id), held) for r in rows]
 
     def _owed(self, row: Any, ent: Any, link: Any, held: dict[str, set[str]]) -> _Owed:
@@ -220,15 +228,19 @@ class Pusher:
             }
             if changed:
                 owed.values = {f: fields[f] for f in changed}
+                shown, owed.waiting = self.references.render(fields, changed)
+                if owed.waiting:
+                    return owed
+                whole, _ = self.references.render({**base, **owed.values})
                 owed.change = Change(
                     key=row.id,
                     op="update",
-                    data=self.mapping.to_remote(fields, only=changed),
+                    data=self.mapping.to_remote(shown, only=changed),
                     idempotency_key=row.id,
                     remote_id=link.remote_id,
                     version=link.remote_version,
                     # base + change: a value the push transforms refuse is left out
-                    record=self.mapping.to_remote({**base, **owed.values}, errors=[]),
+                    record=self.mapping.to_remote(whole, errors=[]),
                 )
             return owed
         if not self.stream.can_create:
@@ -236,7 +248,10 @@ class Pusher:
         values = {f: fields[f] for f in allowed if fields.get(f) is not None}
         if values:
             owed.values = values
-            data = self.mapping.to_remote(values)
+            shown, owed.waiting = self.references.render(values)
+            if owed.waiting:
+                return owed
+            data = self.mapping.to_remote(shown)
             owed.change = Change(
                 key=row.id, op="create", data=data, idempotency_key=row.id, record=data
             )

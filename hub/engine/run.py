@@ -24,6 +24,7 @@ from hub.engine.context import DbFactory, RunContext, StreamContext, build_conte
 from hub.engine.lease import RunLease, fenced
 from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
+from hub.engine.settle import settle_pending
 from hub.errors import ConnectorError, LeaseHeld, LeaseLost, NeedsReauth, RateLimited
 from hub.runtime import Hub
 from hub.store import runs as run_rows
@@ -197,6 +198,7 @@ async def _pull_all(
     if ctx.conn.hub.direction != "push":
         for sctx in ctx.streams:
             await _pull_stream(ctx, sctx, db_factory, full, progress, stop)
+        await settle_pending(ctx, lambda entity: page_transaction(ctx, entity, db_factory))
 
 
 async def _push_all(
