@@ -1,0 +1,181 @@
+"""What a connector and its webhook receiver may ask of the hub about their own connection.
+
+A plugin never sees the hub's tables or its sync engine: it gets a
+:class:`ConnectionServices`, bound to one connection, from ``ConnectorContext.services``
+and as the first argument of ``WebhookReceiver.handle``. Everything it can do there is
+scoped to that connection, so a plugin cannot read or damage another connection's state:
+
+- run a sync of the connection now (:meth:`~ConnectionServices.sync`), or only when no run
+  has read everything since a delivery arrived (:meth:`~ConnectionServices.catch_up`);
+- ask whether such a run happened (:meth:`~ConnectionServices.ran_since`);
+- read a stream's saved cursor (:meth:`~ConnectionServices.cursor`);
+- move a link to a record's new remote id when the remote re-keyed it
+  (:meth:`~ConnectionServices.move_remote_id`: Mailchimp's member id is the hash of the
+  address);
+- read the deliveries stored in the inbox for the connection
+  (:meth:`~ConnectionServices.deliveries`: web forms, whose source is the inbox);
+- keep the state of push subscriptions that expire, and renew them now
+  (:meth:`~ConnectionServices.push_state`, :meth:`~ConnectionServices.save_push_state`,
+  :meth:`~ConnectionServices.renew`).
+
+The hub makes one per connector it builds. Made from a store alone (a connector built
+outside a running hub, as tests do), the store-backed questions work and ``sync``,
+``catch_up`` and ``renew`` raise ``ConnectorConfigError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.errors import ConnectorConfigError, TransientError
+from hub.inbox import InboxItem
+from hub.store import runs
+from hub.store.schema import cursors, inbox, links
+from hub.store.status import InboxStatus
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+    from hub.store import Store
+
+__all__ = ["ConnectionServices", "SyncResult"]
+
+Cursor = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """How a sync asked for by a plugin ended: ``status`` is a run status (``ok``,
+    ``held``, ``failed``, ``throttled``, ``skipped`` for a disabled connection...)."""
+
+    run_id: str
+    status: str
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The run ended without failing (a disabled connection's skipped run counts)."""
+        return self.status in ("ok", "skipped")
+
+
+class ConnectionServices:
+    """The hub's services for one connection. Every method is scoped to ``connection``."""
+
+    def __init__(self, connection: str, store: Store, hub: Hub | None = None) -> None:
+        self.connection = connection
+        self._store = store
+        self._hub = hub
+
+    def _running_hub(self, what: str) -> Hub:
+        if self._hub is None:
+            raise ConnectorConfigError(
+                f"{what} needs a running hub, and this connector was built without one; "
+                "run it through the hub (crmhub sync / crmhub up)",
+                connection=self.connection,
+            )
+        return self._hub
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    async def sync(self, *, full: bool = False) -> SyncResult:
+        """Run a sync of the connection now and wait for it.
+
+        Raises ``hub.errors.LeaseHeld`` when a run of the connection is going: a receiver
+        lets it propagate, and the inbox tries the delivery again after that run."""
+        from hub.engine import sync_connection
+
+        report = await sync_connection(self._running_hub("a sync"), self.connection, full=full)
+        return SyncResult(report.run_id, str(report.status), report.error)
+
+    async def ran_since(self, when: datetime) -> bool:
+        """Whether a run of the connection that started after ``when`` (a delivery's
+        arrival) read everything (ended ``ok`` or ``held``)."""
+        async with self._store.connect() as db:
+            return await runs.ran_since(db, self.connection, when)
+
+    async def catch_up(self, since: datetime) -> SyncResult | None:
+        """Sync unless a run that started after ``since`` already read everything (then
+        ``None``): what a delivery that only says "something changed" needs."""
+        if await self.ran_since(since):
+            return None
+        return await self.sync()
+
+    # ---- cursors and links ---------------------------------------------------------------
+
+    async def cursor(self, stream: str) -> Cursor | None:
+        """The cursor the last run saved for ``stream``, or ``None`` before the first."""
+        async with self._store.connect() as db:
+            value = await db.scalar(
+                select(cursors.c.value).where(
+                    cursors.c.connection == self.connection, cursors.c.stream == stream
+                )
+            )
+        return dict(value) if isinstance(value, dict) else None
+
+    async def move_remote_id(self, stream: str, old: str, new: str) -> bool:
+        """The remote gave a record of ``stream`` a new id (``old`` -> ``new``): move its
+        link, so the record stays the same golden record. Nothing happens when no link has
+        ``old`` or one already has ``new`` (a pull linked it first); True when moved."""
+        mine = (links.c.connection == self.connection) & (links.c.stream == stream)
+        async with self._store.begin() as db:
+            taken = await db.scalar(select(links.c.id).where(mine, links.c.remote_id == new))
+            if taken is not None:
+                return False
+            moved = await db.execute(
+                update(links).where(mine, links.c.remote_id == old).values(remote_id=new)
+            )
+        return bool(moved.rowcount)
+
+    # ---- the inbox -----------------------------------------------------------------------
+
+    async def deliveries(self, kind: str, *, after: int = 0, limit: int = 200) -> list[InboxItem]:
+        """The connection's stored deliveries of ``kind`` with an inbox id above ``after``,
+        oldest first, at most ``limit``; malformed ones are left out. Whatever their
+        processing status: a connector whose source is the inbox reads them all."""
+        query = (
+            select(inbox)
+            .where(
+                inbox.c.source == self.connection,
+                inbox.c.kind == kind,
+                inbox.c.status != InboxStatus.MALFORMED,
+                inbox.c.id > after,
+            )
+            .order_by(inbox.c.id)
+            .limit(limit)
+        )
+        try:
+            async with self._store.connect() as db:
+                rows: Sequence[Any] = (await db.execute(query)).mappings().all()
+        except SQLAlchemyError as exc:
+            raise TransientError(
+                f"reading the inbox failed: {exc}", connection=self.connection
+            ) from exc
+        return [InboxItem.from_row(row) for row in rows]
+
+    # ---- push subscriptions --------------------------------------------------------------
+
+    async def push_state(self) -> dict[str, Any]:
+        """What ``Connector.renew`` returned last (``{}`` before the first renewal)."""
+        from hub.renewals import load_state
+
+        return await load_state(self._store, self.connection)
+
+    async def save_push_state(self, state: dict[str, Any]) -> None:
+        """Replace the push-subscription state (a subscription the provider removed)."""
+        from hub.renewals import save_state
+
+        await save_state(self._store, self.connection, state)
+
+    async def renew(self, *, force: bool = True) -> bool:
+        """Renew the connection's push subscriptions now (``force``) or when due; True
+        when renewed. A lease keeps two nodes from renewing at once."""
+        from hub.renewals import renew_connection
+
+        return await renew_connection(
+            self._running_hub("renewing subscriptions"), self.connection, force=force
+        )
