@@ -6,7 +6,8 @@ and as the first argument of ``WebhookReceiver.handle``. Everything it can do th
 scoped to that connection, so a plugin cannot read or damage another connection's state:
 
 - run a sync of the connection now (:meth:`~ConnectionServices.sync`), or only when no run
-  has read everything since a delivery arrived (:meth:`~ConnectionServices.catch_up`);
+  has read everything since a delivery arrived (:meth:`~ConnectionServices.catch_up`), or
+  read a few named records at once (:meth:`~ConnectionServices.fetch`);
 - ask whether such a run happened (:meth:`~ConnectionServices.ran_since`);
 - read a stream's saved cursor (:meth:`~ConnectionServices.cursor`);
 - move a link to a record's new remote id when the remote re-keyed it
@@ -20,7 +21,7 @@ scoped to that connection, so a plugin cannot read or damage another connection'
 
 The hub makes one per connector it builds. Made from a store alone (a connector built
 outside a running hub, as tests do), the store-backed questions work and ``sync``,
-``catch_up`` and ``renew`` raise ``ConnectorConfigError``.
+``catch_up``, ``fetch`` and ``renew`` raise ``ConnectorConfigError``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ class ConnectionServices:
         if await self.ran_since(since):
             return None
         return await self.sync()
+
+    async def fetch(self, stream: str, remote_ids: Sequence[str]) -> int:
+        """Read these records of ``stream`` now (``Connector.fetch``) and merge them like a
+        pulled page; returns how many came back. Not a run: no cursor moves, nothing is
+        pushed, and ``ran_since`` does not count it. Raises ``LeaseHeld`` while a run of the
+        connection is going, ``ConnectorConfigError`` when the connector has no ``fetch``."""
+        from hub.engine.fetch import fetch_records
+
+        hub = self._running_hub("a targeted fetch")
+        report = await fetch_records(hub, self.connection, stream, remote_ids)
+        return report.found
 
     # ---- cursors and links ---------------------------------------------------------------
 
