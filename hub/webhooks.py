@@ -185,7 +185,7 @@ class WebhookReceiver(ABC):
     instance, and reuses it for every request and inbox item: keep no per-request state on
     it. ``verify`` must be fast: it runs before the provider gets its answer.
     ``handle`` runs later from the inbox and may run more than once for the same item after a
-    crash, so it must be idempotent (queueing a targeted pull is).
+    crash, so it must be idempotent (a sync or a targeted fetch is).
     """
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)
@@ -227,8 +227,9 @@ class WebhookReceiver(ABC):
 
         ``services`` (``hub.services.ConnectionServices``) is all a receiver may ask of the
         hub, for its own connection: sync it now or unless a run since the delivery read
-        everything (``catch_up(item.received_at)``), read a cursor, move a link to a
-        re-keyed remote id, keep push-subscription state."""
+        everything (``catch_up(item.received_at)``), read the records it names at once
+        (``fetch``), read a cursor, move a link to a re-keyed remote id, keep
+        push-subscription state."""
 
 
 # ---- a receiver driven by configuration -----------------------------------------------------
