@@ -9,7 +9,8 @@ scoped to that connection, so a plugin cannot read or damage another connection'
   has read everything since a delivery arrived (:meth:`~ConnectionServices.catch_up`), or
   read a few named records at once (:meth:`~ConnectionServices.fetch`);
 - ask whether such a run happened (:meth:`~ConnectionServices.ran_since`);
-- read a stream's saved cursor (:meth:`~ConnectionServices.cursor`);
+- read a stream's saved cursor (:meth:`~ConnectionServices.cursor`), and keep state of its
+  own (:meth:`~ConnectionServices.state`, :meth:`~ConnectionServices.update_state`);
 - move a link to a record's new remote id when the remote re-keyed it
   (:meth:`~ConnectionServices.move_remote_id`: Mailchimp's member id is the hash of the
   address);
@@ -21,18 +22,19 @@ scoped to that connection, so a plugin cannot read or damage another connection'
 
 The hub makes one per connector it builds. Made from a store alone (a connector built
 outside a running hub, as tests do), the store-backed questions work and ``sync``,
-``catch_up``, ``fetch`` and ``renew`` raise ``ConnectorConfigError``.
+``catch_up``, ``fetch``, ``renew`` and ``peers`` raise ``ConnectorConfigError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import ConnectorConfigError, TransientError
 from hub.inbox import InboxItem
@@ -47,6 +49,14 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionServices", "SyncResult"]
 
 Cursor = dict[str, Any]
+
+
+def _state_key(name: str) -> str:
+    """A state is kept as a cursor row of a reserved stream name (streams never start
+    with ``@``); ``push`` is what ``renew`` returned."""
+    if not name or name.startswith("@"):
+        raise ValueError(f"a state name is a word such as 'tenant', not {name!r}")
+    return f"@{name}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,19 @@ class ConnectionServices:
                 connection=self.connection,
             )
         return self._hub
+
+    def peers(self) -> list[ConnectionServices]:
+        """The services of the other enabled connections of the same connector, for a
+        receiver whose provider sends every account's events to one URL (one Xero app for
+        several organisations) and must hand each event to the connection it concerns."""
+        hub = self._running_hub("reaching the connections of the same connector")
+        connections = hub.config.connections
+        connector = connections[self.connection].hub.connector
+        return [
+            hub.services(name)
+            for name, conn in connections.items()
+            if name != self.connection and conn.hub.connector == connector and conn.hub.enabled
+        ]
 
     # ---- runs ----------------------------------------------------------------------------
 
@@ -142,6 +165,46 @@ class ConnectionServices:
                 update(links).where(mine, links.c.remote_id == old).values(remote_id=new)
             )
         return bool(moved.rowcount)
+
+    # ---- state of the connector's own -----------------------------------------------------
+
+    async def state(self, name: str) -> dict[str, Any]:
+        """The JSON object the connector keeps under ``name`` (``{}`` until saved): what
+        it must remember between runs and processes beside its cursors (the account it
+        reached, records a webhook named). Kept in the store, so every node sees it."""
+        async with self._store.connect() as db:
+            return await self._read_state(db, name)
+
+    async def save_state(self, name: str, value: dict[str, Any]) -> None:
+        """Replace the state ``name`` (an empty object forgets it)."""
+        async with self._store.begin() as db:
+            await self._write_state(db, name, value)
+
+    async def update_state(
+        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Read the state ``name``, ``change`` it and save the result, in one transaction
+        (two processes adding to it at once both count); returns what was read."""
+        lock = f"state:{self.connection}:{name}"
+        async with self._store.begin_serialized(lock) as db:
+            before = await self._read_state(db, name)
+            after = change(dict(before))
+            if after != before:
+                await self._write_state(db, name, after)
+        return before
+
+    async def _write_state(self, db: AsyncConnection, name: str, value: dict[str, Any]) -> None:
+        from hub.engine.writes import upsert_cursor  # the engine imports the hub: not at load
+
+        await upsert_cursor(db, self.connection, _state_key(name), dict(value))
+
+    async def _read_state(self, db: AsyncConnection, name: str) -> dict[str, Any]:
+        value = await db.scalar(
+            select(cursors.c.value).where(
+                cursors.c.connection == self.connection, cursors.c.stream == _state_key(name)
+            )
+        )
+        return dict(value) if isinstance(value, dict) else {}
 
     # ---- the inbox -----------------------------------------------------------------------
 

@@ -3,8 +3,9 @@ each question scoped to their own connection. Against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -145,3 +146,36 @@ async def test_services_made_from_a_store_alone_start_no_runs(store: Store, tmp_
             await start
     with pytest.raises(ConnectorConfigError, match="needs a running hub"):
         await services.fetch("records", ["1"])
+
+
+async def test_state_is_kept_per_connection_and_updated_in_one_step(store: Store) -> None:
+    import asyncio
+
+    one, other = ConnectionServices("one", store), ConnectionServices("other", store)
+    assert await one.state("tenant") == {}
+    await one.save_state("tenant", {"id": "t-1"})
+    assert await one.state("tenant") == {"id": "t-1"}
+    assert await other.state("tenant") == {}
+
+    def adding(n: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda current: {"ids": sorted({*current.get("ids", []), f"r{n}"})}
+
+    await asyncio.gather(*(one.update_state("hints", adding(n)) for n in range(8)))
+    assert await one.state("hints") == {"ids": [f"r{n}" for n in range(8)]}
+    taken = await one.update_state("hints", lambda current: {})
+    assert taken == {"ids": [f"r{n}" for n in range(8)]} and await one.state("hints") == {}
+    assert await one.cursor("tenant") is None  # a state is no stream's cursor
+    for wrong in ("", "@tenant"):
+        with pytest.raises(ValueError, match="state name"):
+            await one.state(wrong)
+
+
+async def test_peers_are_the_other_enabled_connections_of_the_connector(
+    two: Setup, tmp_path: Path
+) -> None:
+    assert two.hub is not None
+    assert [p.connection for p in two.hub.services("crm").peers()] == ["shop"]
+    two.hub.config.connections["shop"].hub.enabled = False
+    assert two.hub.services("crm").peers() == []
+    with pytest.raises(ConnectorConfigError, match="needs a running hub"):
+        ConnectionServices("crm", two.hub.store).peers()
