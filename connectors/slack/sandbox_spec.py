@@ -1,0 +1,69 @@
+"""Slack's published descriptions as the sandbox holds its traffic to them.
+
+``SLACK_API`` names the Web API description (``spec/web_subset.json``, cut from the
+APIs.guru build of Slack's OpenAPI description; see ``spec/README.md``), its known
+defects, each with the reason, Slack's answer to a request the description refuses, and
+the Events API payload check (:mod:`connectors.slack.events_format`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.responses import JSONResponse, Response
+
+from connectors.slack import events_format
+from hub.sandbox import ApiDescription, Defect, Violation
+
+__all__ = ["OPERATIONS", "SLACK_API", "SPEC_DIR"]
+
+OPERATIONS = (
+    "GET /users.list",
+    "GET /users.info",
+    "GET /conversations.history",
+    "GET /conversations.replies",
+    "POST /chat.postMessage",
+    "GET /oauth.v2.access",
+    "GET /auth.test",
+)
+"""The operations ``spec/web_subset.json`` keeps (``spec/README.md`` has the command)."""
+SPEC_DIR = Path(__file__).with_name("spec")
+
+
+def _refusal(violation: Violation) -> Response:
+    """Slack's answer to arguments it cannot use: HTTP 200, ``ok: false``."""
+    return JSONResponse({"ok": False, "error": "invalid_arguments"})
+
+
+SLACK_API = ApiDescription(
+    SPEC_DIR / "web_subset.json",
+    defects=(
+        # Slack takes the token as "Authorization: Bearer" (its recommended way, and the one
+        # crmhub uses); the description declares a required "token" query or header
+        # parameter on some methods and no bearer scheme.
+        Defect(
+            "request",
+            "*",
+            r"^MissingRequiredParameter 'token'",
+            why="the bearer token in the Authorization header is Slack's recommended way",
+        ),
+        # oauth.v2.access is called with a form POST (as Slack's OAuth guide and every
+        # OAuth client do: the code and client secret stay out of URLs); the description
+        # lists GET with query parameters only.
+        Defect(
+            "request",
+            "POST /oauth.v2.access",
+            r"^OperationNotFound",
+            why="Slack's token endpoint takes a form POST; the description lists GET only",
+        ),
+        Defect(
+            "response",
+            "POST /oauth.v2.access",
+            r"^OperationNotFound",
+            why="Slack's token endpoint takes a form POST; the description lists GET only",
+        ),
+    ),
+    refuse=_refusal,
+    webhooks=events_format.problems,
+)
+"""Slack's published Web API description, with its known defects."""
