@@ -114,7 +114,6 @@ class SlackAuth(httpx.Auth):
     again."""
 
     requires_request_body = True
-    requires_response_body = True
 
     def __init__(self, inner: httpx.Auth) -> None:
         self.inner = inner
@@ -132,6 +131,7 @@ class SlackAuth(httpx.Auth):
         token = await self.manager.access_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
+        await response.aread()  # Slack tells of an expired token in the body
         if response.status_code == 401 or slack_error(response) == "token_expired":
             token = await self.manager.refresh(rejected=token)
             request.headers["Authorization"] = f"Bearer {token}"

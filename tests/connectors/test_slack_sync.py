@@ -1,0 +1,79 @@
+"""Slack synced by the engine through its sandbox over real HTTP, into a real store on
+SQLite and PostgreSQL: people and messages, threads, incremental reads, rotated tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.slack.sandbox import SlackSandboxApp
+from tests.connectors.slack_kit import CHANNEL, connect, entities, slack_toml, sync
+from tests.connectors.slack_kit import served as served  # the fixture
+
+HISTORY = "/api/conversations.history"
+REPLIES = "/api/conversations.replies"
+
+
+async def test_people_and_conversations(
+    tmp_path: Path, db_url: str, served: tuple[SlackSandboxApp, str]
+) -> None:
+    app, url = served
+    slack = app.provider
+    (tmp_path / "crmhub.toml").write_text(slack_toml(db_url, url))
+    await connect(tmp_path)
+    staff = slack.workspace.staff()
+    customer = sorted(slack.workspace.external)[0]
+    question = slack.say(customer, "Can we move our renewal to March?")
+    slack.say(staff[0], "Yes, I'll send the new quote today.", thread_ts=question["ts"])
+    slack.say(staff[1], "Welcome to the shared channel!")
+
+    await sync(tmp_path)
+
+    people = await entities(tmp_path, "contact")
+    assert sorted(p["email"] for p in people) == sorted(
+        slack.workspace.users[u]["profile"]["email"] for u in staff
+    )  # no bot, no Slackbot, no customer of the other team (not a member of this workspace)
+    activities = {a["body"]: a for a in await entities(tmp_path, "activity")}
+    assert set(activities) == {
+        "Can we move our renewal to March?",
+        "Yes, I'll send the new quote today.",
+        "Welcome to the shared channel!",
+    }
+    asked = activities["Can we move our renewal to March?"]
+    answered = activities["Yes, I'll send the new quote today."]
+    assert asked["contact_email"] == slack.workspace.external[customer]["profile"]["email"]
+    assert asked["direction"] == "in" and answered["direction"] == "out"
+    assert asked["thread_id"] == answered["thread_id"]
+    assert asked["kind"] == "slack_message" and asked["source"] == "slack"
+
+    # a quiet workspace: one listing of people, one of the channel, one look at the thread
+    app.log.clear()
+    await sync(tmp_path)
+    assert app.log.count("GET", HISTORY) == 1 and app.log.count("GET", REPLIES) == 1
+    assert len(await entities(tmp_path, "activity")) == 3
+
+    # a late reply in the old thread and a new message are read, nothing twice
+    slack.say(customer, "Perfect, thanks!", thread_ts=question["ts"])
+    slack.say(staff[2], "Lunch?")
+    slack.edit_user(staff[1], title="Head of Sales")
+    await sync(tmp_path)
+    activities = {a["body"]: a for a in await entities(tmp_path, "activity")}
+    assert len(activities) == 5
+    assert activities["Perfect, thanks!"]["thread_id"] == asked["thread_id"]
+    edited = slack.workspace.users[staff[1]]["profile"]["email"]
+    [person] = [p for p in await entities(tmp_path, "contact") if p["email"] == edited]
+    assert person["job_title"] == "Head of Sales"
+
+
+async def test_rotated_token_is_refreshed_through_the_vault(
+    tmp_path: Path, db_url: str, served: tuple[SlackSandboxApp, str]
+) -> None:
+    app, url = served
+    (tmp_path / "crmhub.toml").write_text(slack_toml(db_url, url))
+    await connect(tmp_path)
+    await sync(tmp_path)
+    app.oauth.expire_access_tokens()  # twelve hours later
+
+    await sync(tmp_path)
+
+    assert app.oauth.refresh_requests == 1
+    assert app.provider.workspace.messages[CHANNEL] == {}
