@@ -109,6 +109,14 @@ SLACK_API = SlackDescription(
             r"^InvalidData: error: 'token_expired' is not one of",
             why="token rotation's error is newer than the description",
         ),
+        # The Events API description's "message" topic was generated from one
+        # message_deleted example: it requires that subtype's keys of every message event.
+        Defect(
+            "webhook",
+            "webhook",
+            r"^event: '(deleted_ts|subtype|hidden|previous_message)' is a required property$",
+            why="the message topic requires the keys of the message_deleted subtype",
+        ),
         Defect(
             "response",
             "POST /oauth.v2.access",
