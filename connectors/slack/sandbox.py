@@ -98,6 +98,8 @@ class SlackSandbox:
         self.rotation = rotation
         self.tiers = dict(tiers)
         self.post_interval = 1.0
+        self.retry_after = 30
+        """Seconds the throttle answers of the fault switches (``burst_429``) ask to wait."""
         self.bot_scopes = ALL_SCOPES
         self.throttled = 0
         self._calls: dict[str, deque[float]] = {}
@@ -445,7 +447,7 @@ def create_sandbox(
         provider.app,
         name="slack",
         seed=seed,
-        throttle=throttle_answer,
+        throttle=lambda: throttle_answer(provider.retry_after),
         on_reset=workspace.reset,
         oauth=oauth,
         webhooks=events,

@@ -99,12 +99,12 @@ class Workspace:
         with self.lock:
             self._last_ts = Decimal(0)
             start = int(self.clock()) - 86_400
-            people = list(fake_people(self.seed, self.size + self.customers))
+            people = list(fake_people(self.seed, self.size + self.customers + 1))
             self.users = {}
             for i, person in enumerate(people[: self.size]):
                 member = _member(i + 1, person, TEAM, start + i)
                 self.users[member["id"]] = member
-            bot = _member(0, people[0], TEAM, start)
+            bot = _member(0, people[-1], TEAM, start)
             bot.update(id=BOT_USER, name="crmhub", is_bot=True, real_name="crmhub")
             bot["profile"] = {
                 "real_name": "crmhub",
@@ -121,7 +121,7 @@ class Workspace:
             }
             self.users["USLACKBOT"] = slackbot
             self.external = {}
-            for j, person in enumerate(people[self.size :]):
+            for j, person in enumerate(people[self.size : self.size + self.customers]):
                 member = _member(j + 1, person, CUSTOMER_TEAM, start + j)
                 self.external[member["id"]] = member
             self.messages = {c: {} for c in self.channels}

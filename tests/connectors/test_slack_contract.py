@@ -1,0 +1,108 @@
+"""The connector contract on the Slack sandbox: the people stream and the messages stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.slack import SlackConnector
+from connectors.slack.sandbox import SANDBOX_BOT_TOKEN, SlackSandboxApp, create_sandbox
+from connectors.slack.sandbox_workspace import SHARED_CHANNEL, TEAM
+from connectors.slack.settings import SlackSettings
+from hub.connector import ConnectorContext, Stream
+from hub.sandbox import serve_sandbox
+from hub.testing import static_credentials
+from hub.testing.contract import ConnectorContract
+
+
+@pytest.fixture
+def empty() -> Iterator[tuple[SlackSandboxApp, str]]:
+    app = create_sandbox(seed=5, size=0, customers=0)
+    url, server = serve_sandbox(app)
+    try:
+        yield app, url
+    finally:
+        server.stop()
+
+
+def slack_connector(url: str, tmp_path: Path, **settings: Any) -> SlackConnector:
+    values = {
+        "api_url": f"{url}/api",
+        "channels": [SHARED_CHANNEL],
+        "own_team": TEAM,
+        "page_size": 5,
+        "tier2_per_minute": 600,
+        "tier3_per_minute": 600,
+        "tier4_per_minute": 600,
+        **settings,
+    }
+    context = ConnectorContext(
+        "team", tmp_path, credentials=static_credentials(access_token=SANDBOX_BOT_TOKEN)
+    )
+    return SlackConnector(SlackSettings(**values), context)
+
+
+class SlackContract(ConnectorContract):
+    @pytest.fixture
+    async def connector(
+        self, empty: tuple[SlackSandboxApp, str], tmp_path: Path
+    ) -> AsyncIterator[SlackConnector]:
+        connector = slack_connector(empty[1], tmp_path)
+        connector.sandbox = empty[0]  # type: ignore[attr-defined]
+        yield connector
+        await connector.aclose()
+
+    async def throttle(self, connector: Any, times: int) -> float | None:
+        # two answers: a short wait, retried; fifty: a wait past what a run sleeps for
+        connector.sandbox.provider.retry_after = 1 if times <= 2 else 600
+        connector.sandbox.set_faults(burst_429=times)
+        return float(connector.sandbox.provider.retry_after)
+
+
+class TestSlackPeopleContract(SlackContract):
+    stream_name = "users"
+
+    async def seed(self, connector: Any, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            connector.sandbox.provider.join(r["first_name"], r["last_name"], r["email"])
+
+    async def remote_records(self, connector: Any) -> list[dict[str, Any]]:
+        return [
+            {"email": m["profile"]["email"], "first_name": m["profile"]["first_name"]}
+            for m in connector.sandbox.provider.workspace.users.values()
+            if m["profile"].get("email") and not m["deleted"]
+        ]
+
+    def _user(self, connector: Any, identity: str) -> str:
+        users = connector.sandbox.provider.workspace.users
+        return next(u for u, m in users.items() if m["profile"].get("email") == identity)
+
+    async def edit_remotely(self, connector: Any, identity: str, changes: dict[str, Any]) -> None:
+        connector.sandbox.provider.edit_user(self._user(connector, identity), **changes)
+
+    async def delete_remotely(self, connector: Any, identity: str) -> None:
+        connector.sandbox.provider.workspace.deactivate(self._user(connector, identity))
+
+
+class TestSlackMessagesContract(SlackContract):
+    stream_name = "messages"
+    remote_edits = False  # Slack's history by `oldest` does not list edited messages again
+
+    def sample(self, stream: Stream, i: int) -> dict[str, Any]:
+        return {"text": f"Contract message {i}"}
+
+    def identity(self, stream: Stream, data: dict[str, Any]) -> str:
+        return str(data.get("text") or "")
+
+    async def seed(self, connector: Any, records: list[dict[str, Any]]) -> None:
+        slack = connector.sandbox.provider
+        author = slack.join("Contract", "Author", "author@example.com")["id"]
+        for r in records:
+            slack.say(author, r["text"])
+
+    async def remote_records(self, connector: Any) -> list[dict[str, Any]]:
+        messages = connector.sandbox.provider.workspace.messages[SHARED_CHANNEL]
+        return [{"text": m["text"]} for m in messages.values()]
