@@ -95,13 +95,13 @@ class SlackConnector(Connector):
         api = self.api()
         s = self.settings
         if stream.name == USERS.name:
-            puller = UserPull(
+            people = UserPull(
                 api,
                 page_size=s.page_size,
                 with_email_only=not s.match_by_name,
                 directory=self.people,
             )
-            async for page in puller.pages(cursor):
+            async for page in people.pages(cursor):
                 yield page
             return
         team = await self.team()

@@ -59,7 +59,7 @@ class Event:
     key: str
     at: datetime
     connection: str
-    facts: dict[str, str]
+    facts: dict[str, Any]
 
 
 def _aware(at: datetime) -> datetime:
@@ -80,6 +80,8 @@ def _short(value: Any, limit: int = 80) -> str:
 async def read_events(store: Store, since: datetime) -> list[Event]:
     """The events recorded after ``since``, oldest first."""
     found: list[Event] = []
+    rows: Any
+    facts: dict[str, Any]
     async with store.connect() as db:
         rows = await db.execute(
             select(
@@ -117,7 +119,7 @@ async def read_events(store: Store, since: datetime) -> list[Event]:
                 "In the hub": _short(hub_value),
                 f"In {conn}": _short(remote_value),
                 "Record": eid,
-                "Settle with": f"crmhub conflicts resolve {cid}",
+                "Settle with": f"crmhub conflicts resolve {cid} --take hub|remote",
             }
             found.append(Event("conflict", f"conflict:{cid}", _aware(at), conn, facts))
         rows = await db.execute(
@@ -159,7 +161,7 @@ async def read_events(store: Store, since: datetime) -> list[Event]:
                 "Connection": conn,
                 "Stream": stream,
                 "Why": _short(error or ""),
-                "See": "crmhub outbox list --dead",
+                "See": "crmhub outbox",
             }
             found.append(Event("dead_letter", f"outbox:{oid}", _aware(at), conn, facts))
     found.sort(key=lambda e: (e.at, e.key))
@@ -176,7 +178,9 @@ def render(rule: NotifyRule, event: Event) -> tuple[str, list[dict[str, Any]]]:
     ]
     if rule.text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": rule.text}})
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{_escape(v)}"} for k, v in event.facts.items()]
+    fields = [
+        {"type": "mrkdwn", "text": f"*{k}*\n{_escape(str(v))}"} for k, v in event.facts.items()
+    ]
     if fields:
         blocks.append({"type": "section", "fields": fields[:10]})
     blocks.append(
