@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -240,3 +241,18 @@ def test_settings_name_what_is_wrong() -> None:
             ]
         )
     assert SlackSettings(api_url="http://127.0.0.1:1/api/").api_url == "http://127.0.0.1:1/api"
+
+
+def test_the_readme_example_is_valid_settings() -> None:
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Slack") :]
+    block = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    table = tomllib.loads(block)["connections"]["team"]
+    hub_keys = {"connector", "schedule"}
+    settings = SlackSettings(**{k: v for k, v in table.items() if k not in hub_keys})
+    assert settings.channels == ["C0123ABCD"]
+    assert [(r.name, r.on, r.connections) for r in settings.notify] == [
+        ("new-leads", "new_contact", ["contact-form"])
+    ]
