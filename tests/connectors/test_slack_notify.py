@@ -104,3 +104,99 @@ def test_a_rule_is_tried_with_crmhub_slack_test(
     result = CliRunner().invoke(cli, ["slack", "test", "nope"])
     assert result.exit_code == 1
     assert "no Slack connection has a notification rule named 'nope'" in result.output
+
+
+async def test_every_kind_of_event_is_read_once_with_what_to_do(
+    tmp_path: Path, store: object
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from connectors.slack.notify import read_events
+    from hub.store import Store, utcnow
+    from hub.store.bulk import new_id
+    from hub.store.schema import conflicts, entities, outbox, runs, tokens
+
+    assert isinstance(store, Store)
+    before = utcnow() - timedelta(seconds=1)
+    now = utcnow()
+    person, run, owed = new_id(), new_id(), new_id()
+    async with store.begin() as db:
+        await db.execute(
+            insert(entities).values(
+                id=person,
+                type="contact",
+                created_at=now,
+                updated_at=now,
+                fields={"email": "ada@lead.example", "first_name": "Ada"},
+                provenance={"email": ["website", now.isoformat()]},
+            )
+        )
+        await db.execute(
+            insert(conflicts).values(
+                entity_id=person,
+                connection="crm",
+                field="phone",
+                base_value=None,
+                hub_value="+1 1",
+                remote_value="+1 2",
+                status="open",
+                created_at=now,
+            )
+        )
+        await db.execute(
+            insert(runs).values(
+                id=run,
+                connection="crm",
+                status="held",
+                full=False,
+                started_at=now,
+                finished_at=now,
+                counts={},
+                error="12 deletions held",
+            )
+        )
+        await db.execute(
+            insert(outbox).values(
+                id=owed,
+                connection="crm",
+                stream="contacts",
+                entity_id=person,
+                op="upsert",
+                status="dead",
+                attempts=5,
+                last_error="422 invalid phone",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await db.execute(
+            insert(tokens).values(
+                connection="crm",
+                version=1,
+                kind="oauth2",
+                ciphertext=b"x",
+                key_id="k",
+                status="needs_reauth",
+                last_error="invalid_grant",
+                updated_at=now,
+            )
+        )
+
+    found = await read_events(store, before)
+
+    assert sorted(e.kind for e in found) == [
+        "conflict",
+        "dead_letter",
+        "held_run",
+        "needs_reauth",
+        "new_contact",
+    ]
+    by_kind = {e.kind: e for e in found}
+    assert by_kind["new_contact"].connection == "website"
+    assert by_kind["new_contact"].facts["E-mail"] == "ada@lead.example"
+    assert by_kind["needs_reauth"].facts["Fix with"] == "crmhub connect crm"
+    assert by_kind["held_run"].facts["Approve with"] == f"crmhub runs approve {run}"
+    assert "crmhub conflicts resolve" in by_kind["conflict"].facts["Settle with"]
+    assert await read_events(store, utcnow() + timedelta(seconds=1)) == []
