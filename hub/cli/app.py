@@ -88,7 +88,7 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except CrmhubError as exc:
-        raise fail(str(exc).replace("[", "\\[")) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 

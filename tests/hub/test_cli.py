@@ -111,3 +111,13 @@ def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
     code, out = invoke("db", "prune", "--older-than", "0")
     assert code != 0
     assert "older-than" in out
+
+
+def test_a_configuration_error_names_its_key_as_written(folder: Path) -> None:
+    (folder / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n\n[connections.a]\nconnector = "csv"\n'
+    )
+    code, out = invoke("sync")
+    assert code != 0
+    # the key in brackets, once escaped for the terminal: no backslash reaches the user
+    assert "[connections.a" in out and "\\[" not in out
