@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from hub.connector import ConnectorContext
-from hub.errors import ErrorKind, NeedsReauth, TransientError
+from hub.errors import ErrorKind, NeedsReauth, PermanentError, TransientError
 from hub.http import HubClient, RateLimit, ResponseClassifier, make_client, send_with_retry
 
 __all__ = ["TIERS", "SlackApi", "SlackAuth", "SlackClassifier", "slack_error"]
@@ -208,11 +208,22 @@ class SlackApi:
 
     async def pages(self, method: str, key: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Each answer of a cursor-paged listing (``response_metadata.next_cursor``); stops on
-        an empty or repeated cursor. ``key`` names the list that must be in every answer."""
+        an empty or repeated cursor. ``key`` names the list that must be in every answer.
+
+        A ``cursor`` given to resume a listing that Slack no longer knows (``invalid_cursor``:
+        cursors expire) starts the listing again from its beginning."""
         cursor = params.pop("cursor", None)
+        resumed = bool(cursor)
         seen: set[str] = set()
         while True:
-            body = await self.call(method, **params, cursor=cursor or None)
+            try:
+                body = await self.call(method, **params, cursor=cursor or None)
+            except PermanentError as exc:
+                if not (resumed and "invalid_cursor" in str(exc)):
+                    raise
+                resumed, cursor = False, None
+                continue
+            resumed = False
             if not isinstance(body.get(key), list):
                 raise TransientError(
                     f"Slack's {method} answer has no '{key}' list", connection=self.connection

@@ -226,7 +226,11 @@ class ChannelPull:
         for thread in sorted(self._follow(threads)):
             if thread in seen_now:
                 continue
-            records, newest = await self._replies(thread, threads[thread])
+            try:
+                records, newest = await self._replies(thread, threads[thread])
+            except PermanentError:
+                threads.pop(thread)  # thread_not_found: its first message was deleted
+                continue
             threads[thread] = newest
             if records:
                 yield ChannelStep(

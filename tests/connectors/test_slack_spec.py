@@ -193,6 +193,21 @@ async def test_cursor_paging_stops_on_an_empty_or_repeated_cursor() -> None:
     await slack.aclose()
 
 
+@respx.mock
+async def test_a_listing_resumed_from_an_expired_cursor_starts_again() -> None:
+    route = respx.get(f"{API}/users.list").mock(
+        side_effect=[
+            answer(ok=False, error="invalid_cursor"),
+            answer(ok=True, members=[{"id": "U1"}], response_metadata={"next_cursor": ""}),
+        ]
+    )
+    slack = api()
+    pages = [p async for p in slack.pages("users.list", "members", cursor="old")]
+    assert [p["members"][0]["id"] for p in pages] == ["U1"]
+    assert [c.request.url.params.get("cursor") for c in route.calls] == ["old", None]
+    await slack.aclose()
+
+
 class Rotating:
     """A token manager stand-in: a token that Slack calls expired, then a fresh one."""
 

@@ -63,6 +63,13 @@ async def test_people_and_conversations(
     [person] = [p for p in await entities(tmp_path, "contact") if p["email"] == edited]
     assert person["job_title"] == "Head of Sales"
 
+    # the thread's first message deleted in Slack: the thread is no longer followed
+    del slack.workspace.messages[CHANNEL][question["ts"]]
+    await sync(tmp_path)
+    app.log.clear()
+    await sync(tmp_path)
+    assert app.log.count("GET", REPLIES) == 0
+
 
 async def test_rotated_token_is_refreshed_through_the_vault(
     tmp_path: Path, db_url: str, served: tuple[SlackSandboxApp, str]
