@@ -60,7 +60,8 @@ class SlackConnector(Connector):
         rotates_refresh_tokens=True,
     )
     webhook: ClassVar[type[WebhookReceiver] | None] = SlackReceiver
-    renew_every: ClassVar[timedelta | None] = timedelta(minutes=1)
+    # a little under the daemon's one-minute upkeep turn, so that every turn is due
+    renew_every: ClassVar[timedelta | None] = timedelta(seconds=50)
 
     def __init__(self, settings: BaseModel, context: ConnectorContext) -> None:
         super().__init__(settings, context)
