@@ -55,8 +55,6 @@ class SlackSettings(BaseModel):
     channels: list[str] = []
     """Channel ids whose messages become activities (shared Slack Connect channels with
     customers); none by default. The bot must be a member of each."""
-    email_scope: bool = True
-    """The app has ``users:read.email``: people are matched by e-mail address."""
     match_by_name: bool = False
     """Without e-mail addresses, people become contacts by name (first and last)."""
     own_team: str | None = None
