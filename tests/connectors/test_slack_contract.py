@@ -106,3 +106,28 @@ class TestSlackMessagesContract(SlackContract):
     async def remote_records(self, connector: Any) -> list[dict[str, Any]]:
         messages = connector.sandbox.provider.workspace.messages[SHARED_CHANNEL]
         return [{"text": m["text"]} for m in messages.values()]
+
+
+async def pulled(connector: SlackConnector, stream: str) -> list[Any]:
+    from hub.testing.contract import pull_pages, records_of
+
+    try:
+        return records_of(await pull_pages(connector, connector.stream(stream), None))
+    finally:
+        await connector.aclose()
+
+
+async def test_people_without_an_address_come_only_by_name_when_asked(tmp_path: Path) -> None:
+    app = create_sandbox(seed=6, size=4, customers=0)
+    app.provider.bot_scopes = "users:read,channels:history,chat:write"  # no users:read.email
+    url, server = serve_sandbox(app)
+    try:
+        assert await pulled(slack_connector(url, tmp_path), "users") == []
+        by_name = await pulled(slack_connector(url, tmp_path, match_by_name=True), "users")
+    finally:
+        server.stop()
+    staff = app.provider.workspace.staff()
+    assert sorted(r.id for r in by_name) == sorted(staff)  # no bot, no Slackbot
+    names = {r.data["first_name"] + " " + r.data["last_name"] for r in by_name}
+    assert names == {app.provider.workspace.users[u]["real_name"] for u in staff}
+    assert all(r.data["email"] is None for r in by_name)
