@@ -92,6 +92,7 @@ def test_mapping_check_names_file_line_and_key(folder: Path) -> None:
     bad.write_text('entity = "contact"\n\n[[field]]\ncanonical = "emial"\nremote = "email"\n')
     code, out = invoke("mapping", "check", str(bad))
     assert code == 1 and "bad.toml:4" in out and "emial" in out
+    assert "[field[1].canonical]" in out  # the key as written, not taken for markup
 
 
 def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
