@@ -75,6 +75,7 @@ def workspace(args: argparse.Namespace) -> tuple[object, int]:
 
 
 async def first_sync(folder: Path, url: str, scale: float) -> tuple[float, dict[str, int]]:
+    from auth.credentials import VaultAuth
     from auth.flows import complete_authorization, start_authorization
     from hub.config import load_config
     from hub.engine import sync_connection
@@ -90,7 +91,7 @@ async def first_sync(folder: Path, url: str, scale: float) -> tuple[float, dict[
         'client_secret = "sandbox-secret"\n'
         f'authorize_url = "{url}/oauth/authorize"\ntoken_url = "{url}/api/oauth.v2.access"\n'
     )
-    hub = await Hub.open(load_config(folder / "crmhub.toml"))
+    hub = await Hub.open(load_config(folder / "crmhub.toml"), auth=VaultAuth())
     try:
         start = await start_authorization(hub, "team")
         async with httpx.AsyncClient() as browser:

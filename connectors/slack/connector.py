@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from auth.providers import AuthKind, OAuthSettings
 from connectors.slack.client import SlackApi, require_credentials
 from connectors.slack.messages import ChannelPull, Directory
 from connectors.slack.settings import SlackSettings
 from connectors.slack.users import Person, UserPull
 from connectors.slack.webhook import SlackReceiver
+from hub.authspec import AuthKind, OAuthSettings
 from hub.connector import Connector, ConnectorContext, Cursor, Page, Stream
 from hub.webhooks import WebhookReceiver
 

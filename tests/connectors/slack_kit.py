@@ -40,10 +40,11 @@ def slack_toml(db_url: str, url: str, extra: str = "") -> str:
 
 
 async def open_hub(folder: Path) -> Any:
+    from auth.credentials import VaultAuth
     from hub.config import load_config
     from hub.runtime import Hub
 
-    return await Hub.open(load_config(folder / "crmhub.toml"))
+    return await Hub.open(load_config(folder / "crmhub.toml"), auth=VaultAuth())
 
 
 async def connect(folder: Path, name: str = "team") -> None:
