@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.sandbox import SandboxOAuthServer
+from connectors.slack.sandbox_events import APP_ID, SANDBOX_SIGNING_SECRET, WorkspaceEvents, signer
 from connectors.slack.sandbox_spec import SLACK_API
-from connectors.slack.sandbox_workspace import BOT_USER, SHARED_CHANNEL, TEAM, Workspace
-from connectors.slack.webhook import sign
+from connectors.slack.sandbox_workspace import BOT_USER, TEAM, Workspace
 from hub.sandbox import SandboxApp, WebhookSender
 
 __all__ = [
@@ -47,8 +47,6 @@ __all__ = [
 ]
 
 SANDBOX_BOT_TOKEN = "xoxb-0000000000-0000000000000-sandboxsandboxsandbox00"
-SANDBOX_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-APP_ID = "A0CRMHUB01"
 ROTATED_TTL = 43_200
 ALL_SCOPES = "users:read,users:read.email,channels:history,groups:history,chat:write"
 TIER_OF = {
@@ -80,7 +78,7 @@ def throttle_answer(retry_after: int = 30) -> Response:
     )
 
 
-class SlackSandbox:
+class SlackSandbox(WorkspaceEvents):
     """The provider routes, their limits and the test controls."""
 
     def __init__(
@@ -313,103 +311,10 @@ class SlackSandbox:
             slack["refresh_token"] = body.get("refresh_token")
         return JSONResponse(slack)
 
-    # -- controls: what people in the workspace do -----------------------------------------
-
-    def _callback(self, event: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            self._events += 1
-            number = self._events
-        return {
-            "token": "sandboxverificationtoken",
-            "team_id": TEAM,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{number:010d}",
-            "event_time": int(time.time()),
-            "authed_users": [BOT_USER],
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": TEAM,
-                    "user_id": BOT_USER,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "event_context": f"4-sandbox-{number}",
-        }
-
-    def say(
-        self,
-        user: str,
-        text: str,
-        channel: str = SHARED_CHANNEL,
-        thread_ts: str | None = None,
-        notify: bool = False,
-    ) -> dict[str, Any]:
-        """A message by ``user``; with ``notify`` the ``message`` event is sent to the hub."""
-        message = self.workspace.post(channel, user, text, thread_ts)
-        if notify and self.events.url:
-            event = {
-                **message,
-                "channel": channel,
-                "event_ts": message["ts"],
-                "channel_type": "channel",
-            }
-            self.deliver(self._callback(event))
-        return message
-
-    def edit_user(self, user: str, notify: bool = False, **profile: Any) -> dict[str, Any]:
-        member = self.workspace.edit_user(user, **profile)
-        if notify and self.events.url:
-            event = {
-                "type": "user_change",
-                "user": dict(member),
-                "cache_ts": member["updated"],
-                "event_ts": f"{time.time():.6f}",
-            }
-            self.deliver(self._callback(event))
-        return member
-
-    def join(self, first: str, last: str, email: str, notify: bool = False) -> dict[str, Any]:
-        member = self.workspace.add_user(first, last, email)
-        if notify and self.events.url:
-            event = {"type": "team_join", "user": dict(member), "event_ts": f"{time.time():.6f}"}
-            self.deliver(self._callback(event))
-        return member
-
-    def deliver(self, payload: dict[str, Any], retries: int = 0) -> list[int | None]:
-        """Post an event (blocking), then ``retries`` more times as Slack's retries."""
-        statuses = [self.events.send_sync(payload).status]
-        for number in range(1, retries + 1):
-            headers = {"X-Slack-Retry-Num": str(number), "X-Slack-Retry-Reason": "http_timeout"}
-            statuses.append(self.events.send_sync(payload, headers).status)
-        return statuses
-
-    def verify_url(
-        self, challenge: str = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
-    ) -> Any:
-        """Slack's Request URL check; the delivery (its status and the answer's text)."""
-        payload = {
-            "token": "sandboxverificationtoken",
-            "challenge": challenge,
-            "type": "url_verification",
-        }
-        return self.events.send_sync(payload)
-
 
 def _without_email(member: dict[str, Any]) -> dict[str, Any]:
     profile = {k: v for k, v in member.get("profile", {}).items() if k != "email"}
     return {**member, "profile": profile}
-
-
-def _signer(body: bytes) -> dict[str, str]:
-    timestamp = str(int(time.time()))
-    return {
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": sign(SANDBOX_SIGNING_SECRET, timestamp, body),
-    }
 
 
 class SlackSandboxApp(SandboxApp):
@@ -439,7 +344,7 @@ def create_sandbox(
         require_pkce=False,
         seed=seed,
     )
-    events = WebhookSender(url=webhook_url, sign=_signer)
+    events = WebhookSender(url=webhook_url, sign=signer)
     provider = SlackSandbox(
         workspace, oauth, events, rotation=rotation, tiers=tiers or {2: 20, 3: 50, 4: 100}
     )
