@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from hub.errors import ConnectorError
+from hub.errors import ConnectorError, NeedsReauth, RateLimited, TransientError
 from hub.store import utcnow
 from hub.store.schema import conflicts, entities, outbox, runs, tokens
 
@@ -243,19 +243,28 @@ class Notifier:
         api = self.connector.api()
         posted_up_to = now
         for event in await read_events(self.store, since - LOOKBACK):
-            if event.key in sent:
-                continue
-            try:
-                for rule in (r for r in rules if self.matches(r, event)):
+            held = False
+            for rule in (r for r in rules if self.matches(r, event)):
+                key = f"{event.key}>{rule.name}"
+                if key in sent:
+                    continue
+                try:
                     text, blocks = render(rule, event)
                     await api.post_message(rule.channel, text, blocks)
-            except ConnectorError as exc:
-                # the rest waits for the next turn; what was posted is remembered
-                log.warning("Slack notification of %s not posted: %s", event.key, exc)
+                except (TransientError, RateLimited, NeedsReauth) as exc:
+                    # Slack cannot take it now: this and what follows wait for the next turn
+                    log.warning("Slack notification %s waits: %s", key, exc)
+                    held = True
+                    break
+                except ConnectorError as exc:
+                    # the rule cannot be posted as it is (an unknown channel, the bot not in
+                    # it): said in the log, and not tried again for this event
+                    log.warning("Slack notification %s not posted: %s", key, exc)
+                sent.add(key)
+            if held:
                 posted_up_to = min(posted_up_to, event.at)
                 break
-            sent.add(event.key)
         horizon = posted_up_to - LOOKBACK * 2
-        recent = await read_events(self.store, horizon)
-        keep = sorted(k for k in sent if any(e.key == k for e in recent))
+        recent = {e.key for e in await read_events(self.store, horizon)}
+        keep = sorted(k for k in sent if k.partition(">")[0] in recent)
         return {"since": posted_up_to.isoformat(), "sent": keep}

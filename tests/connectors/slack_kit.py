@@ -15,11 +15,15 @@ from connectors.slack.sandbox import SANDBOX_SIGNING_SECRET, SlackSandboxApp, cr
 from hub.sandbox import serve_sandbox
 
 CHANNEL = "C0SHARED01"
+LEADS = "C0LEADS001"
+OPS = "C0OPSTEAM1"
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[SlackSandboxApp, str]]:
-    app = create_sandbox(seed=3, size=12, customers=3, rotation=True)
+    app = create_sandbox(
+        seed=3, size=12, customers=3, rotation=True, channels=(CHANNEL, LEADS, OPS)
+    )
     url, server = serve_sandbox(app)
     try:
         yield app, url

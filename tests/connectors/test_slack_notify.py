@@ -11,11 +11,9 @@ from typer.testing import CliRunner
 from connectors.slack.sandbox import SlackSandboxApp
 from hub.cli import app as cli
 from hub.cli import commands  # noqa: F401  (registers the commands)
-from tests.connectors.slack_kit import connect, open_hub, slack_toml, sync
+from tests.connectors.slack_kit import LEADS, OPS, connect, open_hub, slack_toml, sync
 from tests.connectors.slack_kit import served as served  # the fixture
 
-LEADS = "C0LEADS001"
-OPS = "C0OPSTEAM1"
 RULES = f"""
 [[connections.team.notify]]
 name = "leads"
@@ -23,6 +21,12 @@ on = "new_contact"
 connections = ["website"]
 channel = "{LEADS}"
 text = "Someone filled in the contact form."
+
+[[connections.team.notify]]
+name = "leads-archive"
+on = "new_contact"
+connections = ["website"]
+channel = "C0GONE0001"
 
 [[connections.team.notify]]
 name = "conflicts"
@@ -83,6 +87,8 @@ async def test_each_form_lead_posts_one_message(
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "New lead"}}
     assert blocks[1]["text"]["text"] == "Someone filled in the contact form."
     assert app.provider.throttled == 0  # one message a second per channel, as Slack allows
+    # the rule whose channel Slack does not know was tried once per lead, and said so
+    assert [e.status for e in app.log.entries() if e.path == "/api/chat.postMessage"] == [200] * 4
 
 
 def test_a_rule_is_tried_with_crmhub_slack_test(

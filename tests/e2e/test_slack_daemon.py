@@ -22,7 +22,7 @@ from connectors.slack.sandbox import SANDBOX_SIGNING_SECRET, SlackSandboxApp, cr
 from connectors.slack.webhook import sign
 from connectors.webforms import TOKEN_FIELD, issue_token
 from hub.sandbox import serve_sandbox
-from tests.connectors.slack_kit import connect, slack_toml
+from tests.connectors.slack_kit import CHANNEL, connect, slack_toml
 from tests.e2e.test_forms_daemon import base_url, query, wait_until
 
 CRMHUB = str(Path(sys.executable).with_name("crmhub"))
@@ -48,7 +48,7 @@ form_secret = "{SECRET}"
 
 @pytest.fixture
 def slack() -> Iterator[tuple[SlackSandboxApp, str]]:
-    app = create_sandbox(seed=4, size=5, customers=1)
+    app = create_sandbox(seed=4, size=5, customers=1, channels=(CHANNEL, LEADS))
     url, server = serve_sandbox(app)
     try:
         yield app, url
