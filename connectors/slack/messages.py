@@ -212,12 +212,16 @@ class ChannelPull:
                         continue
                     top = _later(top, ts)
                     if m.get("reply_count") and str(m.get("thread_ts") or "") == ts:
-                        reply_records, newest = await self._replies(ts, threads.get(ts, ts))
+                        seen_now.add(ts)
+                        try:
+                            reply_records, newest = await self._replies(ts, threads.get(ts, ts))
+                        except PermanentError:
+                            continue  # thread_not_found: deleted since the listing
                         records.extend(reply_records)
                         threads[ts] = newest
-                        seen_now.add(ts)
                 page = (body.get("response_metadata") or {}).get("next_cursor") or None
-                held = {"oldest": oldest, "threads": threads, "top": top}
+                # a copy: the engine may store this page's cursor after the next is read
+                held = {"oldest": oldest, "threads": dict(threads), "top": top}
                 if page:
                     yield ChannelStep(records, {**held, "page": page})
                 else:
@@ -235,7 +239,7 @@ class ChannelPull:
             if records:
                 yield ChannelStep(
                     records,
-                    {"oldest": oldest, "threads": threads, "top": top, "done_history": True},
+                    {"oldest": oldest, "threads": dict(threads), "top": top, "done_history": True},
                 )
         yield ChannelStep(
             [], {"oldest": _later(oldest, top) or oldest, "threads": self._follow(threads)}

@@ -101,12 +101,18 @@ SLACK_API = SlackDescription(
             r"messages: \[\] should be non-empty",
             why="a quiet channel answers an empty list",
         ),
-        # conversations.history's success schema forbids properties it does not list and
-        # does not list response_metadata, which carries the next page's cursor (the
-        # description's own example answer has it).
+        # conversations.history's and conversations.replies' success schemas forbid
+        # properties they do not list and do not list response_metadata, which carries the
+        # next page's cursor (the description's own example answers have it).
         Defect(
             "response",
             "GET /conversations.history",
+            r"Additional properties are not allowed \('response_metadata' was unexpected\)",
+            why="the paging cursor is missing from the success schema, not from its example",
+        ),
+        Defect(
+            "response",
+            "GET /conversations.replies",
             r"Additional properties are not allowed \('response_metadata' was unexpected\)",
             why="the paging cursor is missing from the success schema, not from its example",
         ),
