@@ -9,5 +9,6 @@ from hub.cli import (  # noqa: F401
     inbox_commands,
     outbox_commands,
     plugin_commands,
+    relation_commands,
     slack_commands,
 )
