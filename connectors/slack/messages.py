@@ -10,12 +10,14 @@ interrupted goes on where it stopped.
 
 Each message is one activity: its ``message_id`` is ``slack:<team>:<channel>:<ts>`` (two
 connections on one workspace make one activity), its ``thread_id`` names the thread's
-first message, its author is resolved to an e-mail address (``contact_email``) with the
-directory of the people stream or ``users.info``.
+first message; its author and the people it mentions (``<@U…>``) are resolved to e-mail
+addresses (``people_emails``, the author first: the activity's ``contacts`` references)
+with the directory of the people stream or ``users.info``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,7 @@ SKIPPED_SUBTYPES = frozenset(
 )
 """Message subtypes that are no conversation with a person."""
 SUBJECT_CHARS = 120
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def ts_time(ts: str) -> datetime:
@@ -88,11 +91,18 @@ def _subject(text: str) -> str:
     return line if len(line) <= SUBJECT_CHARS else line[: SUBJECT_CHARS - 1] + "…"
 
 
+def people_in(message: dict[str, Any]) -> list[str]:
+    """The Slack user ids of a message's author and of those it mentions, author first."""
+    found = [str(message.get("user") or ""), *MENTION.findall(str(message.get("text") or ""))]
+    return [u for u in dict.fromkeys(found) if u]
+
+
 def message_record(
     message: dict[str, Any], channel: str, team: str, people: dict[str, Person]
 ) -> RemoteRecord:
     """The activity record of one message of ``channel`` in workspace ``team``."""
     ts = str(message["ts"])
+    emails = [people[u].email for u in people_in(message) if u in people]
     thread = str(message.get("thread_ts") or ts)
     author = people.get(str(message.get("user") or ""))
     author_team = (author.team if author else None) or message.get("user_team") or team
@@ -112,6 +122,7 @@ def message_record(
         "user": message.get("user"),
         "author_name": author.name if author else "",
         "author_email": author.email if author else None,
+        "people_emails": list(dict.fromkeys(e for e in emails if e)),
         "reply": thread != ts,
     }
     changed = ts_time(str(edited)) if edited else ts_time(ts)
@@ -159,7 +170,7 @@ class ChannelPull:
 
     async def _records(self, messages: list[dict[str, Any]]) -> list[RemoteRecord]:
         kept = [m for m in messages if self._keep(m)]
-        await self.directory.resolve(str(m["user"]) for m in kept)
+        await self.directory.resolve(u for m in kept for u in people_in(m))
         return [message_record(m, self.channel, self.team, self.directory.known) for m in kept]
 
     async def _replies(self, thread: str, after: str) -> tuple[list[RemoteRecord], str]:

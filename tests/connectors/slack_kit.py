@@ -92,3 +92,24 @@ async def entities(folder: Path, kind: str) -> list[dict[str, Any]]:
             return [json.loads(f) if isinstance(f, str) else dict(f) for (f,) in rows]
     finally:
         await hub.close()
+
+
+async def contact_ids(folder: Path) -> dict[str, str]:
+    """The hub id of each contact, by e-mail address."""
+    from sqlalchemy import select
+
+    from hub.store.schema import entities as table
+
+    hub = await open_hub(folder)
+    try:
+        async with hub.store.connect() as db:
+            rows = await db.execute(
+                select(table.c.id, table.c.fields).where(table.c.type == "contact")
+            )
+            found = {}
+            for eid, fields in rows:
+                values = json.loads(fields) if isinstance(fields, str) else dict(fields)
+                found[str(values.get("email"))] = str(eid)
+            return found
+    finally:
+        await hub.close()

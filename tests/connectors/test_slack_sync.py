@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.slack.sandbox import SlackSandboxApp
-from tests.connectors.slack_kit import CHANNEL, connect, entities, slack_toml, sync
+from tests.connectors.slack_kit import (
+    CHANNEL,
+    connect,
+    contact_ids,
+    entities,
+    slack_toml,
+    sync,
+)
 from tests.connectors.slack_kit import served as served  # the fixture
 
 HISTORY = "/api/conversations.history"
@@ -40,7 +47,10 @@ async def test_people_and_conversations(
     }
     asked = activities["Can we move our renewal to March?"]
     answered = activities["Yes, I'll send the new quote today."]
-    assert asked["contact_email"] == slack.workspace.external[customer]["profile"]["email"]
+    ids = await contact_ids(tmp_path)
+    staff_email = slack.workspace.users[staff[0]]["profile"]["email"]
+    assert answered["contacts"] == [ids[staff_email]]  # the author, by address
+    assert "contacts" not in asked  # the customer is no contact (yet): never made from here
     assert asked["direction"] == "in" and answered["direction"] == "out"
     assert asked["thread_id"] == answered["thread_id"]
     assert asked["kind"] == "slack_message" and asked["source"] == "slack"
@@ -84,3 +94,43 @@ async def test_rotated_token_is_refreshed_through_the_vault(
 
     assert app.oauth.refresh_requests == 1
     assert app.provider.workspace.messages[CHANNEL] == {}
+
+
+async def test_messages_refer_to_their_people_once_they_are_contacts(
+    tmp_path: Path, db_url: str, served: tuple[SlackSandboxApp, str]
+) -> None:
+    app, url = served
+    slack = app.provider
+    staff = slack.workspace.staff()
+    first, second = sorted(slack.workspace.external)[:2]
+    email = {u: slack.workspace.person(u)["profile"]["email"] for u in (first, second)}
+    (tmp_path / "crm.csv").write_text(f"email,first_name\n{email[first]},Customer\n")
+    (tmp_path / "crmhub.toml").write_text(
+        slack_toml(db_url, url) + '\n[connections.crm]\nconnector = "csv"\npath = "crm.csv"\n'
+    )
+    await connect(tmp_path)
+    await sync(tmp_path, "crm")
+    slack.say(first, "Our order is late")
+    slack.say(staff[0], f"<@{first}> sorry! <@{second}> can you check?")
+
+    await sync(tmp_path)
+
+    ids = await contact_ids(tmp_path)
+    activities = {a["body"]: a for a in await entities(tmp_path, "activity")}
+    staff_email = slack.workspace.users[staff[0]]["profile"]["email"]
+    assert activities["Our order is late"]["contacts"] == [ids[email[first]]]
+    mention = activities[f"<@{first}> sorry! <@{second}> can you check?"]
+    assert mention["contacts"] == [ids[staff_email], ids[email[first]]]  # the second: pending
+
+    # the second customer becomes a contact elsewhere: the pending reference is resolved
+    # at the next run of the Slack connection
+    with (tmp_path / "crm.csv").open("a") as f:
+        f.write(f"{email[second]},Other\n")
+    await sync(tmp_path, "crm")
+    await sync(tmp_path)
+    ids = await contact_ids(tmp_path)
+    activities = {a["body"]: a for a in await entities(tmp_path, "activity")}
+    mention = activities[f"<@{first}> sorry! <@{second}> can you check?"]
+    assert sorted(mention["contacts"]) == sorted(
+        [ids[staff_email], ids[email[first]], ids[email[second]]]
+    )
