@@ -56,6 +56,8 @@ class SlackConnector(Connector):
         authorize_url="https://slack.com/oauth/v2/authorize",
         token_url="https://slack.com/api/oauth.v2.access",
         scopes=BOT_SCOPES,
+        # Slack reads the bot scopes as one comma-separated list
+        authorize_params={"scope": ",".join(BOT_SCOPES)},
         pkce=False,
         rotates_refresh_tokens=True,
     )

@@ -134,3 +134,25 @@ async def test_messages_refer_to_their_people_once_they_are_contacts(
     assert sorted(mention["contacts"]) == sorted(
         [ids[staff_email], ids[email[first]], ids[email[second]]]
     )
+
+
+async def test_the_app_asks_slack_for_its_bot_scopes(
+    tmp_path: Path, served: tuple[SlackSandboxApp, str]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from auth.flows import start_authorization
+    from connectors.slack.connector import BOT_SCOPES
+    from tests.connectors.slack_kit import open_hub
+
+    _, url = served
+    db = f"sqlite+aiosqlite:///{tmp_path / 'crmhub.db'}"
+    (tmp_path / "crmhub.toml").write_text(slack_toml(db, url))
+    hub = await open_hub(tmp_path)
+    try:
+        start = await start_authorization(hub, "team")
+    finally:
+        await hub.close()
+    query = parse_qs(urlsplit(start.url).query)
+    assert query["scope"] == [",".join(BOT_SCOPES)]
+    assert query["client_id"] == ["sandbox-client"] and "code_challenge" not in query
