@@ -8,9 +8,10 @@ with its ``challenge`` at once. Every other delivery is written to the inbox und
 ``event_id`` and answered 200 after that write, well inside Slack's 3 seconds; Slack's
 retries (``X-Slack-Retry-Num``) carry the same ``event_id`` and are stored once.
 
-Handling, from the inbox: ``user_change`` and ``team_join`` (people), and ``message`` in a
-followed channel, sync the connection (skipped when a run that started after the delivery
-already did); other events are kept and do nothing.
+Handling, from the inbox: ``user_change`` and ``team_join`` (people), ``message`` in a
+followed channel, and ``app_rate_limited`` (Slack dropped a minute's events) sync the
+connection (skipped when a run that started after the delivery already did); other events
+are kept and do nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class SlackReceiver(WebhookReceiver):
                 store=False,
                 response=WebhookResponse(200, challenge, "text/plain; charset=utf-8"),
             )
+        if payload.get("type") == "app_rate_limited":
+            # Slack dropped events of this minute: the next handling syncs instead
+            minute = str(payload.get("minute_rate_limited") or body_id(body))
+            return Delivery(delivery_id=f"slack:rate_limited:{minute}", kind="app_rate_limited")
         event_id = payload.get("event_id")
         if payload.get("type") != "event_callback" or not isinstance(event_id, str):
             raise MalformedDelivery("expected an event_callback with an event_id", body_id(body))
@@ -90,6 +95,8 @@ class SlackReceiver(WebhookReceiver):
 
     def wanted(self, payload: Any) -> bool:
         """Whether the event changes what the connection pulls."""
+        if isinstance(payload, dict) and payload.get("type") == "app_rate_limited":
+            return True
         event = event_of(payload)
         kind = event.get("type")
         if kind in PEOPLE_EVENTS:

@@ -127,3 +127,22 @@ async def test_forged_stale_and_unsigned_events_are_refused(
     good = post(hub_url, body, signed(body, now))
     assert good.status_code == 200
     assert inbox(tmp_path) == [("slack:Ev0FORGED01", "user_change", "pending")]
+
+
+async def test_a_minute_of_dropped_events_is_taken_and_synced(
+    hooked: tuple[SlackSandboxApp, str], tmp_path: Path
+) -> None:
+    _, hub_url = hooked
+    body = json.dumps(
+        {
+            "token": "sandboxverificationtoken",
+            "type": "app_rate_limited",
+            "team_id": "T0SANDBOX1",
+            "minute_rate_limited": 1518467820,
+            "api_app_id": "A0CRMHUB01",
+        }
+    ).encode()
+    assert post(hub_url, body, signed(body, int(time.time()))).status_code == 200
+    assert inbox(tmp_path) == [("slack:rate_limited:1518467820", "app_rate_limited", "pending")]
+    assert await handle_inbox(tmp_path) == 1
+    assert len(await entities(tmp_path, "contact")) == 12  # the sync read the workspace
