@@ -33,6 +33,7 @@ from connectors.xero.classify import validation_messages
 from connectors.xero.client import XeroApi, open_api
 from connectors.xero.pull import ListingCache, StreamPull, companies_of, invoices_of, people_of
 from connectors.xero.push import ContactPush, batch_key
+from connectors.xero.records import XERO_ID
 from connectors.xero.settings import XeroSettings
 from connectors.xero.webhook import TENANT_STATE, XeroReceiver, take_hints
 from hub.connector import (
@@ -104,7 +105,8 @@ class XeroConnector(Connector):
 
     def _puller(self, api: XeroApi, stream: Stream) -> StreamPull:
         overlap = timedelta(seconds=self.settings.overlap_seconds)
-        return StreamPull(api, KIND[stream.name], CONVERT[stream.name], overlap, self._cache)
+        kind = KIND[stream.name]
+        return StreamPull(api, kind, CONVERT[stream.name], overlap, self._cache, stream.name)
 
     async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
         api = await self.api()
@@ -144,7 +146,9 @@ class XeroConnector(Connector):
         return sorted(ids)
 
     async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
-        base = sorted({i.split("#")[0] for i in remote_ids})
+        base = sorted({i.split("#")[0] for i in remote_ids if XERO_ID.match(i)})
+        if not base:
+            return []
         wanted = set(remote_ids)
         found = await self._puller(await self.api(), stream).fetch(base)
         return [r for r in found.records if r.id in wanted]
@@ -153,6 +157,7 @@ class XeroConnector(Connector):
         if not changes:
             return []
         api = await self.api()
+        self._cache.clear()  # what was listed before the writes is out of date
         if stream.name == "invoices":
             return await self._push_invoices(api, changes)
         return await ContactPush(api, self.settings.batch_size).push(changes)

@@ -67,20 +67,35 @@ def invoices_of(invoice: dict[str, Any]) -> Iterable[Found]:
 
 
 class ListingCache:
-    """Pages of one listing fetched in this run, by (kind, If-Modified-Since, page)."""
+    """Pages of one listing fetched in this run, by (kind, If-Modified-Since, page): each
+    stream reads a page once from it, a second read of the same stream asks Xero again."""
 
     def __init__(self) -> None:
-        self.pages: dict[tuple[str, str | None, int], list[dict[str, Any]]] = {}
+        self.pages: dict[tuple[str, str | None, int], tuple[list[dict[str, Any]], set[str]]] = {}
 
     async def page(
-        self, api: XeroApi, kind: str, since: str | None, number: int
+        self, api: XeroApi, kind: str, since: str | None, number: int, reader: str
     ) -> list[dict[str, Any]]:
         key = (kind, since, number)
-        found = self.pages.get(key)
-        if found is None:
-            params = {"order": "UpdatedDateUTC ASC"} if since else None
-            found = await api.listing(kind, page=number, since=since, extra=params)
-            self.pages[key] = found
+        cached = self.pages.get(key)
+        if cached is not None and reader not in cached[1]:
+            cached[1].add(reader)
+            return cached[0]
+        params = {"order": "UpdatedDateUTC ASC"} if since else None
+        found = await api.listing(kind, page=number, since=since, extra=params)
+        self.pages[key] = (found, {reader})
+        return found
+
+    async def by_ids(
+        self, api: XeroApi, kind: str, ids: list[str], reader: str
+    ) -> list[dict[str, Any]]:
+        key = (f"{kind}?IDs", ",".join(ids), 0)
+        cached = self.pages.get(key)
+        if cached is not None and reader not in cached[1]:
+            cached[1].add(reader)
+            return cached[0]
+        found = await api.listing(kind, ids=ids)
+        self.pages[key] = (found, {reader})
         return found
 
     def clear(self) -> None:
@@ -96,8 +111,15 @@ class StreamPull:
     """One pull of one stream from ``kind`` (``Contacts`` or ``Invoices``)."""
 
     def __init__(
-        self, api: XeroApi, kind: str, convert: Convert, overlap: timedelta, cache: ListingCache
+        self,
+        api: XeroApi,
+        kind: str,
+        convert: Convert,
+        overlap: timedelta,
+        cache: ListingCache,
+        reader: str,
     ) -> None:
+        self.reader = reader
         self.api = api
         self.kind = kind
         self.convert = convert
@@ -114,7 +136,7 @@ class StreamPull:
         number = int(resume.get("page") or 1)
         header = _header(since) if since else None
         while True:
-            raw = await self.cache.page(self.api, self.kind, header, number)
+            raw = await self.cache.page(self.api, self.kind, header, number, self.reader)
             page = Page()
             found = (item for contact in raw for item in self.convert(contact))
             window.take(found, page, seen if since else None, keyed=True)
@@ -142,10 +164,7 @@ class StreamPull:
         page = Page()
         for start in range(0, len(ids), 50):
             chunk = sorted(ids[start : start + 50])
-            key = (f"{self.kind}?IDs", ",".join(chunk), 0)
-            raw = self.cache.pages.get(key)
-            if raw is None:
-                raw = self.cache.pages[key] = await self.api.listing(self.kind, ids=chunk)
+            raw = await self.cache.by_ids(self.api, self.kind, chunk, self.reader)
             for item in raw:
                 for record_id, record, _ in self.convert(item):
                     if record is None:

@@ -21,13 +21,14 @@ from typing import Any
 
 from connectors.xero.classify import validation_messages
 from connectors.xero.client import XeroApi
-from connectors.xero.records import ms_date, person_id, to_xero
+from connectors.xero.records import XERO_ID, ms_date, person_id, to_xero
 from hub.connector import Change, PushResult
 from hub.errors import ErrorKind
 
 __all__ = ["ContactPush", "batch_key"]
 
 _TAKEN = "already assigned to another contact"
+_GONE = "could not be found"
 
 
 def batch_key(changes: list[Change]) -> str:
@@ -66,10 +67,11 @@ class ContactPush:
         items: list[tuple[dict[str, Any], list[Change]]] = []
         persons = [c for c in changes if c.remote_id and "#" in c.remote_id]
         person_keys = {c.key for c in persons}
+        known = await self._names(changes, person_keys)
         for change in changes:
             if change.key in person_keys:
                 continue
-            body = self._body(change, results)
+            body = self._body(change, results, known.get(str(change.remote_id)))
             if body is not None:
                 items.append((body, [change]))
         items += await self._organisations(persons, results)
@@ -77,7 +79,33 @@ class ContactPush:
             await self._send(items[start : start + self.batch_size], results)
         return [results[c.key] for c in changes if c.key in results]
 
-    def _body(self, change: Change, results: dict[str, PushResult]) -> dict[str, Any] | None:
+    async def _names(self, changes: list[Change], skip: set[str]) -> dict[str, dict[str, Any]]:
+        """Contacts whose new Name needs a first or last name the change does not carry
+        (an update without ``record``), read in one call per 50."""
+        wanted = [
+            str(c.remote_id)
+            for c in changes
+            if c.op == "update"
+            and c.key not in skip
+            and XERO_ID.match(str(c.remote_id or ""))
+            and ("FirstName" in c.data) != ("LastName" in c.data)
+            and not all(k in {**(c.record or {}), **c.data} for k in ("FirstName", "LastName"))
+        ]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 50):
+            for contact in await self.api.listing("Contacts", ids=wanted[start : start + 50]):
+                found[str(contact["ContactID"])] = contact
+        return found
+
+    def _body(
+        self, change: Change, results: dict[str, PushResult], current: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        if change.op != "create" and not XERO_ID.match(str(change.remote_id or "")):
+            if change.op == "delete":  # no Xero contact has such an id: nothing to delete
+                results[change.key] = PushResult(change.key, remote_id=change.remote_id)
+            else:
+                results[change.key] = _failed(change, f"{change.remote_id!r} is no ContactID")
+            return None
         if change.op == "delete":
             return {"ContactID": change.remote_id, "ContactStatus": "ARCHIVED"}
         if change.op == "create" and change.data.get("CompanyID"):
@@ -86,6 +114,13 @@ class ContactPush:
             )
             return None
         body = to_xero(change.data, change.record)
+        now = {k: current.get(k) for k in ("FirstName", "LastName")} if current else {}
+        full = {**now, **(change.record or {}), **change.data}
+        if ("FirstName" in change.data or "LastName" in change.data) and "Name" not in change.data:
+            # a person's Name is their first and last name: it follows them
+            name = " ".join(str(full[k]) for k in ("FirstName", "LastName") if full.get(k))
+            if name:
+                body["Name"] = name
         if change.op == "update":
             body["ContactID"] = change.remote_id
             return body
@@ -149,7 +184,9 @@ class ContactPush:
             errors = validation_messages(item)
             if item.get("HasValidationErrors") or item.get("StatusAttributeString") == "ERROR":
                 for change in owners:
-                    if change.op == "create" and any(_TAKEN in e for e in errors):
+                    if change.op == "delete" and any(_GONE in e for e in errors):
+                        results[change.key] = PushResult(change.key, remote_id=change.remote_id)
+                    elif change.op == "create" and any(_TAKEN in e for e in errors):
                         results[change.key] = await self._adopt(change, body, errors)
                     else:
                         text = "; ".join(errors) or "Xero refused the contact"

@@ -23,6 +23,7 @@ from hub.connector import RemoteRecord
 __all__ = [
     "GONE_CONTACT",
     "GONE_INVOICE",
+    "XERO_ID",
     "company_record",
     "invoice_record",
     "is_organisation",
@@ -36,6 +37,8 @@ GONE_CONTACT = frozenset({"ARCHIVED", "GDPRREQUEST"})
 GONE_INVOICE = frozenset({"VOIDED", "DELETED"})
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _SPACES = re.compile(r"\s+")
+XERO_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(#.*)?$")
+"""A Xero id (a UUID), or a contact person's ``<ContactID>#...``."""
 PHONE_TYPES = ("DEFAULT", "MOBILE", "DDI")
 ADDRESS_TYPES = ("STREET", "POBOX")
 

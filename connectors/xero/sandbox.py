@@ -113,6 +113,8 @@ class XeroSandbox:
         self.webhook_key = WEBHOOK_KEY
         self.idempotency: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.batch_sizes: list[int] = []
+        self.requests: list[dict[str, str | None]] = []
+        """The API requests with the headers that matter here (tenant, keys, times)."""
         self.service_time = 0.0
         self.sequence = 0
         self.app = Starlette(
@@ -171,6 +173,16 @@ class XeroSandbox:
         async def endpoint(request: Request) -> Response:
             if self._token(request) is None:
                 return JSONResponse(_UNAUTHORIZED, status_code=401)
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": request.url.query,
+                    "tenant": request.headers.get("xero-tenant-id"),
+                    "idempotency_key": request.headers.get("idempotency-key"),
+                    "if_modified_since": request.headers.get("if-modified-since"),
+                }
+            )
             org = self.orgs.get(request.headers.get("xero-tenant-id", ""))
             if org is None:
                 return JSONResponse(_FORBIDDEN, status_code=403)
@@ -416,6 +428,11 @@ class XeroSandboxApp(SandboxApp):
     provider: XeroSandbox
 
 
+def throttle_answer() -> Response:
+    """Xero's answer over the minute limit (the fault switch's 429 bursts)."""
+    return Response(status_code=429, headers={"Retry-After": "1", "X-Rate-Limit-Problem": "minute"})
+
+
 def create_sandbox(
     seed: int = 0,
     size: int = 40,
@@ -444,12 +461,14 @@ def create_sandbox(
     def reset() -> None:
         limit.reset()
         provider.idempotency.clear()
+        provider.requests.clear()
 
     app = XeroSandboxApp(
         provider.app,
         name="xero",
         seed=seed,
         on_reset=reset,
+        throttle=throttle_answer,
         oauth=oauth,
         webhooks=webhooks,
         spec=XERO_API if validate else None,

@@ -359,6 +359,7 @@ class Organisation:
                 "Allocations": [
                     {
                         "Amount": credited,
+                        "Date": to_ms_date_s(self.clock()),
                         "Invoice": {
                             "InvoiceID": invoice_id,
                             "InvoiceNumber": invoice["InvoiceNumber"],
