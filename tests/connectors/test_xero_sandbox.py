@@ -151,7 +151,7 @@ def test_the_tenant_is_named_or_the_only_one() -> None:
     tenants = [{"tenantId": t, "tenantName": n, "tenantType": "ORGANISATION"} for t, n in TENANTS]
     assert choose_tenant(tenants, "demo company (uk)", "xe")["tenantId"] == TENANTS[1][0]
     assert choose_tenant(tenants[:1], None, "xe")["tenantId"] == TENANTS[0][0]
-    with pytest.raises(ConnectorConfigError, match="reaches 3 organisations.*Demo Company"):
+    with pytest.raises(ConnectorConfigError, match=r"reaches 3 organisations.*Demo Company"):
         choose_tenant(tenants, None, "xe")
     with pytest.raises(ConnectorConfigError, match="does not reach the organisation 'Nope'"):
         choose_tenant(tenants, "Nope", "xe")
