@@ -51,7 +51,7 @@ XERO_API = ApiDescription(
             "description",
             "*",
             r"^\.: 'false' is not of type 'boolean'$",
-            why="boolean properties with default/example \"false\" written as text",
+            why='boolean properties with default/example "false" written as text',
         ),
         # Xero answers 429 over its limits (developer.xero.com/faq/limits, with
         # Retry-After and X-Rate-Limit-Problem); the description lists no 429 answer.
