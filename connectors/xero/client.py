@@ -111,6 +111,8 @@ class XeroApi:
         self.classifier = classifier
         self.tenant_id = tenant_id
         self.tenant_name = tenant_name
+        self.page_count: int | None = None
+        """``pagination.pageCount`` of the last listing answer, when Xero gave one."""
 
     @property
     def connection(self) -> str:
@@ -149,7 +151,11 @@ class XeroApi:
             params["IDs"] = ",".join(ids)
         headers = {"If-Modified-Since": since} if since else None
         response = await self.http.get(f"/{kind}", params=params, headers=headers)
-        found: list[dict[str, Any]] = self._json(response, kind)[kind]
+        body = self._json(response, kind)
+        pagination = body.get("pagination")
+        count = pagination.get("pageCount") if isinstance(pagination, dict) else None
+        self.page_count = count if isinstance(count, int) else None
+        found: list[dict[str, Any]] = body[kind]
         return found
 
     async def post(

@@ -67,24 +67,27 @@ def invoices_of(invoice: dict[str, Any]) -> Iterable[Found]:
 
 
 class ListingCache:
-    """Pages of one listing fetched in this run, by (kind, If-Modified-Since, page): each
-    stream reads a page once from it, a second read of the same stream asks Xero again."""
+    """Pages of one listing fetched in this run, by (kind, If-Modified-Since, page), with
+    the listing's page count: each stream reads a page once from it, a second read of the
+    same stream asks Xero again."""
 
     def __init__(self) -> None:
         self.pages: dict[tuple[str, str | None, int], tuple[list[dict[str, Any]], set[str]]] = {}
+        self.counts: dict[tuple[str, str | None, int], int | None] = {}
 
     async def page(
         self, api: XeroApi, kind: str, since: str | None, number: int, reader: str
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], int | None]:
         key = (kind, since, number)
         cached = self.pages.get(key)
         if cached is not None and reader not in cached[1]:
             cached[1].add(reader)
-            return cached[0]
+            return cached[0], self.counts.get(key)
         params = {"order": "UpdatedDateUTC ASC"} if since else None
         found = await api.listing(kind, page=number, since=since, extra=params)
         self.pages[key] = (found, {reader})
-        return found
+        self.counts[key] = api.page_count
+        return found, api.page_count
 
     async def by_ids(
         self, api: XeroApi, kind: str, ids: list[str], reader: str
@@ -100,6 +103,7 @@ class ListingCache:
 
     def clear(self) -> None:
         self.pages.clear()
+        self.counts.clear()
 
 
 def _header(moment: datetime) -> str:
@@ -136,11 +140,12 @@ class StreamPull:
         number = int(resume.get("page") or 1)
         header = _header(since) if since else None
         while True:
-            raw = await self.cache.page(self.api, self.kind, header, number, self.reader)
+            raw, pages = await self.cache.page(self.api, self.kind, header, number, self.reader)
             page = Page()
             found = (item for contact in raw for item in self.convert(contact))
             window.take(found, page, seen if since else None, keyed=True)
-            if len(raw) >= PAGE_SIZE:
+            # a full page is followed by another, unless Xero said this was the last one
+            if len(raw) >= PAGE_SIZE and (pages is None or number < pages):
                 number += 1
                 page.cursor = {
                     "since": state.get("since"),
