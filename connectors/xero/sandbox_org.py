@@ -98,10 +98,11 @@ class Organisation:
             person = people[n]
             if n % 4 == 3:  # every fourth contact an organisation with contact persons
                 extra = people[contacts + n]
+                domain = person.domain.replace(".", f"-{n}.", 1)  # one organisation each
                 self.add_contact(
                     Name=f"{person.company} {n}",
-                    EmailAddress=f"accounts@{person.domain}",
-                    Website=f"https://www.{person.domain}",
+                    EmailAddress=f"accounts@{domain}",
+                    Website=f"https://www.{domain}",
                     IsCustomer=True,
                     ContactPersons=[
                         {
