@@ -294,7 +294,9 @@ def connections(as_json: bool = JsonOption) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("connection", "connector", "auth", "status", "expires", "last error", "usage")
+    usage = any(row["usage"] for row in rows)  # API usage reported by connectors (Xero)
+    columns = ["connection", "connector", "auth", "status", "expires", "last error"]
+    table = Table(*columns, *(["usage"] if usage else []))
     for row in rows:
         style = {"ok": "green", "needs_reauth": "red", "not usable": "red"}.get(row["status"], "")
         table.add_row(
@@ -304,7 +306,7 @@ def connections(as_json: bool = JsonOption) -> None:
             f"[{style}]{row['status']}[/]" if style else row["status"],
             (row["expires_at"] or "")[:16].replace("T", " "),
             row["last_error"] or "",
-            row["usage"] or "",
+            *([row["usage"] or ""] if usage else []),
         )
     console.print(table)
 
