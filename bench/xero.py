@@ -124,6 +124,7 @@ async def run(args: argparse.Namespace) -> None:
                 f"{report.counts.get('records', 0):,} records; API calls {made} {calls} "
                 f"(+1 GET /connections), minimum {needed}"
             )
+            print(f"  refused by the sandbox's limits: {dict(sandbox.limits.refused) or 'none'}")
             print(
                 f"  bound at {per_minute}/min: {bound:.1f} s; run / bound = {took / bound:.2f} "
                 f"(target <= 1.2); at Xero's real 60/min the bound is {needed / 60:.1f} min"
