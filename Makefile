@@ -21,8 +21,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crmhub demo
 
+# three workers, one test file each at a time: most tests wait on sockets and child processes
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Launch the crmhub daemon: ``python scheduler.py [--config FILE]`` is ``crmhub up``.
 
-A thin launcher; the daemon lives in :mod:`hub.daemon` and the scheduling in :mod:`hub.jobs`.
+A thin launcher; the daemon lives in :mod:`hub.daemon`, the scheduled syncs in
+:mod:`hub.sync_scheduler`.
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ from auth.keys import (
     rotate_key_file,
 )
 from auth.tokens import (
-    ApiKeyAuth,
-    BasicAuth,
     InvalidGrant,
     OAuth2Auth,
     Refresher,
@@ -36,8 +34,6 @@ from auth.vault import StoredToken, TokenStatus, TokenVault
 __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
-    "ApiKeyAuth",
-    "BasicAuth",
     "InvalidGrant",
     "Keyring",
     "OAuth2Auth",

@@ -1,11 +1,12 @@
 """A connection's credentials as a connector sees them: read from the vault when needed.
 
-The hub hands every connector a ``VaultCredentials`` in its ``ConnectorContext``; the
-connector never touches keys, the vault or refresh logic itself.
+A hub opened with ``VaultAuth()`` hands every connector a ``VaultCredentials`` in its
+``ConnectorContext``; the connector never touches keys, the vault or refresh logic itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -49,3 +50,20 @@ class VaultCredentials:
             else:
                 self._auth = OAuth2Auth(token_manager(open_vault(self.hub), resolved))
         return self._auth
+
+
+class VaultAuth:
+    """The vault as a hub's credential store (``Hub.open(config, auth=VaultAuth())``)."""
+
+    def credentials(self, hub: Hub, connection: str) -> VaultCredentials:
+        return VaultCredentials(hub, connection)
+
+    async def complete_authorization(self, hub: Hub, params: Mapping[str, str]) -> str:
+        from auth.flows import complete_authorization
+
+        return (await complete_authorization(hub, params)).connection
+
+    async def keep_alive(self, hub: Hub) -> list[str]:
+        from auth.keepalive import keep_alive_all
+
+        return await keep_alive_all(hub)

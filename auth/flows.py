@@ -26,8 +26,6 @@ from authlib.deprecate import AuthlibDeprecationWarning
 
 from auth.keys import load_keyring
 from auth.providers import (
-    OAUTH_KINDS,
-    AuthKind,
     ResolvedOAuth,
     auth_kind,
     connection_auth_settings,
@@ -35,8 +33,10 @@ from auth.providers import (
 )
 from auth.tokens import TokenManager, refresh_with_httpx
 from auth.vault import TokenVault
+from hub.authspec import OAUTH_KINDS, AuthKind
 from hub.errors import ConfigError, NeedsReauth, TransientError
 from hub.runtime import Hub
+from hub.store import as_utc, utcnow
 from hub.store.schema import oauth_states
 
 with warnings.catch_warnings():
@@ -72,17 +72,6 @@ class TokenInfo:
     version: int
     expires_at: datetime | None = None
     scope: str | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; the store writes UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def open_vault(hub: Hub, *, create_key: bool = False) -> TokenVault:
@@ -178,7 +167,7 @@ async def _take_state(hub: Hub, vault: TokenVault, state: str) -> dict[str, Any]
             "the authorization state is unknown or was already used; "
             "start again with 'crmhub connect CONNECTION'"
         )
-    expires_at = aware(row.expires_at)
+    expires_at = as_utc(row.expires_at)
     if expires_at is None or expires_at <= utcnow():
         raise AuthorizationError(
             "the authorization expired (it is valid for 10 minutes); "

@@ -19,9 +19,10 @@ from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 
 from auth.bearer import TokenBearer
-from auth.providers import OAuthSettings, ResolvedOAuth, requests_session
+from auth.providers import ResolvedOAuth, requests_session
 from auth.tokens import InvalidGrant, Refresher, TokenManager
 from auth.vault import TokenVault
+from hub.authspec import OAuthSettings
 from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
 
 GOOGLE_OAUTH = OAuthSettings(

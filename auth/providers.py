@@ -20,53 +20,21 @@ from __future__ import annotations
 import functools
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from hub.authspec import (
+    AUTH_KINDS,
+    CALLBACK_PATH,
+    OAUTH_KINDS,
+    AuthKind,
+    OAuthSettings,
+)
 from hub.config import Config, HubSettings
 from hub.environment import override_variable
 from hub.errors import ConfigError, Problem
-
-AuthKind = Literal["none", "api_key", "basic", "oauth2", "generic_oauth2", "msal", "google"]
-AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
-OAUTH_KINDS = frozenset({"oauth2", "generic_oauth2", "msal", "google"})
-ClientAuth = Literal["body", "basic"]
-CALLBACK_PATH = "/oauth/callback"
-
-
-class OAuthSettings(BaseModel):
-    """One OAuth2 provider's endpoints and habits; data on the connector class."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    authorize_url: str | None = None
-    token_url: str | None = None
-    revocation_url: str | None = None
-    metadata_url: str | None = None
-    """Fetched once after the code exchange (Mailchimp: data centre and API endpoint)."""
-    metadata_auth_scheme: str = "Bearer"
-    """``Authorization`` scheme for ``metadata_url`` (Mailchimp wants ``OAuth``)."""
-    authority: str | None = None
-    """Microsoft identity platform authority (``https://login.microsoftonline.com/TENANT``)."""
-    scopes: list[str] = []
-    pkce: bool = True
-    rotates_refresh_tokens: bool = False
-    refresh_token_max_idle_days: int | None = None
-    """Refresh tokens die after this many days unused (Xero: 60); crmhub refreshes such
-    connections once a day when half of that has passed without a refresh."""
-    client_auth: ClientAuth = "body"
-    """How the client authenticates at the token endpoint: form fields or HTTP Basic."""
-    authorize_params: dict[str, str] = {}
-    """Extra query parameters for the authorization URL (``access_type=offline``, ...)."""
-    redirect_uri: str | None = None
-    """Default: the hub's own ``http://127.0.0.1:<http_port>/oauth/callback``."""
-    ca_bundle: str | None = None
-    """A CA file to trust for this provider (a company identity provider with its own CA)."""
-    client_credentials: bool = False
-    """The application acts for itself (Microsoft's application permissions): its tokens
-    come from the client-credentials grant, and nobody connects a user account."""
 
 
 class OAuthOverrides(OAuthSettings):

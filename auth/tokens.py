@@ -383,63 +383,6 @@ class OAuth2Auth(httpx.Auth):
             yield request
 
 
-class ApiKeyAuth(httpx.Auth):
-    """A static key from the vault in a header (``template`` formats the ``data`` dict)."""
-
-    def __init__(
-        self,
-        vault: TokenVault,
-        connection: str,
-        *,
-        header: str = "Authorization",
-        template: str = "Bearer {api_key}",
-    ) -> None:
-        self.vault, self.connection, self.header, self.template = (
-            vault,
-            connection,
-            header,
-            template,
-        )
-
-    async def _data(self) -> dict[str, Any]:
-        token = await self.vault.get(self.connection)
-        if token is None or token.status == NEEDS_REAUTH:
-            raise reconnect_error(self.connection, token)
-        return token.data
-
-    def _value(self, data: dict[str, Any]) -> str:
-        try:
-            return self.template.format(**data)
-        except (KeyError, IndexError) as exc:
-            raise ConnectorConfigError(
-                f"stored credentials lack {exc}; reconnect with `crmhub connect {self.connection}`",
-                connection=self.connection,
-            ) from None
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError(f"{type(self).__name__} needs httpx.AsyncClient")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        request.headers[self.header] = self._value(await self._data())
-        yield request
-
-
-class BasicAuth(ApiKeyAuth):
-    """HTTP Basic from the vault's ``username``/``password`` (Mailchimp: any user, key as
-    password; Zendesk: ``email/token`` as user)."""
-
-    def __init__(self, vault: TokenVault, connection: str) -> None:
-        super().__init__(vault, connection)
-
-    def _value(self, data: dict[str, Any]) -> str:
-        pair = f"{data.get('username', '')}:{data.get('password', '')}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
-
-
 def refresh_with_httpx(
     token_url: str,
     client_id: str,

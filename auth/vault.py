@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, select, update
@@ -24,20 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth.keys import Keyring, SecretKeyError
 from hub.errors import StoreError
-from hub.store import Store, utcnow
+from hub.store import Store, as_utc, utcnow
 from hub.store.schema import tokens
 
 Status = Literal["ok", "refreshing", "needs_reauth"]
 OK: Status = "ok"
 REFRESHING: Status = "refreshing"
 NEEDS_REAUTH: Status = "needs_reauth"
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Aware UTC (SQLite hands back naive datetimes; they were written as UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

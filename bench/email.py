@@ -143,7 +143,8 @@ def _config(sandbox: Sandbox, folder: Path, settings: str, extra: str = "") -> N
 def _crmhub(folder: Path, *args: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
     env.update(
-        CRMHUB_CONFIG=str(folder / "crmhub.toml"), CRMHUB_MAIL_CLIENT_SECRET="sandbox-secret"
+        CRMHUB_CONFIG=str(folder / "crmhub.toml"),
+        CRMHUB_CONNECTIONS__MAIL__OAUTH__CLIENT_SECRET="sandbox-secret",
     )
     began = time.perf_counter()
     done = subprocess.run(

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from hub.environment import Override, read_overrides, resolve_references
 from hub.errors import ConfigError, Problem
 from hub.tomlfile import line_of, load_toml
-from hub.webhooks import WebhookSettings
 
 log = logging.getLogger("crmhub.config")
 
@@ -32,6 +31,8 @@ POLICIES = ("newest", "prefer", "hub", "remote", "manual")
 Policy = Literal["newest", "prefer", "hub", "remote", "manual"]
 Direction = Literal["both", "pull", "push"]
 DeletePolicy = Literal["unlink", "propagate", "ignore"]
+Encoding = Literal["hex", "base64"]
+BodyFormat = Literal["json", "form", "any"]
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -44,6 +45,10 @@ class HubSettings(BaseModel):
     """Region for phone numbers written without a country code, e.g. ``GB``."""
     delete_guard_share: float = Field(0.10, ge=0, le=1)
     delete_guard_max: int = Field(50, ge=0)
+    run_lease_seconds: float = Field(60.0, ge=1)
+    """How long a run's lease lasts unless renewed (every third of it while the run works).
+    A run stalled longer than this loses the connection to the next run and stops at its
+    next write (see README, "One run at a time")."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(8750, ge=0, le=65535)
     """The daemon's HTTP port; 0 picks a free one (printed at start)."""
@@ -54,6 +59,29 @@ class HubSettings(BaseModel):
     daemon once a day (``hub.housekeeping``; ``crmhub db prune`` does it at once)."""
     idle_run_retention_days: int = Field(3, ge=1)
     """Runs that finished well and changed nothing are deleted after this many days."""
+
+
+class WebhookSettings(BaseModel):
+    """``[connections.NAME.webhook]``: HMAC-SHA256 checks for a connection without a receiver.
+
+    The signature is ``prefix + hmac_sha256(secret, signed)`` in ``header``, where ``signed``
+    is the raw body, or ``timestamp + separator + body`` when ``timestamp_header`` is set
+    (then the timestamp must also be within ``window`` seconds).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: SecretStr = Field(min_length=1)
+    header: str = "x-signature"
+    encoding: Encoding = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+    separator: str = ""
+    window: float = Field(300, gt=0)
+    id_header: str | None = None
+    """Header carrying the provider's delivery id; default: the body's hash."""
+    kind_header: str | None = None
+    body: BodyFormat = "json"
 
 
 class ConnectionSettings(BaseModel):

@@ -24,7 +24,7 @@ from hub.http.counters import HttpCounters
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from auth.providers import OAuthSettings
+    from hub.authspec import OAuthSettings
     from hub.runtime import Hub
     from hub.store import Store
     from hub.webhooks import WebhookReceiver
@@ -74,6 +74,8 @@ class RemoteRecord:
     version: str | None = None
     modified_at: datetime | None = None
     field_modified_at: dict[str, datetime] | None = None
+    where: str | None = None
+    """Where a person finds the record (``people.csv:12``), for messages about it."""
 
 
 @dataclass
@@ -166,7 +168,8 @@ class ConnectorContext:
     """The hub's store, for connectors whose source is the hub itself (web forms read the
     inbox); others never touch it."""
     check_lease: Callable[[], Awaitable[None]] | None = None
-    """Raises a ``ConnectorError`` once the run has lost its lease: await it before a write."""
+    """Raises ``hub.errors.LeaseLost`` once the run has lost its lease to another run: await
+    it right before a write that cannot be undone, and let the error propagate."""
 
 
 class Connector(ABC):

@@ -24,12 +24,12 @@ from sqlalchemy import delete
 
 from hub.config import Config
 from hub.errors import CrmhubError, LeaseHeld
-from hub.jobs import JobFunction, SyncScheduler, run_sync
 from hub.logging import configure_logging
-from hub.runtime import Hub
+from hub.runtime import Hub, HubAuth
 from hub.store import Lease, Store
 from hub.store.lease import HOST
 from hub.store.schema import leases
+from hub.sync_scheduler import JobFunction, SyncScheduler, run_sync
 from hub.watch import FileWatcher
 
 __all__ = ["SHUTDOWN_SECONDS", "Daemon", "serve"]
@@ -247,13 +247,14 @@ async def serve(
     port: int | None = None,
     log_json: bool | None = None,
     log_level: str = "info",
+    auth: HubAuth | None = None,
 ) -> None:
     """``crmhub up``: open the hub, run until SIGTERM/SIGINT, shut down cleanly."""
     configure_logging(json=log_json, level=log_level.upper())
     if log_level.lower() != "debug":
         # APScheduler logs every job id at INFO; crmhub logs each run itself.
         logging.getLogger("crmhub.apscheduler").setLevel(logging.WARNING)
-    hub = await Hub.open(config)
+    hub = await Hub.open(config, auth=auth)
     try:
         daemon = Daemon(hub, host=host, port=port)
         daemon.install_signal_handlers()

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from auth.credentials import VaultAuth
 from hub.config import load_config
 from hub.errors import CrmhubError
 from hub.feed import ChangeFeed
@@ -200,7 +201,7 @@ async def run_demo(
         config_path = write_demo(
             folder, api_base=f"{url}/3.0/", list_id=LIST_ID, port=port, fresh=fresh
         )
-        hub = await Hub.open(load_config(config_path))
+        hub = await Hub.open(load_config(config_path), auth=VaultAuth())
         try:
             return await _run(hub, provider, folder, config_path, seconds, say)
         finally:

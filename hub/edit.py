@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.engine.writes import OutboxQueue
 from hub.errors import ConfigError
-from hub.records import is_known_field, match_keys
+from hub.records import KEY_FIELDS, is_known_field, match_keys
 from hub.runtime import Hub
 from hub.store import utcnow
 from hub.store.schema import change_log, entities, entity_keys, links
@@ -55,7 +55,7 @@ async def edit_entity(
     await db.execute(
         change_log.insert().values(entity_id=entity_id, connection=None, at=at, changes=log)
     )
-    if {"email", "phone", "domain", "number"} & set(log):
+    if KEY_FIELDS.intersection(log):
         region = hub.config.hub.phone_region
         await db.execute(entity_keys.delete().where(entity_keys.c.entity_id == entity_id))
         keys = match_keys(row.type, fields, region)

@@ -7,6 +7,7 @@ Every error says what the caller should do next::
     │   └── MappingError       a mapping file is wrong; carries every problem found
     ├── StoreError             the database refused or is at an unexpected revision
     ├── LeaseHeld              another run of this connection is going; try later
+    ├── LeaseLost              this run stalled past its lease and another took over; it stops
     └── ConnectorError         a call to a remote system failed (connection and request named)
         ├── TransientError     retry later (5xx, timeouts, dropped connections)
         │   └── RateLimited    retry after ``retry_after`` seconds
@@ -85,6 +86,21 @@ class LeaseHeld(CrmhubError):
         self.connection = connection
         self.holder = holder
         super().__init__(f"connection {connection!r} is already being synced by {holder}")
+
+
+class LeaseLost(CrmhubError):
+    """The run's lease passed to another run (this one stalled past its expiry): the run
+    stops before its next write, so two runs of one connection never write at once."""
+
+    def __init__(self, connection: str, holder: str | None) -> None:
+        self.connection = connection
+        self.holder = holder
+        taken = f"to {holder}" if holder else "when it expired"
+        super().__init__(
+            f"this run of connection {connection!r} stalled past the lease's expiry and lost "
+            f"its lease {taken}; it stopped before writing anything more, and the run that "
+            "holds the lease now carries on"
+        )
 
 
 class ConnectorError(CrmhubError):

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from hub.store import Store, utcnow
+from hub.store import Store, as_utc, utcnow
 from hub.store.schema import change_log, entities, inbox, links, outbox, runs
 
 __all__ = ["ChangeFeed"]
@@ -49,11 +49,6 @@ def _value(value: Any) -> str:
 def _label(fields: dict[str, Any] | None, entity_id: str) -> str:
     f = fields or {}
     return str(f.get("email") or f.get("name") or f.get("number") or f.get("subject") or entity_id)
-
-
-def _aware(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stamp the hub writes is UTC.
-    return at if at.tzinfo is not None else at.replace(tzinfo=utcnow().tzinfo)
 
 
 class ChangeFeed:
@@ -95,7 +90,7 @@ class ChangeFeed:
         q = select(entities).where(entities.c.created_at >= since).order_by(entities.c.id)
         lines = []
         for e in await db.execute(q):
-            at = _aware(e.created_at)
+            at = as_utc(e.created_at)
             if not self._new(("created", e.id), at):
                 continue
             label = _label(e.fields, e.id)
@@ -122,7 +117,7 @@ class ChangeFeed:
         )
         lines = []
         for c in await db.execute(q):
-            at = _aware(c.at)
+            at = as_utc(c.at)
             if not self._new(("updated", c.id), at):
                 continue
             changes = "; ".join(
@@ -139,7 +134,7 @@ class ChangeFeed:
         q = select(entities).where(entities.c.deleted_at >= since)
         lines = []
         for e in await db.execute(q):
-            at = _aware(e.deleted_at)
+            at = as_utc(e.deleted_at)
             if self._new(("deleted", e.id, at), at):
                 lines.append(_Line(at, 2, f"deleted {e.type} {_label(e.fields, e.id)}"))
         return lines
@@ -172,7 +167,7 @@ class ChangeFeed:
         grouped: dict[tuple[str, str, datetime], list[str]] = {}
         lines = []
         for r in await db.execute(q):
-            at = _aware(r.updated_at)
+            at = as_utc(r.updated_at)
             sent = r.op == "delete" or r.link_id is not None
             if (r.status == "done" and not sent) or not self._new(("outbox", r.id, at), at):
                 continue
@@ -199,7 +194,7 @@ class ChangeFeed:
         ).where(inbox.c.processed_at >= since)
         lines = []
         for d in await db.execute(q):
-            at = _aware(d.processed_at)
+            at = as_utc(d.processed_at)
             if not self._new(("inbox", d.id, d.status, d.attempts), at):
                 continue
             error = (d.error or "").splitlines()[0][:120] if d.error else ""
@@ -215,7 +210,7 @@ class ChangeFeed:
         q = select(runs).where(runs.c.finished_at >= since)
         lines = []
         for r in await db.execute(q):
-            at = _aware(r.finished_at)
+            at = as_utc(r.finished_at)
             counts = {
                 k: v
                 for k, v in r.counts.items()

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Literal, get_args
+from enum import Enum
+from typing import Any, Final, Literal, get_args
 
 import idna
 import phonenumbers
 from pydantic import BaseModel, ConfigDict
 
 Value = str | int | float | bool | None | list[str]
+
+
+class Missing(Enum):
+    MISSING = "missing"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = Missing.MISSING
+"""No value known: a field a record does not carry, a path a remote record lacks, a base
+the link never saw. Not ``None``, which is a known empty value."""
 Fields = dict[str, Any]
 
 EntityType = Literal["contact", "company", "activity", "ticket", "invoice"]
@@ -197,6 +210,8 @@ MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "ticket": (),
     "activity": (("message_id", "message_id"),),
 }
+KEY_FIELDS = frozenset(field for keys in MATCH_KEYS.values() for _, field in keys)
+"""The canonical fields some match key is made from: changing one re-keys the record."""
 
 
 def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[tuple[str, str]]:

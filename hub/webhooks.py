@@ -24,20 +24,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
+from hub.config import Encoding, WebhookSettings
 from hub.logging import register_secret
 
 if TYPE_CHECKING:
     from hub.connector import Connector
     from hub.inbox import InboxItem
     from hub.runtime import Hub
-
-Encoding = Literal["hex", "base64"]
-BodyFormat = Literal["json", "form", "any"]
 
 
 class WebhookRejected(Exception):
@@ -225,29 +223,6 @@ class WebhookReceiver(ABC):
 
 
 # ---- a receiver driven by configuration -----------------------------------------------------
-
-
-class WebhookSettings(BaseModel):
-    """``[connections.NAME.webhook]``: HMAC-SHA256 checks for a connection without a receiver.
-
-    The signature is ``prefix + hmac_sha256(secret, signed)`` in ``header``, where ``signed``
-    is the raw body, or ``timestamp + separator + body`` when ``timestamp_header`` is set
-    (then the timestamp must also be within ``window`` seconds).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    secret: SecretStr = Field(min_length=1)
-    header: str = "x-signature"
-    encoding: Encoding = "hex"
-    prefix: str = ""
-    timestamp_header: str | None = None
-    separator: str = ""
-    window: float = Field(300, gt=0)
-    id_header: str | None = None
-    """Header carrying the provider's delivery id; default: the body's hash."""
-    kind_header: str | None = None
-    body: BodyFormat = "json"
 
 
 class GenericReceiver(WebhookReceiver):

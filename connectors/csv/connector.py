@@ -165,6 +165,7 @@ class CsvConnector(Connector):
                     id=ids[i],
                     data=row_data(header, table.rows[i], escaped),
                     version=row_version(table.rows[i]),
+                    where=f"{self.settings.path}:{table.lines[i]}",
                 )
                 for i in range(start, end)
             ]

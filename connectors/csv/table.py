@@ -51,6 +51,8 @@ class CsvTable:
     format: FileFormat
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    """The line each row of ``rows`` (as read) ends on, for messages naming file and line."""
     stamp: Stamp = field(default_factory=lambda: Stamp(0, 0, 0, ""))
     """The file as read (size, modification time, inode, SHA-256)."""
 
@@ -93,7 +95,7 @@ def read_table(
     lineterminator = newline.group() if newline else "\n"
     first_line = text[: newline.start()] if newline else text
     delim = delimiter or _sniff_delimiter(text, first_line)
-    header, rows = _parse(text, delim, path, connection)
+    header, rows, lines = _parse(text, delim, path, connection)
     fmt = FileFormat(
         encoding=codec,
         bom=bom,
@@ -107,6 +109,7 @@ def read_table(
         format=fmt,
         header=header,
         rows=rows,
+        lines=lines,
         stamp=stamp,
     )
 
@@ -164,12 +167,18 @@ def _all_quoted(line: str, delimiter: str) -> bool:
 
 def _parse(
     text: str, delimiter: str, path: Path, connection: str | None
-) -> tuple[list[str], list[list[str]]]:
-    """Header and rows; the fast path hands anything odd to :func:`_diagnose`."""
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and the line each row ends on; the fast path hands anything odd to
+    :func:`_diagnose`."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
         header = _check_header(next(reader, []), 1, path, connection)
-        rows = [cells for cells in reader if cells]
+        for cells in reader:
+            if cells:
+                rows.append(cells)
+                lines.append(reader.line_num)
     except csv.Error:
         _diagnose(text, delimiter, path, connection)
         raise  # pragma: no cover - _diagnose raises for every csv.Error
@@ -179,7 +188,7 @@ def _parse(
             if len(cells) > width:
                 _diagnose(text, delimiter, path, connection)
             cells.extend([""] * (width - len(cells)))
-    return header, rows
+    return header, rows, lines
 
 
 def _diagnose(text: str, delimiter: str, path: Path, connection: str | None) -> None:

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from auth.google import GOOGLE_OAUTH, ServiceAccountAuth
-from auth.providers import AuthKind, OAuthSettings
 from connectors.gmail.client import GmailApi
 from connectors.gmail.contacts import ContactPull
 from connectors.gmail.contacts_push import ContactPush
@@ -35,6 +34,7 @@ from connectors.gmail.messages import HEADERS, PEOPLE_HEADERS
 from connectors.gmail.pull import MailboxPull, Reading
 from connectors.gmail.settings import GmailSettings
 from connectors.gmail.webhook import PubSubReceiver
+from hub.authspec import AuthKind, OAuthSettings
 from hub.connector import (
     Change,
     Connector,

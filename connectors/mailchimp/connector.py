@@ -22,12 +22,12 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from auth.providers import AuthKind, OAuthSettings
 from connectors.mailchimp.client import MailchimpApi, open_client
 from connectors.mailchimp.members import to_record
 from connectors.mailchimp.pull import MemberPull
 from connectors.mailchimp.push import MemberPush
 from connectors.mailchimp.webhook import MailchimpReceiver
+from hub.authspec import AuthKind, OAuthSettings
 from hub.connector import (
     Change,
     Connector,

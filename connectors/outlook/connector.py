@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from auth.providers import AuthKind, OAuthSettings
 from connectors.outlook.client import GraphApi, user_path
 from connectors.outlook.contacts import ContactPull
 from connectors.outlook.contacts_push import ContactPush
@@ -32,6 +31,7 @@ from connectors.outlook.messages import MESSAGE_FIELDS, PEOPLE_FIELDS
 from connectors.outlook.pull import FolderPull
 from connectors.outlook.settings import OutlookSettings
 from connectors.outlook.webhook import GraphReceiver
+from hub.authspec import AuthKind, OAuthSettings
 from hub.connector import (
     Change,
     Connector,

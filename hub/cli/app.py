@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from auth.credentials import VaultAuth
 from hub.config import Config, load_config
 from hub.errors import CrmhubError
 from hub.runtime import Hub
@@ -76,7 +77,7 @@ def get_config() -> Config:
 @asynccontextmanager
 async def open_hub() -> AsyncIterator[Hub]:
     """The configured hub (settings validated, store migrated), closed when the block ends."""
-    hub = await Hub.open(get_config())
+    hub = await Hub.open(get_config(), auth=VaultAuth())
     try:
         yield hub
     finally:
@@ -88,7 +89,7 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except CrmhubError as exc:
-        raise fail(str(exc).replace("[", "\\[")) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 

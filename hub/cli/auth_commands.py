@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.table import Table
 
+from auth.credentials import VaultAuth
 from auth.flows import (
     TokenInfo,
     complete_authorization,
@@ -39,8 +40,8 @@ from auth.keys import (
     load_keyring,
     rotate_key_file,
 )
-from auth.providers import OAUTH_KINDS
 from auth.vault import KeyCheck, TokenVault
+from hub.authspec import OAUTH_KINDS
 from hub.cli.app import JsonOption, app, console, err_console, fail, get_config, print_json, run
 from hub.config import Config
 from hub.errors import CrmhubError
@@ -60,7 +61,8 @@ COMPLETION_GRACE = 30.0
 
 
 async def open_hub(config: Config) -> Hub:
-    return await Hub.open(config, registry=registry_factory() if registry_factory else None)
+    registry = registry_factory() if registry_factory else None
+    return await Hub.open(config, registry=registry, auth=VaultAuth())
 
 
 def _listening(host: str, port: int) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
@@ -25,7 +26,6 @@ from hub.cli.app import (
 )
 from hub.cli.ids import find_id, short_ids
 from hub.config import CONFIG_NAME, find_config
-from hub.errors import LeaseHeld
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.store.schema import conflicts, entities, runs
@@ -201,44 +201,44 @@ def sync(
     json_out: bool = JSON,
 ) -> None:
     """Sync connections now: pull, merge, push."""
-    from hub.engine import sync_connection
+    from hub.engine import sync_connections
 
     async def body() -> int:
-        failed = 0
-        reports = []
         async with open_hub() as hub:
             names = connections or [n for n, c in hub.config.connections.items() if c.hub.enabled]
             for name in names:
                 hub.config.connection(name)
-            for name in names:
-                with Progress(
-                    SpinnerColumn(),
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("{task.fields[detail]}"),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                    disable=json_out,
-                ) as bar:
-                    task = bar.add_task(name, total=None, detail="")
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+                disable=json_out,
+            ) as bar:
+                tasks = {name: bar.add_task(name, total=None, detail="") for name in names}
 
-                    def progress(phase: str, n: int, task: Any = task, bar: Any = bar) -> None:
-                        bar.update(task, detail=f"{phase} {n}")
+                def progress_of(name: str) -> Any:
+                    def progress(phase: str, n: int) -> None:
+                        bar.update(tasks[name], detail=f"{phase} {n}")
 
-                    try:
-                        report = await sync_connection(
-                            hub, name, full=full, plan=plan, progress=progress
-                        )
-                    except LeaseHeld as exc:
-                        console.print(f"[yellow]{name}: skipped[/]: {exc}")
-                        failed += 1
-                        continue
-                reports.append(report)
-                if report.status not in ("ok", "plan", "skipped"):
-                    failed += 1
-                if not json_out:
-                    _print_report(report)
+                    return progress
+
+                reports = await sync_connections(
+                    hub,
+                    names,
+                    full=full,
+                    plan=plan,
+                    progress={name: progress_of(name) for name in names},
+                )
+        failed = 0
+        for report in reports:
+            if report.status not in ("ok", "plan", "skipped") or report.error:
+                failed += 1
+            if not json_out:
+                _print_report(report)
         if json_out:
             print_json(
                 [
@@ -333,12 +333,19 @@ def runs_approve(run_id: str) -> None:
     """Apply the deletions a held run is waiting for."""
     from hub.engine import approve
 
-    async def body() -> int:
+    async def body() -> Any:
         async with open_hub() as hub:
             full_id = await _full_run_id(hub, run_id)
             return await approve(hub, full_id)
 
-    console.print(f"applied {run(body)} deletion(s)")
+    done = run(body)
+    console.print(f"applied {done.applied} deletion(s)", highlight=False)
+    if done.kept:
+        console.print(
+            f"kept {done.kept} record(s) held for deletion that were seen again since "
+            "(or are gone already)",
+            highlight=False,
+        )
 
 
 async def _full_run_id(hub: Hub, prefix: str) -> str:
@@ -412,7 +419,7 @@ def mapping_check(files: list[Path]) -> None:
 
     problems = [p for f in files for p in check_mapping_file(f)]
     for p in problems:
-        console.print(f"[red]{p}[/]", highlight=False)
+        console.print(f"[red]{escape(str(p))}[/]", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     console.print(f"{len(files)} mapping file(s) OK")

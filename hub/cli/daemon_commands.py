@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from auth.credentials import VaultAuth
 from hub.cli.app import app, console, fail, get_config, run, state
 
 
@@ -34,7 +35,11 @@ def up(
     if config is not None:
         state.config_path = config
     cfg = get_config()
-    run(lambda: serve(cfg, host=host, port=port, log_json=log_json, log_level=log_level))
+    run(
+        lambda: serve(
+            cfg, host=host, port=port, log_json=log_json, log_level=log_level, auth=VaultAuth()
+        )
+    )
 
 
 @app.command()

@@ -152,3 +152,27 @@ def _print_history(ent: dict[str, Any], short_runs: dict[str, str]) -> None:
             f"{older} older change(s) not shown: --history {ent['history_total']} shows all",
             highlight=False,
         )
+
+
+@entities_app.command("duplicates")
+def entities_duplicates(json_out: bool = JSON) -> None:
+    """Golden records linked to several records of one connection (same email twice in a
+    file, ...): nothing is written to those records until one is removed or changed."""
+    from hub.engine.duplicates import listing
+
+    async def body() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        async with open_hub() as hub, hub.store.connect() as db:
+            found = await listing(db)
+            return found, await short_ids(db, entities.c.id, [r["entity_id"] for r in found])
+
+    found, short = run(body)
+    if json_out:
+        print_json(found)
+        return
+    table = Table("entity", "connection", "stream", "records")
+    table.columns[0].no_wrap = True
+    for r in found:
+        table.add_row(
+            short[r["entity_id"]], r["connection"], r["stream"], ", ".join(r["remote_ids"])
+        )
+    print_table(table, "no golden record has several records in one connection")

@@ -40,7 +40,7 @@ def snippet(
             )
         html = render_snippet(config, form, settings)
     except CrmhubError as exc:
-        raise fail(str(exc).replace("[", "\\[")) from None
+        raise fail(str(exc)) from None
     if output is not None:
         output.write_text(html, encoding="utf-8")
     else:

@@ -3,10 +3,12 @@ should hear about the changes it brings in."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import ConnectionConfig, Policy
 from hub.connector import Connector, Stream
@@ -15,7 +17,16 @@ from hub.mapping import Mapping, load_mapping
 from hub.registry import mapping_file
 from hub.runtime import Hub
 
+if TYPE_CHECKING:
+    from hub.engine.lease import RunLease
+
 _GROWING_TABLES = ("entities", "entity_keys", "links", "outbox")
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+DbFactory = Callable[[], contextlib.AbstractAsyncContextManager["AsyncConnection"]]
+"""Opens one transaction on the hub's store (a page's, or a batch of pushes')."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class RunContext:
     analyzed_at: int = 0
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
+    lease: RunLease | None = None
+    finished: bool = False
+    """The run's lease (``None`` in a plan): every transaction of the run checks it."""
 
     @property
     def name(self) -> str:

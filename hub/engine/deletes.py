@@ -73,29 +73,3 @@ async def apply_deletes(
             queue.add(other_connection, other_stream, entity_id, op="delete")
     await queue.flush(db)
     return len(ids)
-
-
-async def approve(hub: Hub, run_id: str) -> int:
-    """Apply the deletions a held run waits for. Returns how many were applied."""
-    from hub.store.schema import runs
-
-    async with hub.store.begin() as db:
-        run = (await db.execute(select(runs).where(runs.c.id == run_id))).one_or_none()
-        if run is None:
-            from hub.errors import ConfigError
-
-            raise ConfigError(f"no run with id {run_id!r}")
-        rows = (
-            await db.execute(
-                select(links)
-                .join(pending_deletes, pending_deletes.c.link_id == links.c.id)
-                .where(pending_deletes.c.run_id == run_id)
-            )
-        ).all()
-        policy = hub.config.connection(run.connection).hub.delete_policy
-        n = await apply_deletes(hub, db, run.connection, policy, rows)
-        await db.execute(delete(pending_deletes).where(pending_deletes.c.run_id == run_id))
-        counts = dict(run.counts)
-        counts["deleted"] = counts.get("deleted", 0) + n
-        await db.execute(update(runs).where(runs.c.id == run_id).values(status="ok", counts=counts))
-    return n

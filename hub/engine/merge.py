@@ -12,16 +12,7 @@ from enum import Enum
 from typing import Any
 
 from hub.config import Policy
-
-
-class _Missing(Enum):
-    MISSING = "missing"
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING = _Missing.MISSING
+from hub.records import MISSING
 
 
 class Outcome(Enum):

@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
+from hub.engine.duplicates import report_matches
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
+from hub.engine.unparsed import keep_unparsed
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
-from hub.records import match_keys
+from hub.records import KEY_FIELDS, match_keys
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
 from hub.store.schema import change_log, conflicts, entities, entity_keys, links
 
@@ -86,6 +88,11 @@ class PageApplier:
         self.seen_remote_ids: set[str] = set()
         self.deleted_remote_ids: list[str] = []
         self.ids = IdPool()
+        self.track_new = False
+        """Keep the ids of the entities and links this run creates (``created_ids``,
+        ``new_link_ids``), so a run the delete guard holds can keep them back."""
+        self.created_ids: list[str] = []
+        self.new_link_ids: list[str] = []
 
     async def apply(self, db: AsyncConnection, page: Page | Prepared) -> None:
         """Apply a page (prepared first if it is not) in the transaction ``db``."""
@@ -114,11 +121,11 @@ class PageApplier:
         problems: list[FieldProblem] = []
         for rec in page.records:
             canon = to_canonical(rec.data, problems)
+            if problems:
+                messages.extend(keep_unparsed(name, stream, rec, canon, problems))
+                problems.clear()
             records.append((rec, canon))
             keys[rec.id] = match_keys(entity_type, canon, region)
-            if problems:
-                messages.extend(f"{name} {stream} record {rec.id}: {p}" for p in problems)
-                problems.clear()
         return Prepared(records, keys, messages, page.deleted, page.cursor)
 
     async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
@@ -168,6 +175,7 @@ class PageApplier:
         held = await self._open_conflicts(db, list(loaded))
 
         created = matched = tombstoned = 0
+        matches: list[tuple[RemoteRecord, str]] = []
         take_id = self.ids.take
         for rec, canon in records:
             link = known.get(rec.id)
@@ -199,11 +207,13 @@ class PageApplier:
                     continue
                 link = known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
                 matched += 1
+                matches.append((rec, ent.id))
             self._merge(ent, link, rec, canon, held.get(ent.id, set()))
         ctx.count("created", created)
         ctx.count("matched", matched)
         ctx.count("skipped_deleted", tombstoned)
         await self._write(db, list(loaded.values()), known, held)
+        await report_matches(db, ctx, stream, matches)
         self.seen_remote_ids.update(remote_ids)
 
     def _create(self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str) -> _Entity:
@@ -267,7 +277,7 @@ class PageApplier:
                 ent.provenance[f] = [name, (remote_at or ctx.started).isoformat()]
                 ent.log[f] = [old, remote]
                 ent.changed = True
-                if f in ("email", "phone", "domain", "number"):
+                if f in KEY_FIELDS:
                     ent.keys_changed = True
                 link.base[f] = remote
                 link.changed = True
@@ -365,6 +375,9 @@ class PageApplier:
             )
         all_links = list(known.values())
         stream = self.sctx.stream.name
+        if self.track_new:
+            self.created_ids.extend(e.id for e in created)
+            self.new_link_ids.extend(lk.id for lk in all_links if lk.new)
         await insert_rows(
             db,
             links,

@@ -16,7 +16,8 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Change, Page, PushResult
-from hub.engine.context import RunContext, StreamContext
+from hub.engine.context import DbFactory, RunContext, StreamContext
+from hub.engine.duplicates import WAITING, duplicated
 from hub.engine.merge import MISSING
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
@@ -62,8 +63,9 @@ class Pusher:
         self.sctx = sctx
         self.mapping = sctx.mapping
         self.stream = sctx.stream
+        self.duplicated: set[str] = set()
 
-    async def run(self, db_factory: Any) -> None:
+    async def run(self, db_factory: DbFactory) -> None:
         """Push every due owed write of this stream, in batches.
 
         Every row handled leaves the due set (done, dead, or rescheduled), except a stale
@@ -93,8 +95,18 @@ class Pusher:
                             "data": o.change.data,
                         }
                     )
+                # Settled inside the plan's transaction (rolled back at its end), so the next
+                # batch is the next rows, not these again.
+                async with db_factory() as db:
+                    await self._finish(db, pending, {})
                 continue
-            results = await self._send([o.change for o in pending if o.change])
+            # Several records of this connection for one entity: none is written.
+            waiting = [o for o in pending if o.entity_id in self.duplicated]
+            sending = [o.change for o in pending if o.change and o.entity_id not in self.duplicated]
+            results = await self._send(sending) if sending else {}
+            message = WAITING.format(connection=self.ctx.name)
+            for o in waiting:
+                results[o.row_id] = PushResult(o.row_id, error=ErrorKind.TRANSIENT, message=message)
             stale = [o for o in pending if results[o.row_id].stale and o.row_id not in tried]
             if stale:
                 # Re-read and merge once; the row is then retried with the fresh version.
@@ -162,10 +174,12 @@ class Pusher:
             for r in await select_in(db, entities, _EntityRow._fields, {}, "id", ids)
         }
         where = {"connection": self.ctx.name, "stream": self.stream.name}
-        lks = {
-            r[1]: _LinkRow(*r)
+        link_rows = [
+            _LinkRow(*r)
             for r in await select_in(db, links, _LinkRow._fields, where, "entity_id", ids)
-        }
+        ]
+        lks = {r.entity_id: r for r in link_rows}
+        self.duplicated = duplicated(link_rows)
         held: dict[str, set[str]] = {}
         for entity_id, f in await select_in(
             db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", ids

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
 from hub.connector import Page
-from hub.engine import deletes
-from hub.engine.context import RunContext, StreamContext, build_context
+from hub.engine import deletes, holds
+from hub.engine.context import DbFactory, RunContext, StreamContext, build_context
+from hub.engine.lease import RunLease, fenced
 from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
-from hub.errors import ConnectorError, LeaseHeld, NeedsReauth, RateLimited
+from hub.errors import ConnectorError, LeaseHeld, LeaseLost, NeedsReauth, RateLimited
 from hub.runtime import Hub
-from hub.store import Lease, utcnow
+from hub.store import utcnow
 from hub.store.bulk import new_id
 from hub.store.schema import cursors, links, runs
 
@@ -64,55 +65,94 @@ async def sync_connection(
     With ``plan`` nothing is written anywhere: the run happens inside one transaction that
     is rolled back, and no push is sent; the report's ``plan`` says what would change.
     """
-    conn = hub.config.connection(name)
-    run_id = new_id()
-    if not conn.hub.enabled:
-        return RunReport(run_id, name, "skipped")
-    connector = hub.connector(name)
-    started = utcnow()
+    if not hub.config.connection(name).hub.enabled:
+        return RunReport(new_id(), name, "skipped")
+    if plan:
+        from hub.engine.plan import plan_runs
+
+        [report] = await plan_runs(hub, [name], full, {name: progress} if progress else {})
+        return report
     clock = time.monotonic()
-    try:
-        ctx = build_context(hub, name, connector, run_id, started, plan)
-        if plan:
-            report = await _plan(ctx, full, progress)
-        else:
-            async with Lease(hub.store, f"run:{name}"):
-                report = await _run(ctx, full, progress, stop)
-    finally:
-        await connector.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        ctx = await open_run(hub, name, full, stack)
+        report = RunReport(ctx.run_id, name, "ok")
+        await run_phase(ctx, report, _pull_all, full, progress, stop, unexpected="raise")
+        if report.status == "ok" and not ctx.held:
+            await run_phase(ctx, report, _push_all, full, progress, stop, unexpected="raise")
+        await finish_run(ctx, report)
     report.duration = time.monotonic() - clock
     return report
 
 
-async def _run(
-    ctx: RunContext, full: bool, progress: Progress | None, stop: asyncio.Event | None
-) -> RunReport:
-    store = ctx.hub.store
-    async with store.begin() as db:
-        # A run row still 'running' for this connection belongs to a process that died.
+async def open_run(
+    hub: Hub, name: str, full: bool, stack: contextlib.AsyncExitStack, *, plan: bool = False
+) -> RunContext:
+    """The context of a new run of ``name``, its connector closed when ``stack`` ends. A
+    real run (not ``plan``) takes the connection's lease (``LeaseHeld`` when taken) and
+    records itself as running."""
+    connector = hub.connector(name)
+    stack.push_async_callback(connector.aclose)
+    ctx = build_context(hub, name, connector, new_id(), utcnow(), plan)
+    if plan:
+        return ctx
+    ctx.lease = await stack.enter_async_context(
+        RunLease(hub.store, name, ttl=hub.config.hub.run_lease_seconds)
+    )
+    connector.context.check_lease = ctx.lease.check_now
+    async with hub.store.begin() as db:
+        # A run row still 'running' for this connection belongs to a process that died, or
+        # that stalled past its lease (its own record, when it wakes up, says so).
         await db.execute(
             update(runs)
-            .where(runs.c.connection == ctx.name, runs.c.status == "running")
+            .where(runs.c.connection == name, runs.c.status == "running")
             .values(status="interrupted", finished_at=ctx.started)
         )
         await db.execute(
             runs.insert().values(
                 id=ctx.run_id,
-                connection=ctx.name,
+                connection=name,
                 status="running",
                 full=full,
                 started_at=ctx.started,
                 counts={},
             )
         )
-    report = RunReport(ctx.run_id, ctx.name, "ok")
+    return ctx
+
+
+Phase = Callable[
+    [RunContext, DbFactory, bool, "Progress | None", "asyncio.Event | None"],
+    Awaitable[None],
+]
+
+
+async def run_phase(
+    ctx: RunContext,
+    report: RunReport,
+    phase: Phase,
+    full: bool,
+    progress: Progress | None,
+    stop: asyncio.Event | None,
+    *,
+    unexpected: str = "report",
+    db_factory: DbFactory | None = None,
+) -> None:
+    """Run one phase (pull or push) of a run; a failure ends the run with its status.
+
+    ``unexpected="raise"`` records an unexpected error (a bug) and raises it; ``"report"``
+    records it in the report only, so the other connections of a sync still run."""
+    if db_factory is None:
+
+        def db_factory() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+            return fenced(ctx.lease, ctx.hub.store.begin())
+
     try:
-        await _steps(ctx, store.begin, full, progress, stop)
+        await phase(ctx, db_factory, full, progress, stop)
         if ctx.held:
             report.status = "held"
     except _Stopped:
         report.status = "interrupted"
-    except NeedsReauth as exc:
+    except (NeedsReauth, LeaseLost) as exc:
         report.status, report.error = "failed", str(exc)
     except RateLimited as exc:
         report.status, report.error = "throttled", str(exc)
@@ -122,21 +162,26 @@ async def _run(
         report.status, report.error = "failed", str(exc)
     except asyncio.CancelledError:
         report.status = "interrupted"
-        await _record(ctx, report)
+        await finish_run(ctx, report)
         raise
     except Exception as exc:
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-        await _record(ctx, report)
-        raise
-    await _record(ctx, report)
-    return report
+        if unexpected == "raise":
+            await finish_run(ctx, report)
+            raise
 
 
-async def _record(ctx: RunContext, report: RunReport) -> None:
+async def finish_run(ctx: RunContext, report: RunReport) -> None:
+    """Record the run's outcome (once)."""
+    if ctx.finished:
+        return
+    ctx.finished = True
     report.counts = dict(ctx.counts)
     http = ctx.connector.context.counters.as_dict()
     report.counts.update({f"http_{k}": v for k, v in http.items() if v})
     report.errors = list(ctx.errors)
+    if ctx.plan:
+        return
     error = report.error
     if ctx.errors and not error:
         error = "\n".join(ctx.errors[:20])
@@ -158,47 +203,55 @@ async def _record(ctx: RunContext, report: RunReport) -> None:
             metrics.RUN_COUNTS.inc(value, connection=ctx.name, key=key)
 
 
-async def _steps(
+async def _pull_all(
     ctx: RunContext,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
     full: bool,
     progress: Progress | None,
     stop: asyncio.Event | None,
 ) -> None:
-    direction = ctx.conn.hub.direction
-    if direction != "push":
+    if ctx.conn.hub.direction != "push":
         for sctx in ctx.streams:
             await _pull_stream(ctx, sctx, db_factory, full, progress, stop)
-    if direction != "pull" and not ctx.held:
-        for sctx in ctx.streams:
-            if sctx.stream.can_push:
-                if stop is not None and stop.is_set():
-                    raise _Stopped
-                await Pusher(ctx, sctx).run(db_factory)
-                if progress:
-                    progress(
-                        "pushed", sum(v for k, v in ctx.counts.items() if k.startswith("pushed_"))
-                    )
+
+
+async def _push_all(
+    ctx: RunContext,
+    db_factory: DbFactory,
+    full: bool,
+    progress: Progress | None,
+    stop: asyncio.Event | None,
+) -> None:
+    if ctx.conn.hub.direction == "pull" or ctx.held:
+        return
+    for sctx in ctx.streams:
+        if sctx.stream.can_push:
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            await Pusher(ctx, sctx).run(db_factory)
+            if progress:
+                progress("pushed", sum(v for k, v in ctx.counts.items() if k.startswith("pushed_")))
 
 
 async def _pull_stream(
     ctx: RunContext,
     sctx: StreamContext,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
     full: bool,
     progress: Progress | None,
     stop: asyncio.Event | None,
 ) -> None:
     name, stream = ctx.name, sctx.stream.name
-    cursor = None
-    if not full:
-        async with db_factory() as db:
-            cursor = await db.scalar(
-                select(cursors.c.value).where(
-                    cursors.c.connection == name, cursors.c.stream == stream
-                )
-            )
+    async with db_factory() as db:
+        stored = await db.scalar(
+            select(cursors.c.value).where(cursors.c.connection == name, cursors.c.stream == stream)
+        )
+        # The delete guard's share counts the links that existed before this run.
+        linked_before = await deletes.linked_count(db, name, stream)
+        holding = await holds.has_holds(db, name, stream)
+    cursor = None if full else stored
     applier = PageApplier(ctx, sctx)
+    applier.track_new = linked_before > 0
     pages = 0
     all_full_scan = True
     async with read_ahead(ctx.connector.pull(sctx.stream, cursor), applier.prepare) as ahead:
@@ -206,6 +259,8 @@ async def _pull_stream(
             async with page_transaction(ctx, sctx.stream.entity, db_factory) as db:
                 with collector_paused():
                     await applier.apply(db, prepared)
+                if holding:
+                    await holds.forget_seen(db, name, stream, [r.id for r, _ in prepared.records])
             pages += 1
             all_full_scan = all_full_scan and page.full_scan
             ctx.count("pages")
@@ -224,7 +279,11 @@ async def _pull_stream(
             )
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
-            await _deletes(ctx, db, stream, sorted(removed))
+            await _deletes(ctx, db, stream, sorted(removed), linked_before)
+        if ctx.held:
+            await holds.keep_back_creates(
+                db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
+            )
 
 
 @contextlib.asynccontextmanager
@@ -303,7 +362,7 @@ def collector_paused() -> Iterator[None]:
 def page_transaction(
     ctx: RunContext,
     entity: str,
-    db_factory: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]],
+    db_factory: DbFactory,
 ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
     """The transaction a page is applied in. Identity matching reads the match keys and
     then creates the entities it found none for: two runs doing that at once for the same
@@ -311,11 +370,11 @@ def page_transaction(
     take turns (across processes and hosts). A plan runs in its own rolled-back one."""
     if ctx.plan:
         return db_factory()
-    return ctx.hub.store.begin_serialized(f"match:{entity}")
+    return fenced(ctx.lease, ctx.hub.store.begin_serialized(f"match:{entity}"))
 
 
 async def _deletes(
-    ctx: RunContext, db: AsyncConnection, stream: str, remote_ids: list[str]
+    ctx: RunContext, db: AsyncConnection, stream: str, remote_ids: list[str], linked: int
 ) -> None:
     rows: list[Any] = []
     for i in range(0, len(remote_ids), 5000):
@@ -333,7 +392,6 @@ async def _deletes(
         )
     if not rows:
         return
-    linked = await deletes.linked_count(db, ctx.name, stream)
     if deletes.guard_exceeded(ctx.hub, len(rows), linked):
         if not ctx.plan:
             await deletes.hold(db, ctx.run_id, [r.id for r in rows])
@@ -341,55 +399,15 @@ async def _deletes(
         ctx.count("deletes_held", len(rows))
         ctx.errors.append(
             f"{ctx.name}: {len(rows)} of {linked} linked records were deleted remotely; "
-            f"held for approval (crmhub runs approve {ctx.run_id})"
+            f"held for approval (crmhub runs approve {ctx.run_id}); what this run would "
+            "have created waits with them (a changed key column looks like deletes plus "
+            "creates)"
         )
         return
     n = await deletes.apply_deletes(ctx.hub, db, ctx.name, ctx.conn.hub.delete_policy, rows)
     ctx.count("deleted", n)
     if ctx.plan:
         ctx.plan_hub_changes.extend({"deleted_remote": r.remote_id} for r in rows)
-
-
-async def _plan(ctx: RunContext, full: bool, progress: Progress | None) -> RunReport:
-    """Everything a run would do, inside one transaction that is rolled back."""
-    async with ctx.hub.store.connect() as db:
-        trans = await db.begin()
-
-        @contextlib.asynccontextmanager
-        async def same() -> AsyncIterator[AsyncConnection]:
-            yield db
-
-        try:
-            await _steps(ctx, same, full, progress, None)
-            queued = await _queued_elsewhere(db, ctx)
-        finally:
-            await trans.rollback()
-    return RunReport(
-        ctx.run_id,
-        ctx.name,
-        "plan",
-        counts=dict(ctx.counts),
-        errors=list(ctx.errors),
-        plan={
-            "hub": ctx.plan_hub_changes,
-            "remote": ctx.plan_remote,
-            "queued_for_other_connections": queued,
-            "held_deletes": ctx.held,
-        },
-    )
-
-
-async def _queued_elsewhere(db: AsyncConnection, ctx: RunContext) -> dict[str, int]:
-    from sqlalchemy import func
-
-    from hub.store.schema import outbox
-
-    rows = await db.execute(
-        select(outbox.c.connection, func.count())
-        .where(outbox.c.status == "pending", outbox.c.connection != ctx.name)
-        .group_by(outbox.c.connection)
-    )
-    return {c: int(n) for c, n in rows}
 
 
 __all__ = ["LeaseHeld", "RunReport", "sync_connection"]

@@ -15,20 +15,11 @@ from __future__ import annotations
 from collections import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+
+from hub.records import MISSING
 
 Segment = str | int
-
-
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
-"""Marks a path the remote record does not carry."""
 
 
 class PathError(ValueError):

@@ -18,18 +18,16 @@ kind        sends                                                 ``crmhub conne
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import Field, model_validator
 
+from hub.authspec import OAuthSettings
 from hub.connector import Credentials
 from hub.errors import NeedsReauth
 from hub.rest.base import KindSpec
 from hub.rest.template import Template
-
-if TYPE_CHECKING:
-    from auth.providers import OAuthSettings
 
 __all__ = [
     "AUTH_KINDS",
@@ -88,8 +86,6 @@ class OAuth2Auth(KindSpec):
     authorize_params: dict[str, str] = {}
 
     def settings(self) -> OAuthSettings:
-        from auth.providers import OAuthSettings  # on use: it brings the vault's stack
-
         return OAuthSettings(
             authorize_url=self.authorize_url,
             token_url=self.token_url,

@@ -41,7 +41,7 @@ from hub.rest.writer import Writer
 from hub.webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
-    from auth.providers import OAuthSettings
+    from hub.authspec import OAuthSettings
 
 __all__ = ["RestConnector", "declared", "settings_model"]
 

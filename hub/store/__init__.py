@@ -1,6 +1,6 @@
 """The store: one SQLAlchemy async engine over SQLite (default) or PostgreSQL."""
 
-from hub.store.db import Store, utcnow
+from hub.store.db import Store, as_utc, utcnow
 from hub.store.lease import Lease
 
-__all__ = ["Lease", "Store", "utcnow"]
+__all__ = ["Lease", "Store", "as_utc", "utcnow"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from alembic import command
@@ -38,7 +38,20 @@ def dump_json(value: Any) -> str:
 
 
 def utcnow() -> datetime:
+    """The hub's clock: aware UTC."""
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stamp read from the store as aware UTC: SQLite hands datetimes back without their
+    offset, and every stamp the hub writes is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 _JSON: dict[str, Any] = {"json_serializer": dump_json, "json_deserializer": orjson.loads}

@@ -5,6 +5,11 @@ only when the row is free, expired, or already ours. The holder renews it while 
 holder that dies stops renewing, and after ``ttl`` anyone may take it. A dead holder on this
 same host is noticed at once (its process id no longer exists), so a restart after a crash
 does not wait for the expiry.
+
+Each taking bumps the lease's ``epoch``. A holder that stalled past its expiry (stopped,
+swapped out, cut off from the database) may find its lease taken when it wakes up: ``holds``
+tells, inside the caller's transaction, whether holder and epoch are still this lease's, so
+the caller's writes are fenced (see ``hub.engine.lease``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import LeaseHeld
 from hub.store.db import Store, utcnow
@@ -56,25 +62,34 @@ class Lease:
         self.name = name
         self.ttl = ttl
         self.holder = make_holder()
+        self.epoch = 0
         self._renewer: asyncio.Task[None] | None = None
 
     async def _try_take(self) -> str:
         now = utcnow()
         expires = now + timedelta(seconds=self.ttl)
-        values = {"name": self.name, "holder": self.holder, "expires_at": expires}
+        values = {"name": self.name, "holder": self.holder, "expires_at": expires, "epoch": 1}
         async with self.store.begin() as conn:
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             stmt = insert(leases).values(**values)
             free = or_(leases.c.expires_at < now, leases.c.holder == self.holder)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[leases.c.name],
-                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+                set_={
+                    "holder": stmt.excluded.holder,
+                    "expires_at": stmt.excluded.expires_at,
+                    "epoch": leases.c.epoch + 1,
+                },
                 where=free,
             )
             await conn.execute(stmt)
             row = (
-                await conn.execute(select(leases.c.holder).where(leases.c.name == self.name))
+                await conn.execute(
+                    select(leases.c.holder, leases.c.epoch).where(leases.c.name == self.name)
+                )
             ).one()
+        if row.holder == self.holder:
+            self.epoch = int(row.epoch)
         return str(row.holder)
 
     async def acquire(self) -> None:
@@ -102,6 +117,18 @@ class Lease:
                         .where(and_(leases.c.name == self.name, leases.c.holder == self.holder))
                         .values(expires_at=utcnow() + timedelta(seconds=self.ttl))
                     )
+
+    async def holds(self, conn: AsyncConnection) -> str | None:
+        """``None`` while this lease is still ours in ``conn``'s transaction, else who holds
+        it now (``""``: nobody). On PostgreSQL the row is locked for share until the
+        transaction ends, so nobody takes the lease between this check and the commit."""
+        query = select(leases.c.holder, leases.c.epoch).where(leases.c.name == self.name)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        row = (await conn.execute(query)).one_or_none()
+        if row is not None and row.holder == self.holder and row.epoch == self.epoch:
+            return None
+        return "" if row is None else str(row.holder)
 
     async def release(self) -> None:
         if self._renewer is not None:

@@ -108,6 +108,7 @@ pending_deletes = Table(
     metadata,
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("link_id", ID, ForeignKey("links.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_pending_deletes_link", "link_id"),
 )
 
 conflicts = Table(
@@ -188,6 +189,8 @@ leases = Table(
     Column("name", String(128), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", TS, nullable=False),
+    # bumped each time the lease changes hands: with the holder, the fence a run's writes check
+    Column("epoch", BigInteger, nullable=False, server_default="1"),
 )
 
 # Credentials, encrypted by auth's vault. ``version`` is bumped on every write so

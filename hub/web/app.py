@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from hub.errors import ConfigError
 from hub.inbox import Inbox
 from hub.runtime import Hub
-from hub.web import hooks, oauth, ops
+from hub.web import intake, oauth, ops
 from hub.web.limits import DEFAULT_MAX_BODY, BodyLimit
 
 
@@ -41,7 +41,7 @@ def create_app(
     through ``Connector.routes`` (see ``connector_routers``).
     """
     limit = max_body or hub.config.hub.webhook_max_body or DEFAULT_MAX_BODY
-    receivers = hooks.Receivers(hub)
+    receivers = intake.Receivers(hub)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -62,7 +62,7 @@ def create_app(
     app.state.receivers = receivers
     app.state.max_body = limit
     app.add_middleware(BodyLimit, max_bytes=limit)
-    app.include_router(hooks.router)
+    app.include_router(intake.router)
     app.include_router(ops.router)
     app.include_router(oauth.router)
     for router in (*connector_routers(hub), *routers):

@@ -11,8 +11,7 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from auth.flows import complete_authorization
-from auth.providers import CALLBACK_PATH
+from hub.authspec import CALLBACK_PATH
 from hub.errors import CrmhubError
 
 router = APIRouter()
@@ -36,8 +35,10 @@ def _page(title: str, message: str, status: int) -> HTMLResponse:
 async def oauth_callback(request: Request) -> HTMLResponse:
     """Complete the pending authorization named by the ``state`` parameter."""
     hub = request.app.state.hub
+    if hub.auth is None:
+        return _page("Connection not completed", "This hub keeps no credentials.", 400)
     try:
-        info = await complete_authorization(hub, dict(request.query_params))
+        connection = await hub.auth.complete_authorization(hub, dict(request.query_params))
     except CrmhubError as exc:
         return _page(
             "Connection not completed",
@@ -46,6 +47,6 @@ async def oauth_callback(request: Request) -> HTMLResponse:
         )
     return _page(
         "Connected",
-        f"crmhub is now connected to {info.connection!r}. You can close this window.",
+        f"crmhub is now connected to {connection!r}. You can close this window.",
         200,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -22,18 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import metrics
 from hub.errors import CrmhubError
 from hub.metrics import Metric
-from hub.store import Store
+from hub.store import Store, as_utc
 from hub.store.schema import inbox, outbox, runs, tokens
 
 log = logging.getLogger("hub.web.ops")
 router = APIRouter()
 HEALTH_TIMEOUT = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _epoch(value: datetime) -> float:
-    # SQLite gives naive datetimes back; the store writes UTC only
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 async def _ping(store: Store) -> None:
@@ -87,7 +81,7 @@ async def _runs(conn: AsyncConnection) -> list[Metric]:
             )
         )
         if finished is not None:
-            last_ok.set(_epoch(finished), connection=connection)
+            last_ok.set(as_utc(finished).timestamp(), connection=connection)
     return [by_status, last_ok]
 
 
@@ -104,7 +98,7 @@ async def _queues(conn: AsyncConnection) -> list[Metric]:
     first = (
         await conn.execute(select(func.min(inbox.c.received_at)).where(inbox.c.status == "pending"))
     ).scalar()
-    oldest.set(max(0.0, time.time() - _epoch(first)) if first else 0.0)
+    oldest.set(max(0.0, time.time() - as_utc(first).timestamp()) if first else 0.0)
     owed = Metric(
         "crmhub_outbox_items",
         "Outbox rows by connection and status.",
@@ -144,7 +138,7 @@ async def _tokens(conn: AsyncConnection) -> list[Metric]:
     rows = await conn.execute(select(tokens.c.connection, tokens.c.expires_at, tokens.c.status))
     for connection, expires_at, status in rows:
         if expires_at is not None:
-            expiry.set(_epoch(expires_at), connection=connection)
+            expiry.set(as_utc(expires_at).timestamp(), connection=connection)
         state.set(1, connection=connection, status=status)
     return [expiry, state]
 

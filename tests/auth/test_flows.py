@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
+from auth.credentials import VaultAuth
 from auth.flows import (
     AuthorizationError,
     complete_authorization,
@@ -30,8 +31,9 @@ from auth.flows import (
 from auth.google import GOOGLE_OAUTH, GoogleAdapter
 from auth.keys import KEY_ENV, KEY_FILE_ENV
 from auth.microsoft import MicrosoftAdapter
-from auth.providers import OAuthSettings, resolve_oauth
+from auth.providers import resolve_oauth
 from auth.sandbox import SandboxOAuthServer, serve
+from hub.authspec import OAuthSettings
 from hub.config import load_config
 from hub.connector import Connector, Page, Stream
 from hub.errors import ConfigError, NeedsReauth
@@ -97,7 +99,9 @@ def _key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 async def open_hub(tmp_path: Path, toml: str, connectors: dict[str, type[Connector]]) -> Hub:
     path = tmp_path / "crmhub.toml"
     path.write_text(toml, encoding="utf-8")
-    return await Hub.open(load_config(path), registry=Registry.discover(extra=connectors))
+    return await Hub.open(
+        load_config(path), registry=Registry.discover(extra=connectors), auth=VaultAuth()
+    )
 
 
 DEMO_TOML = """

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 
 from auth.microsoft import MicrosoftAdapter
-from auth.providers import OAuthSettings, ResolvedOAuth
+from auth.providers import ResolvedOAuth
 from connectors.outlook import OutlookConnector, OutlookSettings
 from connectors.outlook.sandbox import MAILBOX, TENANT, OutlookSandboxApp
+from hub.authspec import OAuthSettings
 from hub.connector import ConnectorContext
 from hub.http import forget_limiters
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from auth.credentials import VaultAuth
 from connectors.mailchimp import MailchimpConnector, MailchimpSettings, subscriber_hash
 from connectors.mailchimp.sandbox import (
     LIST_ID,
@@ -504,7 +505,7 @@ async def hub_setup(
         f'[connections.mc]\nconnector = "mailchimp"\nlist_id = "{LIST_ID}"\n'
         f'api_base = "{served[1]}/3.0/"\nwebhook_secret = "{HOOK_SECRET}"\n'
     )
-    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"))
+    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"), auth=VaultAuth())
     await store_api_key(hub, "mc", SANDBOX_API_KEY)
     try:
         yield hub

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from auth.credentials import VaultAuth
 from connectors.mailchimp.sandbox import (
     LIST_ID,
     SANDBOX_API_KEY,
@@ -55,7 +56,7 @@ class Folder:
         from hub.config import load_config
         from hub.runtime import Hub
 
-        hub = await Hub.open(load_config(self.path / "crmhub.toml"))
+        hub = await Hub.open(load_config(self.path / "crmhub.toml"), auth=VaultAuth())
         if not self.keyed:
             await store_api_key(hub, "mc", SANDBOX_API_KEY)
             self.keyed = True

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from auth.credentials import VaultAuth
 from auth.flows import open_vault
 from auth.keys import KEY_ENV, KEY_FILE_ENV, generate_key
 from hub.config import load_config
-from hub.jobs import SyncScheduler
 from hub.logging import configure_logging
 from hub.runtime import Hub
+from hub.sync_scheduler import SyncScheduler
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def hub(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> A
     )
     config = load_config(tmp_path / "crmhub.toml", {"CRMHUB_DATABASE_URL": db_url})
     monkeypatch.setenv("CRMHUB_DATABASE_URL", db_url)
-    h = await Hub.open(config)
+    h = await Hub.open(config, auth=VaultAuth())
     try:
         yield h
     finally:

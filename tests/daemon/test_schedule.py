@@ -15,14 +15,15 @@ from apscheduler import CoalescePolicy, ConflictPolicy
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
+from auth.credentials import VaultAuth
 from hub.config import load_config
 from hub.errors import ConfigError, LeaseHeld
-from hub.jobs import SCHEDULE_PREFIX, TASK_PREFIX, SyncScheduler
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.schedule import parse_schedule, schedule_for
 from hub.store import Lease, Store
 from hub.store.schema import runs
+from hub.sync_scheduler import SCHEDULE_PREFIX, TASK_PREFIX, SyncScheduler
 
 # -- parsing -------------------------------------------------------------------------------
 
@@ -341,15 +342,15 @@ async def test_a_run_throttled_until_later_is_not_started_again_before(tmp_path:
     from datetime import UTC, datetime, timedelta
 
     from hub.config import load_config
-    from hub.jobs import run_sync
     from hub.runtime import Hub
     from hub.store.schema import runs
+    from hub.sync_scheduler import run_sync
 
     (tmp_path / "p.csv").write_text("email\nann@example.com\n")
     (tmp_path / "crmhub.toml").write_text(
         '[hub]\ndatabase = "hub.db"\n[connections.p]\nconnector = "csv"\npath = "p.csv"\n'
     )
-    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"))
+    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"), auth=VaultAuth())
     try:
         now = datetime.now(UTC)
         async with hub.store.begin() as db:

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from hub.config import load_config
-from hub.jobs import SyncScheduler
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.store import Store
 from hub.store.bulk import new_id
 from hub.store.schema import entities, outbox
+from hub.sync_scheduler import SyncScheduler
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def outlook(tmp_path: Path, processes: Processes) -> Iterator[tuple[MailSandbox,
 
 def test_subscriptions_notifications_and_lifecycle(outlook: tuple[MailSandbox, Daemon]) -> None:
     sandbox, daemon = outlook
-    daemon.start({"CRMHUB_MAIL_CLIENT_SECRET": "sandbox-secret"})
+    daemon.start({"CRMHUB_CONNECTIONS__MAIL__OAUTH__CLIENT_SECRET": "sandbox-secret"})
     wait_until(lambda: daemon.activities() == 30, 60, "the first sync", *daemon.logs())
     subs = wait_until(
         lambda: (
@@ -163,7 +163,7 @@ def test_sigkill_during_a_first_sync_of_20000_messages(
     config = config.replace('schedule = "every 1h"', 'schedule = "every 2s"\npage_size = 100')
     config = config.replace("notification_url", "# notification_url")
     (folder / "crmhub.toml").write_text(config)
-    env = {"CRMHUB_MAIL_CLIENT_SECRET": "sandbox-secret"}
+    env = {"CRMHUB_CONNECTIONS__MAIL__OAUTH__CLIENT_SECRET": "sandbox-secret"}
     try:
         daemon.start(env)
         wait_until(lambda: daemon.activities() > 2000, 120, "part of the first sync", daemon.log)

@@ -35,7 +35,11 @@ def test_the_example_syncs_both_mailboxes(tmp_path: Path) -> None:
             .replace("/path/to/outlook-sandbox.pem", outlook_app.tls[0])
         )
         (tmp_path / "email-demo.toml").write_text(text)
-        env = {**os.environ, "CRMHUB_OUTLOOK_CLIENT_SECRET": "sandbox-secret", "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "CRMHUB_CONNECTIONS__OUTLOOK__OAUTH__CLIENT_SECRET": "sandbox-secret",
+            "COLUMNS": "200",
+        }
         env.pop("CRMHUB_CONFIG", None)
 
         def crmhub(*args: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from auth.credentials import VaultAuth
 from connectors.gmail.contacts_push import ContactPush
 from connectors.gmail.sandbox import MAILBOX, GmailSandboxApp, create_sandbox, service_account_info
 from hub.config import load_config
@@ -59,7 +60,7 @@ async def open_hub(
     (tmp_path / "crmhub.toml").write_text(
         CONFIG.format(db=db_url, url=url, mailbox=MAILBOX, extra=extra)
     )
-    return await Hub.open(load_config(tmp_path / "crmhub.toml"))
+    return await Hub.open(load_config(tmp_path / "crmhub.toml"), auth=VaultAuth())
 
 
 async def test_mail_and_contacts_sync_both_ways_without_duplicates(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from auth.credentials import VaultAuth
 from connectors.outlook.contacts_push import ContactPush
 from connectors.outlook.sandbox import MAILBOX, TENANT, OutlookSandboxApp, create_sandbox
 from connectors.outlook.sandbox_store import CONTACTS, message, recipient
@@ -63,7 +64,7 @@ async def open_hub(
         db=db_url, url=url, mailbox=MAILBOX, tenant=TENANT, ca=app.tls[0], extra=extra
     )
     (tmp_path / "crmhub.toml").write_text(text)
-    return await Hub.open(load_config(tmp_path / "crmhub.toml"))
+    return await Hub.open(load_config(tmp_path / "crmhub.toml"), auth=VaultAuth())
 
 
 async def test_mail_and_contacts_sync_both_ways_without_duplicates(

@@ -92,6 +92,7 @@ def test_mapping_check_names_file_line_and_key(folder: Path) -> None:
     bad.write_text('entity = "contact"\n\n[[field]]\ncanonical = "emial"\nremote = "email"\n')
     code, out = invoke("mapping", "check", str(bad))
     assert code == 1 and "bad.toml:4" in out and "emial" in out
+    assert "[field[1].canonical]" in out  # the key as written, not taken for markup
 
 
 def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
@@ -111,3 +112,13 @@ def test_db_prune_reports_what_it_deleted(folder: Path) -> None:
     code, out = invoke("db", "prune", "--older-than", "0")
     assert code != 0
     assert "older-than" in out
+
+
+def test_a_configuration_error_names_its_key_as_written(folder: Path) -> None:
+    (folder / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n\n[connections.a]\nconnector = "csv"\n'
+    )
+    code, out = invoke("sync")
+    assert code != 0
+    # the key in brackets, once escaped for the terminal: no backslash reaches the user
+    assert "[connections.a" in out and "\\[" not in out

@@ -255,7 +255,7 @@ async def test_delete_guard_holds_until_approved(tmp_path: Path, db_url: str) ->
         assert report.status == "held"
         assert len(shop) == 20 and await s.count(links, connection="crm") == 20
         assert s.hub is not None
-        assert await approve(s.hub, report.run_id) == 5
+        assert (await approve(s.hub, report.run_id)).applied == 5
         await s.sync("shop")
         assert len(shop) == 15
         assert len(await s.entities()) == 15

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from auth.credentials import VaultAuth
 from hub.config import load_config
 from hub.errors import TransientError
 from hub.registry import Registry
@@ -41,7 +42,7 @@ async def test_due_connections_are_renewed_and_their_state_kept(
         f'[connections.b]\nconnector = "memory"\nstore = "{remotes[1].name}"\n'
     )
     registry = Registry.discover(extra={"watching": Watching, "memory": MemoryConnector})
-    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"), registry)
+    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"), registry, auth=VaultAuth())
     calls.clear()
     try:
         assert await renew_all(hub) == ["a"]  # b has nothing to renew

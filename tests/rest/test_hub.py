@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from auth.credentials import VaultAuth
 from auth.flows import store_api_key
 from hub.config import load_config
 from hub.connector import ConnectorContext
@@ -51,7 +52,7 @@ def registry() -> Registry:
 
 
 async def open_hub(path: Path) -> Hub:
-    return await Hub.open(load_config(path), registry())
+    return await Hub.open(load_config(path), registry(), auth=VaultAuth())
 
 
 async def test_a_declaration_file_named_in_crmhub_toml_syncs_both_ways(

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.errors import CrmhubError, LeaseHeld, StoreError
 from hub.schedule import ScheduleSpec, schedule_for
+from hub.store import as_utc
 from hub.store.schema import outbox, runs
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ async def throttled_until(hub: Hub, name: str) -> datetime | None:
     if row is None or row.status != "throttled" or row.throttled_until is None:
         return None
     until: datetime = row.throttled_until
-    return until if until.tzinfo else until.replace(tzinfo=UTC)
+    return as_utc(until)
 
 
 def build_scheduler(
@@ -150,12 +151,12 @@ async def run_scheduled_sync(name: str, due: datetime | None = None) -> str:
 
 
 async def run_keep_alive() -> list[str]:
-    """The daily task refreshing OAuth grants that die when unused (``auth.keepalive``)."""
-    from auth.keepalive import keep_alive_all
-
+    """The daily task refreshing OAuth grants that die when unused (``HubAuth.keep_alive``)."""
     scheduler = current_async_scheduler.get()
     owner = _owners.get(scheduler.identity) if scheduler else None
-    return await keep_alive_all(owner.hub) if owner is not None else []
+    if owner is None or owner.hub.auth is None:
+        return []
+    return await owner.hub.auth.keep_alive(owner.hub)
 
 
 async def run_housekeeping() -> dict[str, int]:

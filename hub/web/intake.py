@@ -42,7 +42,7 @@ from hub.webhooks import (
     receiver_for,
 )
 
-log = logging.getLogger("hub.web.hooks")
+log = logging.getLogger("hub.web.intake")
 router = APIRouter()
 METHODS = ["GET", "POST", "PUT"]
 

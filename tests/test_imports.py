@@ -1,0 +1,68 @@
+"""The import rules: the hub's core knows neither the credential store nor any connector.
+
+``auth/`` and ``connectors/`` build on ``hub/``; only the composition roots (the command
+line and the demo) put them together. Connectors never import each other. Every import
+counts: at module level, inside functions and under ``TYPE_CHECKING``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSITION_ROOTS = ("hub/cli/", "hub/demo.py")
+
+
+def imports(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module name ``path`` imports, relative imports made absolute."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                names.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_the_hub_core_imports_neither_auth_nor_connectors() -> None:
+    found = []
+    for path in sources("hub"):
+        where = path.relative_to(ROOT).as_posix()
+        if where.startswith(COMPOSITION_ROOTS):
+            continue
+        for name in sorted(imports(path)):
+            if name.split(".")[0] in ("auth", "connectors"):
+                found.append(f"{where} imports {name}")
+    assert not found, "\n".join(found)
+
+
+def test_connectors_do_not_import_each_other() -> None:
+    found = []
+    for path in sources("connectors"):
+        parts = path.relative_to(ROOT).parts
+        if len(parts) < 3:
+            continue
+        own = parts[1]
+        for name in sorted(imports(path)):
+            top = name.split(".")
+            if top[0] == "connectors" and len(top) > 1 and top[1] != own:
+                found.append(f"{path.relative_to(ROOT).as_posix()} imports {name}")
+    assert not found, "\n".join(found)
+
+
+def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
+    probe = tmp_path / "hub" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("def f():\n    from auth.flows import open_vault\n    from . import config\n")
+    assert imports(probe, tmp_path) == {"auth.flows", "hub"}
