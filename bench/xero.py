@@ -67,6 +67,7 @@ def _calls(requests: list[dict[str, Any]]) -> dict[str, int]:
 async def run(args: argparse.Namespace) -> None:
     import auth
     import connectors.xero.client as client
+    from auth.credentials import VaultAuth
     from auth.flows import open_vault, resolve, store_oauth_token
     from connectors.xero.sandbox import create_sandbox
     from connectors.xero.sandbox_limits import Limits
@@ -106,7 +107,7 @@ async def run(args: argparse.Namespace) -> None:
     (folder / "crmhub.key").write_text(auth.generate_key() + "\n")
     (folder / "crmhub.key").chmod(0o600)
     try:
-        hub = await Hub.open(load_config(folder / "crmhub.toml"))
+        hub = await Hub.open(load_config(folder / "crmhub.toml"), auth=VaultAuth())
         try:
             grant = sandbox.oauth.issue_grant(scope="accounting.contacts offline_access")
             await store_oauth_token(open_vault(hub), resolve(hub, "books"), grant)

@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from auth.providers import AuthKind, OAuthSettings
 from connectors.xero.classify import validation_messages
 from connectors.xero.client import XeroApi, open_api
 from connectors.xero.pull import ListingCache, StreamPull, companies_of, invoices_of, people_of
@@ -36,6 +35,7 @@ from connectors.xero.push import ContactPush, batch_key
 from connectors.xero.records import XERO_ID
 from connectors.xero.settings import XeroSettings
 from connectors.xero.webhook import TENANT_STATE, XeroReceiver, take_hints
+from hub.authspec import AuthKind, OAuthSettings
 from hub.connector import (
     Change,
     Connector,

@@ -85,7 +85,7 @@ async def test_first_sync_rotation_push_and_the_daily_limit(
     hub = await folder.open()
     try:
         from hub.cli.auth_commands import connection_rows
-        from hub.jobs import throttled_until
+        from hub.sync_scheduler import throttled_until
 
         [row] = await connection_rows(hub)
         assert "calls today" in row["usage"] and "daily limit spent" in row["usage"]

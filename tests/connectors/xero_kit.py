@@ -53,12 +53,13 @@ class Folder:
         self.connected = False
 
     async def open(self) -> Any:
+        from auth.credentials import VaultAuth
         from auth.flows import open_vault, resolve, store_oauth_token
         from hub.config import load_config
         from hub.runtime import Hub
 
         forget_limiters()
-        hub = await Hub.open(load_config(self.path / "crmhub.toml"))
+        hub = await Hub.open(load_config(self.path / "crmhub.toml"), auth=VaultAuth())
         if not self.connected:
             grant = self.app.provider.oauth.issue_grant(scope="accounting.contacts offline_access")
             await store_oauth_token(open_vault(hub), resolve(hub, "xe"), grant)
