@@ -86,3 +86,33 @@ async def test_an_idle_grant_is_refreshed_before_its_60_days_run_out(
     finally:
         await hub.close()
     await folder.sync()  # the rotated refresh token and its access token work
+
+
+async def test_connecting_is_the_code_flow_with_pkce_and_xeros_scopes(
+    tmp_path: Path, served: tuple[XeroSandboxApp, str]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from auth.flows import complete_authorization, open_vault, start_authorization
+
+    app, url = served
+    folder = Folder(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", app, url)
+    folder.connected = True  # no grant yet: the browser flow makes it
+    hub = await folder.open()
+    try:
+        start = await start_authorization(hub, "xe")
+        query = parse_qs(urlsplit(start.url).query)
+        assert query["code_challenge_method"] == ["S256"] and query["code_challenge"]
+        assert query["scope"] == [
+            "openid offline_access accounting.contacts accounting.transactions"
+        ]
+        async with httpx.AsyncClient() as browser:  # the sandbox approves at once
+            redirect = (await browser.get(start.url)).headers["location"]
+        info = await complete_authorization(hub, redirect)
+        assert info.connection == "xe" and info.expires_at is not None
+        stored = await open_vault(hub).get("xe")
+        assert stored is not None and stored.data["refresh_token"]
+    finally:
+        await hub.close()
+    report = await folder.sync()
+    assert report.counts["created"] > 0
