@@ -347,3 +347,39 @@ async def test_credit_notes_and_payments_lower_the_amount_due(
         await connector.api(), "Invoices", {"CreditNotes": [note["events"][0]["resourceId"]]}
     )
     assert hinted == [invoice["InvoiceID"]]
+
+
+async def test_new_invoices_are_pushed_as_drafts_only_when_asked(
+    served: tuple[XeroSandboxApp, str], sandbox: XeroSandbox, tmp_path: Path
+) -> None:
+    org = sandbox.org(0)
+    person = org.add_contact(Name="Flo Ray", FirstName="Flo", LastName="Ray")
+    plain = make_connector(served[0], served[1], tmp_path, tenant=TENANTS[0][0])
+    assert not plain.stream("invoices").can_create
+    made = make_connector(served[0], served[1], tmp_path, tenant=TENANTS[0][0], push_invoices=True)
+    try:
+        stream = made.stream("invoices")
+        assert stream.can_create and not stream.can_update
+        data = {
+            "ContactID": person["ContactID"],
+            "InvoiceNumber": "HUB-1",
+            "Total": "80.00",
+            "LineItems": "Onboarding",
+            "Date": "2026-05-01",
+            "CurrencyCode": "NZD",
+        }
+        results = await made.push(
+            stream,
+            [
+                Change("new", "create", data, "key-inv"),
+                Change("orphan", "create", {"InvoiceNumber": "HUB-2"}, "key-orphan"),
+            ],
+        )
+    finally:
+        await made.aclose()
+        await plain.aclose()
+    assert results[0].ok and results[1].error is not None
+    assert "names no Xero contact" in str(results[1].message)
+    invoice = org.invoices[str(results[0].remote_id)]
+    assert invoice["Status"] == "DRAFT" and invoice["InvoiceNumber"] == "HUB-1"
+    assert invoice["SubTotal"] == 80.0 and invoice["LineItems"][0]["Description"] == "Onboarding"
