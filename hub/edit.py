@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.engine.writes import OutboxQueue
 from hub.errors import ConfigError
 from hub.records import KEY_FIELDS, is_known_field, match_keys
+from hub.relations.index import index_references, ref_values, reference_fields
+from hub.relations.model import reference_field
 from hub.runtime import Hub
 from hub.store import utcnow
 from hub.store.schema import change_log, entities, entity_keys, links
@@ -39,6 +41,7 @@ async def edit_entity(
     unknown = [f for f in changes if not is_known_field(row.type, f)]
     if unknown:
         raise ConfigError(f"{row.type} has no field(s) {', '.join(sorted(unknown))}")
+    await check_references(db, row.type, changes)
     fields = dict(row.fields)
     provenance = dict(row.provenance)
     log = {f: [fields.get(f), v] for f, v in changes.items() if fields.get(f) != v}
@@ -67,8 +70,36 @@ async def edit_entity(
                     for k, v in set(keys)
                 ],
             )
+    if reference_fields(row.type).intersection(log):
+        await index_references(db, row.type, [(entity_id, fields, False)])
     await owe_to_linked(hub, db, entity_id, set(log))
     return fields
+
+
+async def check_references(db: AsyncConnection, entity_type: str, changes: dict[str, Any]) -> None:
+    """Refuse a reference field set to anything but ids of live records it may point at."""
+    for f, value in changes.items():
+        ref = reference_field(entity_type, f)
+        if ref is None or value is None:
+            continue
+        ids = ref_values(value)
+        shape_ok = isinstance(value, list) if ref.many else isinstance(value, str)
+        found = {
+            i: t
+            for i, t in await db.execute(
+                select(entities.c.id, entities.c.type).where(
+                    entities.c.id.in_(ids), entities.c.deleted_at.is_(None)
+                )
+            )
+        }
+        wrong = [i for i in ids if found.get(i) not in ref.targets]
+        if not shape_ok or wrong or len(ids) != (len(value) if ref.many else 1):
+            kinds = " or ".join(ref.targets)
+            shape = f"a list of {kinds} ids" if ref.many else f"the id of a {kinds}"
+            raise ConfigError(
+                f"{entity_type}.{f} must be {shape}"
+                + (f"; not found: {', '.join(map(str, wrong))}" if wrong else "")
+            )
 
 
 async def owe_to_linked(hub: Hub, db: AsyncConnection, entity_id: str, changed: set[str]) -> None:

@@ -51,6 +51,7 @@ class Contact(_Entity):
     last_name: str | None = None
     phone: str | None = None
     company: str | None = None
+    """Reference: the hub id of the contact's company."""
     job_title: str | None = None
     street: str | None = None
     city: str | None = None
@@ -80,6 +81,10 @@ class Activity(_Entity):
     body: str | None = None
     occurred_at: str | None = None
     contact_email: str | None = None
+    contacts: list[str] | None = None
+    """Reference: hub ids of the contacts concerned (every participant of an email)."""
+    company: str | None = None
+    """Reference: the hub id of the company concerned."""
     source: str | None = None
     direction: str | None = None
     """``in`` or ``out``: received by, or sent from, the system's own side (a mailbox)."""
@@ -95,6 +100,10 @@ class Ticket(_Entity):
     status: str | None = None
     priority: str | None = None
     requester_email: str | None = None
+    requester: str | None = None
+    """Reference: the hub id of the contact who asked."""
+    organization: str | None = None
+    """Reference: the hub id of the requester's company."""
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -102,6 +111,8 @@ class Ticket(_Entity):
 class Invoice(_Entity):
     number: str | None = None
     contact_email: str | None = None
+    contact: str | None = None
+    """Reference: the hub id of the contact or company billed."""
     status: str | None = None
     currency: str | None = None
     total: str | None = None
@@ -205,7 +216,8 @@ def normalize_domain(value: str | None) -> str | None:
 # entity -> ordered (key kind, canonical field, normaliser); the first kind that matches wins.
 MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "contact": (("email", "email"), ("phone", "phone")),
-    "company": (("domain", "domain"),),
+    # A company without a domain is known by its name (a spreadsheet's company column).
+    "company": (("domain", "domain"), ("name", "name")),
     "invoice": (("number", "number"),),
     "ticket": (),
     "activity": (("message_id", "message_id"),),
@@ -229,6 +241,8 @@ def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[t
             value = normalize_domain(raw)
         elif kind == "message_id":
             value = normalize_message_id(raw)
+        elif kind == "name":
+            value = " ".join(str(raw).split()).casefold() or None
         else:
             value = str(raw).strip().lower() or None
         if value:

@@ -36,6 +36,7 @@ HELP_ONLY = {
     ("disconnect",),
     ("runs", "approve"),
     ("conflicts", "resolve"),
+    ("entities", "merge"),
 }
 
 

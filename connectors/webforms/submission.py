@@ -12,7 +12,7 @@ A submission makes two records with the same remote id:
   ``_submission`` holds the form, provider, id and time.
 - stream ``activities`` (entity activity): ``kind``, ``subject`` (the form name), ``body``
   (JSON of all fields), ``occurred_at``, ``source`` and the ``fields`` themselves, from which
-  the activity mapping takes ``contact_email``.
+  the activity mapping takes the reference to the sender's contact (``contacts``).
 """
 
 from __future__ import annotations

@@ -9,4 +9,5 @@ from hub.cli import (  # noqa: F401
     inbox_commands,
     outbox_commands,
     plugin_commands,
+    relation_commands,
 )

@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, func, or_, select
 from hub.cli.app import console, limit_option, open_hub, print_json, print_table, run
 from hub.cli.core_commands import JSON, entities_app
 from hub.cli.ids import find_id, short_ids
+from hub.relations.views import find_duplicates, relations_of
 from hub.store.schema import change_log, entities, entity_keys, links, runs
 
 
@@ -102,6 +103,7 @@ def entities_show(
                 )
             ]
             ent["history_total"] = await db.scalar(select(func.count()).where(logged))
+            ent["relations"] = await relations_of(db, found, ent["type"], ent["fields"])
             ent["run_ids"] = await short_ids(
                 db, runs.c.id, [h["run_id"] for h in ent["history"] if h["run_id"]]
             )
@@ -125,8 +127,25 @@ def entities_show(
             lk["connection"], lk["stream"], lk["remote_id"], lk["remote_version"] or ""
         )
     print_table(links_table, "no links: no system holds this record")
+    _print_relations(ent["relations"])
     if history:
         _print_history(ent, short_runs)
+
+
+def _print_relations(relations: dict[str, Any]) -> None:
+    """What the record points at, then what points at it (activities newest first)."""
+    if relations["points_at"]:
+        table = Table("field", "record", "id", title="points at")
+        for r in relations["points_at"]:
+            table.add_row(r["field"], r["label"], r["id"])
+        console.print(table)
+    titles = {"activity": "timeline, newest first", "contact": "people"}
+    for kind, items in sorted(relations["pointed_at_by"].items()):
+        table = Table("at", "record", "field", "id", title=titles.get(kind, f"{kind}s"))
+        for r in items:
+            at = r.get("occurred_at") or r.get("created_at") or r.get("issued_on")
+            table.add_row(_when(at), r["label"], r["field"], r["id"])
+        console.print(table)
 
 
 def _when(at: Any) -> str:
@@ -155,24 +174,40 @@ def _print_history(ent: dict[str, Any], short_runs: dict[str, str]) -> None:
 
 
 @entities_app.command("duplicates")
-def entities_duplicates(json_out: bool = JSON) -> None:
-    """Golden records linked to several records of one connection (same email twice in a
-    file, ...): nothing is written to those records until one is removed or changed."""
+def entities_duplicates(
+    entity_type: str = typer.Option(None, "--type", help="contact or company."),
+    json_out: bool = JSON,
+) -> None:
+    """Duplicates: golden records linked to several records of one connection (same email
+    twice in a file, ...: nothing is written to those records until one is removed or
+    changed), then golden records that are likely one person or company (same phone, same
+    name at the same company or e-mail domain; companies of the same name), for a person
+    to merge with `crmhub entities merge`."""
     from hub.engine.duplicates import listing
 
-    async def body() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    async def body() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
         async with open_hub() as hub, hub.store.connect() as db:
-            found = await listing(db)
-            return found, await short_ids(db, entities.c.id, [r["entity_id"] for r in found])
+            copies = await listing(db)
+            likely = await find_duplicates(db, entity_type)
+            ids = [r["entity_id"] for r in copies] + [i for g in likely for i in g["ids"]]
+            return copies, likely, await short_ids(db, entities.c.id, ids)
 
-    found, short = run(body)
+    copies, likely, short = run(body)
     if json_out:
-        print_json(found)
+        print_json(copies + likely)
         return
     table = Table("entity", "connection", "stream", "records")
     table.columns[0].no_wrap = True
-    for r in found:
+    for r in copies:
         table.add_row(
             short[r["entity_id"]], r["connection"], r["stream"], ", ".join(r["remote_ids"])
         )
     print_table(table, "no golden record has several records in one connection")
+    table = Table("type", "why", "records", title="likely the same, to merge")
+    for group in likely:
+        table.add_row(
+            group["type"],
+            f"{group['reason']}: {group['key']}",
+            " ".join(short[i] for i in group["ids"]),
+        )
+    print_table(table, "no likely duplicates")

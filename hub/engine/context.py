@@ -15,6 +15,7 @@ from hub.connector import Connector, Stream
 from hub.errors import ConfigError, Problem
 from hub.mapping import Mapping, load_mapping
 from hub.registry import mapping_file
+from hub.relations.model import dependency_rank
 from hub.runtime import Hub
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ class RunContext:
     analyzed_at: int = 0
     plan_hub_changes: list[dict[str, Any]] = field(default_factory=list)
     plan_remote: list[dict[str, Any]] = field(default_factory=list)
+    reference_targets: dict[str, list[Target]] = field(default_factory=dict)
+    """Per entity type: the targets of records a reference creates (filled when needed)."""
+    key_renderers: dict[str, list[tuple[str, str, str, str]]] = field(default_factory=dict)
+    """Per entity type: ``(connection, stream, field, key kind)`` of the pushes that write
+    a reference to such a record as its key (filled when needed)."""
     lease: RunLease | None = None
     finished: bool = False
     """The run's lease (``None`` in a plan): every transaction of the run checks it."""
@@ -146,6 +152,24 @@ def targets_for(hub: Hub, entity: str, exclude: str) -> list[Target]:
     return found
 
 
+def key_renderers(hub: Hub, target: str) -> list[tuple[str, str, str, str]]:
+    """``(connection, stream, field, key kind)`` of every push that writes references to
+    ``target`` records as their key (a company's name in a contacts file)."""
+    found = []
+    for name, conn in hub.config.connections.items():
+        if not conn.hub.enabled or conn.hub.direction == "pull":
+            continue
+        connector = hub.connector(name)
+        for stream in connector.streams():
+            if not stream.can_update:
+                continue
+            mapping = load_stream_mapping(hub, conn, connector, stream)
+            for f, ref in mapping.references.items():
+                if ref.target == target and ref.by != "id" and f in mapping.push_fields:
+                    found.append((name, stream.name, f, ref.by))
+    return found
+
+
 def build_context(
     hub: Hub, name: str, connector: Connector, run_id: str, started: datetime, plan: bool
 ) -> RunContext:
@@ -156,7 +180,8 @@ def build_context(
             mapping=load_stream_mapping(hub, conn, connector, s),
             targets=targets_for(hub, s.entity, exclude=name),
         )
-        for s in connector.streams()
+        # What records point at comes first: companies, contacts, then what names them.
+        for s in sorted(connector.streams(), key=lambda s: dependency_rank(s.entity))
     ]
     return RunContext(
         hub=hub,

@@ -61,6 +61,9 @@ async def apply_deletes(
         update(entities).where(entities.c.id.in_(entity_ids)).values(deleted_at=now, updated_at=now)
     )
     await db.execute(delete(entity_keys).where(entity_keys.c.entity_id.in_(entity_ids)))
+    from hub.relations.merge import clear_references_to  # imports the engine's writes
+
+    await clear_references_to(hub, db, entity_ids)  # nothing points at a deleted record
     # Tell every other system holding a copy.
     queue = OutboxQueue()
     others = await db.execute(

@@ -21,6 +21,7 @@ from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.duplicates import report_matches
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
+from hub.engine.references import PageReferences, index_references, owe_renamed
 from hub.engine.unparsed import keep_unparsed
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
@@ -88,6 +89,7 @@ class PageApplier:
         self.seen_remote_ids: set[str] = set()
         self.deleted_remote_ids: list[str] = []
         self.ids = IdPool()
+        self.references = PageReferences(ctx, sctx)
         self.track_new = False
         """Keep the ids of the entities and links this run creates (``created_ids``,
         ``new_link_ids``), so a run the delete guard holds can keep them back."""
@@ -141,6 +143,7 @@ class PageApplier:
             remote_ids,
         )
         known: dict[str, _Link] = {r[2]: _Link(*r) for r in rows}
+        await self.references.resolve(db, records, known)
         # Identity matching for records seen for the first time.
         wanted: dict[str, set[str]] = {}
         for rec, _ in records:
@@ -209,6 +212,7 @@ class PageApplier:
                 matched += 1
                 matches.append((rec, ent.id))
             self._merge(ent, link, rec, canon, held.get(ent.id, set()))
+        self.references.note_keys(known)
         ctx.count("created", created)
         ctx.count("matched", matched)
         ctx.count("skipped_deleted", tombstoned)
@@ -373,6 +377,14 @@ class PageApplier:
             await insert_rows(
                 db, entity_keys, ("entity_type", "kind", "value", "entity_id"), key_rows
             )
+        await index_references(
+            db,
+            self.entity_type,
+            [(e.id, e.fields, e.new) for e in ents if self.references.indexed.intersection(e.log)],
+        )
+        renamed = {e.id: e.log.keys() for e in updated if e.keys_changed}
+        if renamed:
+            await owe_renamed(ctx, db, self.entity_type, renamed)
         all_links = list(known.values())
         stream = self.sctx.stream.name
         if self.track_new:

@@ -8,7 +8,7 @@ no-op. A failed write leaves the base alone: the value stays owed and is retried
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -19,11 +19,13 @@ from hub.connector import Change, Page, PushResult
 from hub.engine.context import DbFactory, RunContext, StreamContext
 from hub.engine.duplicates import WAITING, duplicated
 from hub.engine.merge import MISSING
+from hub.engine.ref_push import PushReferences
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
 from hub.store import utcnow
 from hub.store.bulk import insert_rows, select_in, update_rows
 from hub.store.schema import conflicts, entities, links, outbox
+from hub.store.status import OutboxStatus
 
 MAX_ATTEMPTS = 5
 DEAD_LETTER_PAUSE = timedelta(hours=1)
@@ -51,6 +53,8 @@ class _Owed:
     change: Change | None
     link: Any
     values: dict[str, Any]
+    waiting: list[tuple[str, str]] = field(default_factory=list)
+    """Referenced records this system must receive first: ``(stream, hub id)``."""
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -63,6 +67,7 @@ class Pusher:
         self.sctx = sctx
         self.mapping = sctx.mapping
         self.stream = sctx.stream
+        self.references = PushReferences(ctx, sctx)
         self.duplicated: set[str] = set()
 
     async def run(self, db_factory: DbFactory) -> None:
@@ -78,8 +83,9 @@ class Pusher:
                 owed = await self._next_batch(db, size)
                 if not owed:
                     return
-                settled = [o for o in owed if o.change is None]
+                settled = [o for o in owed if o.change is None and not o.waiting]
                 await self._finish(db, settled, {})
+                await self.references.defer(db, [(o.row_id, o.waiting) for o in owed if o.waiting])
             await self.ctx.wrote(len(owed))
             pending = [o for o in owed if o.change is not None]
             if not pending:
@@ -150,7 +156,7 @@ class Pusher:
             (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "pending")
+                    .where(*mine, outbox.c.status == OutboxStatus.PENDING)
                     .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
                     .order_by(outbox.c.created_at)
                     .limit(size)
@@ -161,7 +167,9 @@ class Pusher:
             rows += (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "dead", outbox.c.next_attempt_at <= now)
+                    .where(
+                        *mine, outbox.c.status == OutboxStatus.DEAD, outbox.c.next_attempt_at <= now
+                    )
                     .order_by(outbox.c.created_at)
                     .limit(size - len(rows))
                 )
@@ -185,6 +193,9 @@ class Pusher:
             db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", ids
         ):
             held.setdefault(entity_id, set()).add(f)
+        await self.references.load(
+            db, [e.fields for e in ents.values()] + [lk.base for lk in lks.values()]
+        )
         return [self._owed(r, ents.get(r.entity_id), lks.get(r.entity_id), held) for r in rows]
 
     def _owed(self, row: Any, ent: Any, link: Any, held: dict[str, set[str]]) -> _Owed:
@@ -217,15 +228,19 @@ class Pusher:
             }
             if changed:
                 owed.values = {f: fields[f] for f in changed}
+                shown, owed.waiting = self.references.render(fields, changed)
+                if owed.waiting:
+                    return owed
+                whole, _ = self.references.render({**base, **owed.values})
                 owed.change = Change(
                     key=row.id,
                     op="update",
-                    data=self.mapping.to_remote(fields, only=changed),
+                    data=self.mapping.to_remote(shown, only=changed),
                     idempotency_key=row.id,
                     remote_id=link.remote_id,
                     version=link.remote_version,
                     # base + change: a value the push transforms refuse is left out
-                    record=self.mapping.to_remote({**base, **owed.values}, errors=[]),
+                    record=self.mapping.to_remote(whole, errors=[]),
                 )
             return owed
         if not self.stream.can_create:
@@ -233,7 +248,10 @@ class Pusher:
         values = {f: fields[f] for f in allowed if fields.get(f) is not None}
         if values:
             owed.values = values
-            data = self.mapping.to_remote(values)
+            shown, owed.waiting = self.references.render(values)
+            if owed.waiting:
+                return owed
+            data = self.mapping.to_remote(shown)
             owed.change = Change(
                 key=row.id, op="create", data=data, idempotency_key=row.id, record=data
             )
@@ -300,7 +318,7 @@ class Pusher:
             update(outbox)
             .where(outbox.c.id == o.row_id)
             .values(
-                status="dead" if dead else "pending",
+                status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
                 attempts=attempts,
                 last_error=f"{result.error}: {result.message or ''}".strip(),
                 next_attempt_at=next_attempt,

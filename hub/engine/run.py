@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
@@ -24,11 +24,14 @@ from hub.engine.context import DbFactory, RunContext, StreamContext, build_conte
 from hub.engine.lease import RunLease, fenced
 from hub.engine.pull import PageApplier, Prepared
 from hub.engine.push import Pusher
+from hub.engine.settle import settle_pending
 from hub.errors import ConnectorError, LeaseHeld, LeaseLost, NeedsReauth, RateLimited
 from hub.runtime import Hub
+from hub.store import runs as run_rows
 from hub.store import utcnow
 from hub.store.bulk import new_id
-from hub.store.schema import cursors, links, runs
+from hub.store.schema import cursors, links
+from hub.store.status import RunStatus
 
 Progress = Callable[[str, int], None]
 
@@ -37,7 +40,7 @@ Progress = Callable[[str, int], None]
 class RunReport:
     run_id: str
     connection: str
-    status: str  # ok|failed|held|throttled|interrupted|skipped|plan
+    status: RunStatus
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -66,7 +69,7 @@ async def sync_connection(
     is rolled back, and no push is sent; the report's ``plan`` says what would change.
     """
     if not hub.config.connection(name).hub.enabled:
-        return RunReport(new_id(), name, "skipped")
+        return RunReport(new_id(), name, RunStatus.SKIPPED)
     if plan:
         from hub.engine.plan import plan_runs
 
@@ -75,9 +78,9 @@ async def sync_connection(
     clock = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         ctx = await open_run(hub, name, full, stack)
-        report = RunReport(ctx.run_id, name, "ok")
+        report = RunReport(ctx.run_id, name, RunStatus.OK)
         await run_phase(ctx, report, _pull_all, full, progress, stop, unexpected="raise")
-        if report.status == "ok" and not ctx.held:
+        if report.status == RunStatus.OK and not ctx.held:
             await run_phase(ctx, report, _push_all, full, progress, stop, unexpected="raise")
         await finish_run(ctx, report)
     report.duration = time.monotonic() - clock
@@ -100,23 +103,7 @@ async def open_run(
     )
     connector.context.check_lease = ctx.lease.check_now
     async with hub.store.begin() as db:
-        # A run row still 'running' for this connection belongs to a process that died, or
-        # that stalled past its lease (its own record, when it wakes up, says so).
-        await db.execute(
-            update(runs)
-            .where(runs.c.connection == name, runs.c.status == "running")
-            .values(status="interrupted", finished_at=ctx.started)
-        )
-        await db.execute(
-            runs.insert().values(
-                id=ctx.run_id,
-                connection=name,
-                status="running",
-                full=full,
-                started_at=ctx.started,
-                counts={},
-            )
-        )
+        await run_rows.start(db, ctx.run_id, name, full=full, started_at=ctx.started)
     return ctx
 
 
@@ -149,23 +136,23 @@ async def run_phase(
     try:
         await phase(ctx, db_factory, full, progress, stop)
         if ctx.held:
-            report.status = "held"
+            report.status = RunStatus.HELD
     except _Stopped:
-        report.status = "interrupted"
+        report.status = RunStatus.INTERRUPTED
     except (NeedsReauth, LeaseLost) as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = RunStatus.FAILED, str(exc)
     except RateLimited as exc:
-        report.status, report.error = "throttled", str(exc)
+        report.status, report.error = RunStatus.THROTTLED, str(exc)
         if exc.retry_after is not None:
             report.throttled_until = utcnow() + timedelta(seconds=exc.retry_after)
     except ConnectorError as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = RunStatus.FAILED, str(exc)
     except asyncio.CancelledError:
-        report.status = "interrupted"
+        report.status = RunStatus.INTERRUPTED
         await finish_run(ctx, report)
         raise
     except Exception as exc:
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        report.status, report.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         if unexpected == "raise":
             await finish_run(ctx, report)
             raise
@@ -187,16 +174,14 @@ async def finish_run(ctx: RunContext, report: RunReport) -> None:
         error = "\n".join(ctx.errors[:20])
     with contextlib.suppress(Exception):
         async with ctx.hub.store.begin() as db:
-            await db.execute(
-                update(runs)
-                .where(runs.c.id == ctx.run_id)
-                .values(
-                    status=report.status,
-                    finished_at=utcnow(),
-                    counts=report.counts,
-                    error=error,
-                    throttled_until=report.throttled_until,
-                )
+            await run_rows.finish(
+                db,
+                ctx.run_id,
+                report.status,
+                finished_at=utcnow(),
+                counts=report.counts,
+                error=error,
+                throttled_until=report.throttled_until,
             )
     for key, value in report.counts.items():
         if value > 0:
@@ -213,6 +198,7 @@ async def _pull_all(
     if ctx.conn.hub.direction != "push":
         for sctx in ctx.streams:
             await _pull_stream(ctx, sctx, db_factory, full, progress, stop)
+        await settle_pending(ctx, lambda entity: page_transaction(ctx, entity, db_factory))
 
 
 async def _push_all(

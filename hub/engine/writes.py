@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.store import utcnow
 from hub.store.bulk import insert_rows, new_ids, select_in, update_rows
 from hub.store.schema import cursors, outbox
+from hub.store.status import OutboxStatus
 
 if TYPE_CHECKING:
     from hub.engine.context import RunContext
@@ -67,7 +68,7 @@ class OutboxQueue:
             db,
             outbox,
             ("connection", "stream", "entity_id", "op"),
-            {"status": "pending"},
+            {"status": OutboxStatus.PENDING},
             "entity_id",
             entity_ids,
         )

@@ -19,10 +19,20 @@ from hub.mapping.paths import PathError, RemotePath
 from hub.mapping.registry import BuildContext, Step, get_transform, transform_names
 from hub.mapping.rules import DIRECTIONS, Direction, Rule
 from hub.records import ENTITY_TYPES, core_fields, is_known_field
+from hub.relations.check import check_reference
 from hub.tomlfile import locate
 
 TOP_KEYS = ("entity", "description", "field")
-FIELD_KEYS = ("canonical", "remote", "transforms", "direction", "description")
+FIELD_KEYS = (
+    "canonical",
+    "remote",
+    "transforms",
+    "direction",
+    "description",
+    "reference",
+    "by",
+    "create_missing",
+)
 
 
 @dataclass
@@ -138,9 +148,18 @@ class _Compiler:
             )
         elif canonical and paths and steps is not None:
             self.arity(index, steps, len(paths), len(canonical))
+        reference = None
+        if canonical and self.entity is not None:
+            reference = check_reference(
+                self.entity,
+                canonical,
+                table,
+                lambda key, message: self.problem(index, key, message),
+            )
         entry = _Field(index, canonical, paths, direction, self.line(index, None))
         if len(self.problems) == before and canonical and paths and steps is not None:
             entry.rule = Rule(
+                reference=reference,
                 index=index,
                 canonical=tuple(canonical),
                 paths=tuple(paths),

@@ -25,6 +25,7 @@ from hub.errors import MappingError
 from hub.mapping.compile import compile_mapping
 from hub.mapping.paths import MISSING
 from hub.mapping.rules import FieldProblem, RecordMappingError, Rule
+from hub.relations.model import Reference
 
 
 class Mapping:
@@ -47,6 +48,10 @@ class Mapping:
             for name in rule.canonical:
                 self.remote_paths.setdefault(name, rule.paths[0].text)
                 self._canon.setdefault(name, rule)
+        self.references: dict[str, Reference] = {
+            rule.canonical[0]: rule.reference for rule in self.rules if rule.reference is not None
+        }
+        """Reference fields -> how this remote names their targets."""
         self.remote_fields = frozenset(path.text for rule in pulling for path in rule.paths)
         """Every remote path read on pull (to ask an API for just these fields)."""
         # Flat tuples keep the per-record loops free of attribute look-ups.

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from hub.errors import CrmhubError
 from hub.mapping.paths import MISSING, RemotePath
 from hub.mapping.registry import Fn, Step, TransformError
+from hub.relations.model import Reference
 
 Direction = Literal["both", "pull", "push"]
 DIRECTIONS: tuple[str, ...] = ("both", "pull", "push")
@@ -158,7 +159,7 @@ class Rule:
 
     __slots__ = (
         "canon", "canonical", "direction", "index", "inputs", "label", "line", "paths",
-        "pull", "push", "read", "remote_label", "steps",
+        "pull", "push", "read", "reference", "remote_label", "steps",
     )  # fmt: skip
 
     def __init__(
@@ -170,8 +171,11 @@ class Rule:
         steps: Sequence[Step],
         direction: Direction,
         line: int | None = None,
+        reference: Reference | None = None,
     ) -> None:
         self.index = index
+        self.reference = reference
+        """How the field names another record, when it is a reference field."""
         self.canonical = canonical
         self.inputs = frozenset(canonical)
         self.paths = paths

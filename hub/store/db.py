@@ -181,18 +181,24 @@ class Store:
             if self.is_sqlite:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                from sqlalchemy import text
-
-                lock_id = int.from_bytes(
-                    hashlib.sha256(key.encode()).digest()[:8], "big", signed=True
-                )
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+                await self.lock_in(conn, key)
             try:
                 yield conn
             except BaseException:
                 await conn.rollback()
                 raise
             await conn.commit()
+
+    async def lock_in(self, conn: AsyncConnection, key: str) -> None:
+        """Take the lock named ``key`` (as :meth:`begin_serialized` does) inside the
+        transaction ``conn`` already holds, until it ends. On SQLite a writing transaction
+        already holds the one write lock: nothing to do."""
+        if self.is_sqlite:
+            return
+        from sqlalchemy import text
+
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
     async def refresh_statistics(self, *tables: str) -> list[str]:
         """Refresh PostgreSQL's planner statistics of those ``tables`` that have none yet or

@@ -77,6 +77,32 @@ links = Table(
     Index("ix_links_entity", "entity_id"),
 )
 
+# Reference fields, one row per (record, field, record pointed at): "everything that
+# points at X" is one look-up of the target index. The entity's fields hold the same ids.
+entity_refs = Table(
+    "entity_refs",
+    metadata,
+    Column("entity_id", ID, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("target_id", ID, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_entity_refs_target", "target_id"),
+)
+
+# References pulled before their target was known: kept until the target arrives.
+pending_refs = Table(
+    "pending_refs",
+    metadata,
+    Column("connection", NAME, primary_key=True),
+    Column("stream", NAME, primary_key=True),
+    Column("remote_id", String(255), primary_key=True),  # the record that points
+    Column("field", String(64), primary_key=True),
+    Column("value", String(320), primary_key=True),  # the target's remote id or key
+    Column("target_type", String(16), nullable=False),
+    Column("by", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_pending_refs_target", "target_type", "by", "value"),
+)
+
 cursors = Table(
     "cursors",
     metadata,

@@ -74,6 +74,7 @@ class MemoryRemote:
         self._failures: dict[str, list[ConnectorError]] = {"pull": [], "push": []}
         self.refuse: Refusal | None = None
         self.pull_calls = 0
+        self.fetch_calls = 0
         self.push_calls = 0
         self.changes_written = 0
         """Changes applied by ``push`` (creates, updates, deletes); test edits do not count."""
@@ -301,6 +302,9 @@ class MemorySettings(BaseModel):
     """Name of the registered :class:`MemoryRemote`."""
     entity: EntityType = "contact"
     page_size: int = Field(1000, ge=1)
+    streams: dict[str, EntityType] | None = None
+    """Several streams (name -> entity, pulled and pushed in dependency order), each kept
+    in the remote named ``<store>/<stream>``; default one stream ``records`` of ``entity``."""
 
 
 class MemoryConnector(Connector):
@@ -316,20 +320,27 @@ class MemoryConnector(Connector):
     def remote(self) -> MemoryRemote:
         return get_remote(self.settings.store)
 
+    def remote_of(self, stream: Stream) -> MemoryRemote:
+        if self.settings.streams is None:
+            return self.remote
+        return get_remote(f"{self.settings.store}/{stream.name}")
+
     def streams(self) -> list[Stream]:
+        named = self.settings.streams or {"records": self.settings.entity}
         return [
             Stream(
-                name="records",
-                entity=self.settings.entity,
+                name=name,
+                entity=entity,
                 incremental=True,
                 can_create=True,
                 can_update=True,
                 can_delete=True,
             )
+            for name, entity in named.items()
         ]
 
     async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
-        remote = self.remote
+        remote = self.remote_of(stream)
         remote.pull_calls += 1
         remote.check_failure("pull")
         since = self._since(cursor)
@@ -360,13 +371,14 @@ class MemoryConnector(Connector):
             yield page
 
     async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
-        remote = self.remote
+        remote = self.remote_of(stream)
         remote.push_calls += 1
         remote.check_failure("push")
         return [remote.apply(change) for change in changes]
 
     async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
-        remote = self.remote
+        remote = self.remote_of(stream)
+        remote.fetch_calls += 1
         return [remote.record(rid) for rid in remote_ids if rid in remote]
 
     def _since(self, cursor: Cursor | None) -> int | None:

@@ -157,6 +157,12 @@ async def entity_fields(hub: Hub, kind: str) -> list[dict[str, Any]]:
         return [dict(r[0]) for r in found]
 
 
+async def entity_id(hub: Hub, kind: str) -> str:
+    async with hub.store.connect() as db:
+        [found] = (await db.execute(select(entities.c.id).where(entities.c.type == kind))).all()
+        return str(found[0])
+
+
 def rejected(form: str, reason: str) -> float:
     return REJECTED.value(form=form, reason=reason)
 
@@ -183,7 +189,8 @@ async def test_html_post_is_stored_redirected_and_becomes_a_contact_and_activity
     assert contact["consent"] is True and contact["consent_source"] == "Contact us"
     assert contact["custom.message"] == "Hi"
     [activity] = await entity_fields(hub, "activity")
-    assert activity["subject"] == "Contact us" and activity["contact_email"] == "ann@example.com"
+    assert activity["subject"] == "Contact us"
+    assert activity["contacts"] == [await entity_id(hub, "contact")]
     assert activity["kind"] == "form_submission"
     assert json.loads(activity["body"]) == {
         "email": " Ann@Example.COM ",

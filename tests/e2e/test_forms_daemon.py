@@ -142,7 +142,12 @@ def test_html_form_post_reaches_the_hub_and_the_csv_file(daemon: tuple[str, Path
     wait_until(lambda: stored_activities() != [], 20, "the activity in the hub", log)
     activities = stored_activities()
     assert len(activities) == 1 and activities[0]["subject"] == "Enquiry"
-    assert activities[0]["contact_email"] == "nia@example.com"
+    [(nia,)] = query(
+        db,
+        "select id from entities where type = 'contact' "
+        "and json_extract(fields, '$.email') = 'nia@example.com'",
+    )
+    assert activities[0]["contacts"] == [nia]
     assert json.loads(activities[0]["body"]) == fields
     wait_until(
         lambda: query(db, "select count(*) from inbox where status = 'done'")[0][0] == 1,

@@ -80,8 +80,12 @@ async def test_mail_and_contacts_sync_both_ways_without_duplicates(
         await sync(hub)
         assert await count(hub, "activity") == 61
         assert await count(hub, "contact") == people + 1
-        _, nora = await contact(hub, "nora@client.example")
+        nora_id, nora = await contact(hub, "nora@client.example")
         assert (nora["first_name"], nora["last_name"]) == ("Nora", "Lind")
+        async with hub.store.connect() as db:  # the message refers to her contact
+            mail = (await db.execute(select(entities.c.fields))).scalars().all()
+        assert [m["contacts"] for m in mail if m.get("kind") == "email" and nora_id in
+                m.get("contacts", [])] == [[nora_id]]  # fmt: skip
 
         # Gmail forgets the history id: a new window sync, no activity twice
         await deliver(app, sender="nora@client.example", to=MAILBOX, subject="Re: hello")
@@ -123,7 +127,12 @@ async def test_mail_and_contacts_sync_both_ways_without_duplicates(
         assert person.fields["names"][0]["givenName"] == "Hubfirst"
         assert person.fields["organizations"][0]["name"] == "Remote Co"
         _, fields = await contact(hub, email)
-        assert fields["first_name"] == "Hubfirst" and fields["company"] == "Remote Co"
+        assert fields["first_name"] == "Hubfirst" and fields["company"] is not None
+        async with hub.store.connect() as db:
+            company = await db.scalar(
+                select(entities.c.fields).where(entities.c.id == fields["company"])
+            )
+        assert company["name"] == "Remote Co"
         assert book.live() == 8  # nothing was created twice
     finally:
         await hub.close()
