@@ -174,7 +174,8 @@ class XeroConnector(Connector):
                     change.key, error=ErrorKind.PERMANENT, message=message
                 )
                 continue
-            if not data.get("ContactID"):
+            contact_id = data.get("CompanyID") or data.get("ContactID")
+            if not contact_id:
                 message = "the invoice names no Xero contact (ContactID)"
                 results[change.key] = PushResult(
                     change.key, error=ErrorKind.PERMANENT, message=message
@@ -183,7 +184,7 @@ class XeroConnector(Connector):
             body: dict[str, Any] = {
                 "Type": "ACCREC",
                 "Status": "DRAFT",
-                "Contact": {"ContactID": data["ContactID"]},
+                "Contact": {"ContactID": contact_id},
                 "LineItems": [
                     {
                         "Description": str(

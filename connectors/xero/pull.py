@@ -23,6 +23,7 @@ from connectors.xero.client import PAGE_SIZE, XeroApi
 from connectors.xero.records import (
     GONE_CONTACT,
     GONE_INVOICE,
+    XERO_ID,
     company_record,
     invoice_record,
     is_organisation,
@@ -66,6 +67,36 @@ def invoices_of(invoice: dict[str, Any]) -> Iterable[Found]:
     return [(str(invoice["InvoiceID"]), invoice_record(invoice), changed)]
 
 
+class ContactKinds:
+    """Whether each contact seen in this run is an organisation, and its e-mail address: an
+    invoice names its contact by id only, and its reference points at a company (the
+    record's ``CompanyID``) or carries the person's address (``ContactEmail``)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[bool, str | None]] = {}
+
+    def observe(self, contacts: list[dict[str, Any]]) -> None:
+        for contact in contacts:
+            email = str(contact.get("EmailAddress") or "") or None
+            self.known[str(contact["ContactID"])] = (is_organisation(contact), email)
+
+    async def annotate(self, api: XeroApi, records: list[RemoteRecord]) -> None:
+        """Say of each invoice's contact what it is; unknown ones read by id, 50 a call."""
+        ids = {str(r.data["ContactID"]) for r in records if r.data.get("ContactID")}
+        unknown = sorted(i for i in ids if i not in self.known and XERO_ID.match(i))
+        for start in range(0, len(unknown), 50):
+            self.observe(await api.listing("Contacts", ids=unknown[start : start + 50]))
+        for record in records:
+            found = self.known.get(str(record.data.get("ContactID")))
+            if found is None:
+                continue
+            organisation, email = found
+            if organisation:
+                record.data["CompanyID"] = record.data["ContactID"]
+            elif email and not record.data.get("ContactEmail"):
+                record.data["ContactEmail"] = email
+
+
 class ListingCache:
     """Pages of one listing fetched in this run, by (kind, If-Modified-Since, page), with
     the listing's page count: each stream reads a page once from it, a second read of the
@@ -74,6 +105,7 @@ class ListingCache:
     def __init__(self) -> None:
         self.pages: dict[tuple[str, str | None, int], tuple[list[dict[str, Any]], set[str]]] = {}
         self.counts: dict[tuple[str, str | None, int], int | None] = {}
+        self.kinds = ContactKinds()
 
     async def page(
         self, api: XeroApi, kind: str, since: str | None, number: int, reader: str
@@ -87,6 +119,8 @@ class ListingCache:
         found = await api.listing(kind, page=number, since=since, extra=params)
         self.pages[key] = (found, {reader})
         self.counts[key] = api.page_count
+        if kind == "Contacts":
+            self.kinds.observe(found)
         return found, api.page_count
 
     async def by_ids(
@@ -99,6 +133,8 @@ class ListingCache:
             return cached[0]
         found = await api.listing(kind, ids=ids)
         self.pages[key] = (found, {reader})
+        if kind == "Contacts":
+            self.kinds.observe(found)
         return found
 
     def clear(self) -> None:
@@ -144,6 +180,8 @@ class StreamPull:
             page = Page()
             found = (item for contact in raw for item in self.convert(contact))
             window.take(found, page, seen if since else None, keyed=True)
+            if self.kind == "Invoices":
+                await self.cache.kinds.annotate(self.api, page.records)
             # a full page is followed by another, unless Xero said this was the last one
             if len(raw) >= PAGE_SIZE and (pages is None or number < pages):
                 number += 1
@@ -176,4 +214,6 @@ class StreamPull:
                         page.deleted.append(record_id)
                     else:
                         page.records.append(record)
+        if self.kind == "Invoices":
+            await self.cache.kinds.annotate(self.api, page.records)
         return page

@@ -216,3 +216,63 @@ async def test_a_create_interrupted_after_xeros_answer_makes_no_second_contact(
     # the next pull met the contact first and matched it by e-mail: nothing left to send
     # (a create sent again would carry its key and get Xero's first answer: test_xero_sandbox)
     assert [r["method"] for r in app.provider.requests].count("POST") == 1
+
+
+async def test_a_customers_invoices_show_on_its_company_and_people_on_theirs(
+    folder: Folder, served: tuple[XeroSandboxApp, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from hub.cli import app as cli
+    from hub.cli import commands  # noqa: F401  (registers the commands)
+
+    app, _ = served
+    org = app.provider.org(0)
+    await folder.sync()
+    customer = next(
+        c
+        for c in org.contacts.values()
+        if c["ContactPersons"]
+        and any(i["Contact"]["ContactID"] == c["ContactID"] for i in org.invoices.values())
+    )
+    numbers = {
+        i["InvoiceNumber"]
+        for i in org.invoices.values()
+        if i["Contact"]["ContactID"] == customer["ContactID"]
+    }
+    hub = await folder.open()
+    try:
+        async with hub.store.connect() as db:
+            company = await db.scalar(
+                select(links.c.entity_id).where(
+                    links.c.remote_id == customer["ContactID"], links.c.stream == "companies"
+                )
+            )
+    finally:
+        await hub.close()
+    monkeypatch.setenv("CRMHUB_CONFIG", str(folder.path / "crmhub.toml"))
+    args = ["entities", "show", str(company), "--json"]
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, args)  # the CLI runs its own loop
+    assert shown.exit_code == 0, shown.output
+    pointing = json.loads(shown.output)["relations"]["pointed_at_by"]
+    assert {i["label"] for i in pointing["invoice"]} == numbers
+    people = {p["label"] for p in pointing["contact"]}
+    assert people == {
+        f"{p['FirstName']} {p['LastName']} <{p['EmailAddress']}>"
+        for p in customer["ContactPersons"]
+    }
+    # an invoice of a person carries the person's address
+    person_invoice = next(
+        i for i in org.invoices.values() if org.contacts[i["Contact"]["ContactID"]]["FirstName"]
+    )
+    [hub_invoice] = [
+        i
+        for i in await folder.entities("invoice")
+        if i["number"] == person_invoice["InvoiceNumber"]
+    ]
+    person = org.contacts[person_invoice["Contact"]["ContactID"]]
+    assert hub_invoice["contact_email"] == person["EmailAddress"].lower()
+    assert "contact" not in hub_invoice
