@@ -18,10 +18,10 @@ from hub.engine.context import RunContext
 from hub.engine.run import (
     Progress,
     RunReport,
-    _pull_all,
-    _push_all,
     finish_run,
     open_run,
+    pull_all,
+    push_all,
     run_phase,
 )
 from hub.errors import CrmhubError, LeaseHeld
@@ -69,7 +69,7 @@ async def sync_connections(
             report = reports[name] = RunReport(ctx.run_id, name, RunStatus.OK)
             members.append((ctx, report))
         try:
-            for phase in (_pull_all, _push_all):
+            for phase in (pull_all, push_all):
                 for ctx, report in members:
                     if report.status == RunStatus.OK:
                         await run_phase(ctx, report, phase, full, progress.get(ctx.name), stop)

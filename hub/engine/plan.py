@@ -18,10 +18,10 @@ from hub.engine.context import RunContext
 from hub.engine.run import (
     Progress,
     RunReport,
-    _pull_all,
-    _push_all,
     finish_run,
     open_run,
+    pull_all,
+    push_all,
     run_phase,
 )
 from hub.errors import CrmhubError
@@ -52,7 +52,7 @@ async def plan_runs(
                 yield db
 
             try:
-                for phase in (_pull_all, _push_all):
+                for phase in (pull_all, push_all):
                     for member, report in members:
                         if member is not None and report.status == RunStatus.PLAN:
                             await run_phase(

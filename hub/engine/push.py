@@ -19,6 +19,8 @@ from hub.connector import Change, Page, PushResult
 from hub.engine.context import DbFactory, RunContext, StreamContext
 from hub.engine.duplicates import WAITING, duplicated
 from hub.engine.merge import MISSING
+from hub.engine.pages import page_transaction
+from hub.engine.pull import PageApplier
 from hub.engine.ref_push import PushReferences
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
@@ -257,15 +259,11 @@ class Pusher:
             )
         return owed
 
-    async def _refetch(self, db_factory: Any, stale: list[_Owed]) -> None:
+    async def _refetch(self, db_factory: DbFactory, stale: list[_Owed]) -> None:
         """A stale-version answer: read the records again and merge them before a retry."""
-        from hub.engine.pull import PageApplier
-
         ids = [o.link.remote_id for o in stale if o.link is not None]
         records = await self.ctx.connector.fetch(self.stream, ids) if ids else []
         if records:
-            from hub.engine.run import page_transaction
-
             page = Page(records=records)
             async with page_transaction(self.ctx, self.stream.entity, db_factory) as db:
                 await PageApplier(self.ctx, self.sctx).apply(db, page)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
-from hub.connector import Page
 from hub.engine import deletes, holds
 from hub.engine.context import DbFactory, RunContext, StreamContext, build_context
 from hub.engine.lease import RunLease, fenced
-from hub.engine.pull import PageApplier, Prepared
+from hub.engine.pages import collector_paused, page_transaction, read_ahead
+from hub.engine.pull import PageApplier
 from hub.engine.push import Pusher
 from hub.engine.settle import settle_pending
 from hub.errors import ConnectorError, LeaseHeld, LeaseLost, NeedsReauth, RateLimited
@@ -79,9 +78,9 @@ async def sync_connection(
     async with contextlib.AsyncExitStack() as stack:
         ctx = await open_run(hub, name, full, stack)
         report = RunReport(ctx.run_id, name, RunStatus.OK)
-        await run_phase(ctx, report, _pull_all, full, progress, stop, unexpected="raise")
+        await run_phase(ctx, report, pull_all, full, progress, stop, unexpected="raise")
         if report.status == RunStatus.OK and not ctx.held:
-            await run_phase(ctx, report, _push_all, full, progress, stop, unexpected="raise")
+            await run_phase(ctx, report, push_all, full, progress, stop, unexpected="raise")
         await finish_run(ctx, report)
     report.duration = time.monotonic() - clock
     return report
@@ -188,7 +187,7 @@ async def finish_run(ctx: RunContext, report: RunReport) -> None:
             metrics.RUN_COUNTS.inc(value, connection=ctx.name, key=key)
 
 
-async def _pull_all(
+async def pull_all(
     ctx: RunContext,
     db_factory: DbFactory,
     full: bool,
@@ -201,7 +200,7 @@ async def _pull_all(
         await settle_pending(ctx, lambda entity: page_transaction(ctx, entity, db_factory))
 
 
-async def _push_all(
+async def push_all(
     ctx: RunContext,
     db_factory: DbFactory,
     full: bool,
@@ -270,93 +269,6 @@ async def _pull_stream(
             await holds.keep_back_creates(
                 db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
             )
-
-
-@contextlib.asynccontextmanager
-async def read_ahead(
-    pages: AsyncIterator[Page], prepare: Callable[[Page], Prepared]
-) -> AsyncIterator[AsyncGenerator[tuple[Page, Prepared]]]:
-    """The connector's pages, each with its :meth:`PageApplier.prepare` result, the next
-    one fetched and prepared while the caller applies the current one: the remote's
-    answer (or the mapping's work) overlaps the database's. One page at most is held
-    ahead; leaving the block cancels it and closes the connector's generator, so a run
-    that stops or fails asks nothing more of the remote."""
-
-    async def fetch() -> tuple[Page, Prepared] | None:
-        page = await anext(pages, None)
-        if page is None:
-            return None
-        with collector_paused():
-            return page, prepare(page)
-
-    task: asyncio.Future[tuple[Page, Prepared] | None] | None = None
-
-    async def iterate() -> AsyncGenerator[tuple[Page, Prepared]]:
-        nonlocal task
-        task = asyncio.ensure_future(fetch())
-        while True:
-            item = await task
-            if item is None:
-                task = None
-                return
-            task = asyncio.ensure_future(fetch())
-            yield item
-
-    items = iterate()
-    try:
-        yield items
-    finally:
-        await items.aclose()
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # a cancellation of this run still comes through
-            if not task.cancelled():
-                task.exception()  # the caller's own error is the one that counts
-        aclose = getattr(pages, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-_pauses = 0
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector held off while a page is applied.
-
-    A page builds thousands of records, entities and rows that live until its transaction
-    ends and are then freed by reference counting; collecting while they are being built
-    walks them again and again for nothing (some 5% of a large sync's time). Once the last
-    page in flight (of any run in this process) is done, collection resumes and catches
-    up at once. Nested and concurrent pauses count: the collector stays off until all end.
-    """
-    global _pauses
-    if _pauses == 0 and not gc.isenabled():
-        yield  # switched off by someone else: leave it as it is
-        return
-    if _pauses == 0:
-        gc.disable()
-    _pauses += 1
-    try:
-        yield
-    finally:
-        _pauses -= 1
-        if _pauses == 0:
-            gc.enable()
-
-
-def page_transaction(
-    ctx: RunContext,
-    entity: str,
-    db_factory: DbFactory,
-) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-    """The transaction a page is applied in. Identity matching reads the match keys and
-    then creates the entities it found none for: two runs doing that at once for the same
-    entity type would both create the same person, so page transactions of one entity type
-    take turns (across processes and hosts). A plan runs in its own rolled-back one."""
-    if ctx.plan:
-        return db_factory()
-    return fenced(ctx.lease, ctx.hub.store.begin_serialized(f"match:{entity}"))
 
 
 async def _deletes(
