@@ -5,7 +5,8 @@ minutes run out, rotated refresh tokens saved before use). The organisation (ten
 chosen from ``GET /connections``, the organisations the grant reaches: the one named by the
 ``tenant`` setting (id or name), else the only one. Every Accounting API call carries its
 ``xero-tenant-id`` and goes through one limiter per organisation (60 a minute, 5 in flight,
-5,000 a day) and the hub's retrying client with :class:`XeroClassifier`.
+5,000 a day), one for the app (10,000 a minute) and the hub's retrying client with
+:class:`XeroClassifier`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,34 @@ from connectors.xero.classify import XeroClassifier
 from connectors.xero.settings import XeroSettings
 from hub.connector import ConnectorContext
 from hub.errors import ConnectorConfigError, NeedsReauth, TransientError
-from hub.http import RateLimit, RetryingClient, make_client
+from hub.http import (
+    HttpCounters,
+    HubTransport,
+    RateLimit,
+    RetryingClient,
+    limiter_for,
+    make_client,
+)
 
-__all__ = ["API_PATH", "PAGE_SIZE", "TENANT_LIMIT", "XeroApi", "choose_tenant", "open_api"]
+__all__ = [
+    "API_PATH",
+    "APP_LIMIT",
+    "PAGE_SIZE",
+    "TENANT_LIMIT",
+    "XeroApi",
+    "choose_tenant",
+    "open_api",
+]
 
 API_PATH = "/api.xro/2.0"
 PAGE_SIZE = 100
 """Records per page of ``GET /Contacts`` and ``GET /Invoices`` (Xero's fixed page)."""
 TENANT_LIMIT = RateLimit(rate=60, per_seconds=60, concurrency=5, daily=5000)
 """Xero's published limits per organisation."""
+APP_LIMIT = RateLimit(rate=10_000, per_seconds=60, burst=10)
+"""Xero's limit per app, over all its organisations: one limiter for every Xero connection
+of the process (connections of different apps share it; they are far below it)."""
+APP_KEY = "xero:app"
 
 
 def choose_tenant(tenants: list[dict[str, Any]], wanted: str | None, connection: str) -> dict:
@@ -89,6 +109,12 @@ async def open_api(context: ConnectorContext, settings: XeroSettings) -> XeroApi
     tenant = choose_tenant(tenants, settings.tenant, connection)
     tenant_id = str(tenant["tenantId"])
     classifier = XeroClassifier()
+    # each call waits for its organisation's limiter, then for the app's
+    per_app = HubTransport(
+        httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=5)),
+        counters=HttpCounters(),  # the organisation's client counts the calls
+        limiter=limiter_for(APP_KEY, APP_LIMIT),
+    )
     client = make_client(
         base_url=settings.api_base + API_PATH,
         counters=context.counters,
@@ -96,6 +122,7 @@ async def open_api(context: ConnectorContext, settings: XeroSettings) -> XeroApi
         headers={"xero-tenant-id": tenant_id, "Accept": "application/json"},
         rate_limit=TENANT_LIMIT,
         limit_key=f"xero:{tenant_id}",
+        transport=per_app,
     )
     http = RetryingClient(client, connection=connection, classifier=classifier)
     return XeroApi(http, classifier, tenant_id, str(tenant.get("tenantName") or ""))

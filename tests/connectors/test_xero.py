@@ -70,6 +70,11 @@ async def test_tenant_header_bearer_token_pages_and_if_modified_since(tmp_path: 
     stream = made.stream("contacts")
     pages = [p async for p in made.pull(stream, {"since": "2024-05-01T12:00:00+00:00"})]
     await made.aclose()
+    from connectors.xero.client import APP_LIMIT, TENANT_LIMIT
+    from hub.http.ratelimit import _registry
+
+    assert _registry[f"xero:{TENANT}"].limit == TENANT_LIMIT  # the organisation's limits
+    assert _registry["xero:app"].limit == APP_LIMIT  # and the app's 10,000 a minute
     request = listing.calls.last.request
     assert request.headers["xero-tenant-id"] == TENANT
     assert request.headers["authorization"] == "Bearer t"
