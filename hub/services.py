@@ -43,6 +43,7 @@ from hub.store.schema import cursors, inbox, links
 from hub.store.status import InboxStatus
 
 if TYPE_CHECKING:
+    from hub.events import Event
     from hub.runtime import Hub
     from hub.store import Store
 
@@ -205,6 +206,16 @@ class ConnectionServices:
             )
         )
         return dict(value) if isinstance(value, dict) else {}
+
+    # ---- the hub's events ----------------------------------------------------------------
+
+    async def events(self, since: datetime) -> list[Event]:
+        """What happened in the whole hub after ``since``, oldest first (``hub.events``:
+        new contacts, open conflicts, connections to reconnect, held runs, writes given up),
+        read-only: for a connector that tells people (Slack's notification rules)."""
+        from hub.events import read_events
+
+        return await read_events(self._store, since)
 
     # ---- the inbox -----------------------------------------------------------------------
 
