@@ -207,6 +207,14 @@ class ConnectionServices:
         )
         return dict(value) if isinstance(value, dict) else {}
 
+    async def report_usage(self, usage: dict[str, Any]) -> None:
+        """What the provider said of the connection's API usage (a JSON object with at least
+        ``summary``, one line: "4,812 of 5,000 calls left today"), shown by
+        ``crmhub connections`` on every node (``hub.usage``)."""
+        from hub.usage import save_usage
+
+        await save_usage(self._store, self.connection, usage)
+
     # ---- the hub's events ----------------------------------------------------------------
 
     async def events(self, since: datetime) -> list[Event]:
