@@ -179,3 +179,22 @@ async def test_peers_are_the_other_enabled_connections_of_the_connector(
     assert two.hub.services("crm").peers() == []
     with pytest.raises(ConnectorConfigError, match="needs a running hub"):
         ConnectionServices("crm", two.hub.store).peers()
+
+
+async def test_events_and_usage_reach_the_hub(two: Setup) -> None:
+    from hub.usage import load_usage
+
+    assert two.hub is not None
+    crm = two.hub.services("crm")
+    before = utcnow()
+    assert await crm.events(before) == []
+    two.remotes["crm"].add({"email": "ann@example.com", "first_name": "Ann"})
+    await two.sync("crm")
+    [event] = await two.hub.services("shop").events(before)  # the whole hub's, read-only
+    assert (event.kind, event.connection, event.facts["E-mail"]) == (
+        "new_contact",
+        "crm",
+        "ann@example.com",
+    )
+    await crm.report_usage({"summary": "4,812 of 5,000 calls left today"})
+    assert (await load_usage(two.hub.store))["crm"]["summary"].startswith("4,812")
