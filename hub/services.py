@@ -2,8 +2,9 @@
 
 A plugin never sees the hub's tables or its sync engine: it gets a
 :class:`ConnectionServices`, bound to one connection, from ``ConnectorContext.services``
-and as the first argument of ``WebhookReceiver.handle``. Everything it can do there is
-scoped to that connection, so a plugin cannot read or damage another connection's state:
+and as the first argument of ``WebhookReceiver.handle``. What it can change there is
+its own connection's, so a plugin cannot damage another connection's state or the hub's
+tables:
 
 - run a sync of the connection now (:meth:`~ConnectionServices.sync`), or only when no run
   has read everything since a delivery arrived (:meth:`~ConnectionServices.catch_up`), or
@@ -18,7 +19,13 @@ scoped to that connection, so a plugin cannot read or damage another connection'
   (:meth:`~ConnectionServices.deliveries`: web forms, whose source is the inbox);
 - keep the state of push subscriptions that expire, and renew them now
   (:meth:`~ConnectionServices.push_state`, :meth:`~ConnectionServices.save_push_state`,
-  :meth:`~ConnectionServices.renew`).
+  :meth:`~ConnectionServices.renew`), and report the provider's API usage
+  (:meth:`~ConnectionServices.report_usage`).
+
+Two reach wider, on purpose: :meth:`~ConnectionServices.peers` gives the services of the
+other connections of the same connector (one Xero app's webhooks name any of its
+organisations), and :meth:`~ConnectionServices.events` reads, without changing anything,
+what happened in the whole hub (Slack's notification rules tell people about it).
 
 The hub makes one per connector it builds. Made from a store alone (a connector built
 outside a running hub, as tests do), the store-backed questions work and ``sync``,
@@ -76,7 +83,7 @@ class SyncResult:
 
 
 class ConnectionServices:
-    """The hub's services for one connection. Every method is scoped to ``connection``."""
+    """The hub's services for one connection: every change is scoped to ``connection``."""
 
     def __init__(self, connection: str, store: Store, hub: Hub | None = None) -> None:
         self.connection = connection
