@@ -282,7 +282,7 @@ async def _pull_stream(
             )
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
-            await _deletes(ctx, db, stream, sorted(removed), linked_before)
+            await deletes.handle_removed(ctx, db, stream, sorted(removed), linked_before)
         if ctx.held:
             await holds.keep_back_creates(
                 db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
@@ -374,43 +374,6 @@ def page_transaction(
     if ctx.plan:
         return db_factory()
     return fenced(ctx.lease, ctx.hub.store.begin_serialized(f"match:{entity}"))
-
-
-async def _deletes(
-    ctx: RunContext, db: AsyncConnection, stream: str, remote_ids: list[str], linked: int
-) -> None:
-    rows: list[Any] = []
-    for i in range(0, len(remote_ids), 5000):
-        chunk = remote_ids[i : i + 5000]
-        rows.extend(
-            (
-                await db.execute(
-                    select(links).where(
-                        links.c.connection == ctx.name,
-                        links.c.stream == stream,
-                        links.c.remote_id.in_(chunk),
-                    )
-                )
-            ).all()
-        )
-    if not rows:
-        return
-    if deletes.guard_exceeded(ctx.hub, len(rows), linked):
-        if not ctx.plan:
-            await deletes.hold(db, ctx.run_id, [r.id for r in rows])
-        ctx.held = True
-        ctx.count("deletes_held", len(rows))
-        ctx.errors.append(
-            f"{ctx.name}: {len(rows)} of {linked} linked records were deleted remotely; "
-            f"held for approval (crmhub runs approve {ctx.run_id}); what this run would "
-            "have created waits with them (a changed key column looks like deletes plus "
-            "creates)"
-        )
-        return
-    n = await deletes.apply_deletes(ctx.hub, db, ctx.name, ctx.conn.hub.delete_policy, rows)
-    ctx.count("deleted", n)
-    if ctx.plan:
-        ctx.plan_hub_changes.extend({"deleted_remote": r.remote_id} for r in rows)
 
 
 __all__ = ["LeaseHeld", "RunReport", "sync_connection"]
