@@ -21,7 +21,7 @@ from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.duplicates import report_matches
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
-from hub.engine.unparsed import keep_unparsed
+from hub.engine.unparsed import UNPARSED, keep_unparsed
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import match_keys
@@ -63,6 +63,8 @@ class Prepared:
     errors: list[str]
     deleted: list[str]
     cursor: Any
+    unparsed: dict[str, set[str]] = field(default_factory=dict)
+    """Fields each record (by remote id) holds as written: its value could not be parsed."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -92,6 +94,7 @@ class PageApplier:
         """Keep the ids of the entities and links this run creates (``created_ids``,
         ``new_link_ids``), so a run the delete guard holds can keep them back."""
         self.created_ids: list[str] = []
+        self.unparsed: dict[str, set[str]] = {}
         self.new_link_ids: list[str] = []
 
     async def apply(self, db: AsyncConnection, page: Page | Prepared) -> None:
@@ -119,18 +122,20 @@ class PageApplier:
         keys: dict[str, list[tuple[str, str]]] = {}
         messages: list[str] = []
         problems: list[FieldProblem] = []
+        unparsed: dict[str, set[str]] = {}
         for rec in page.records:
             canon = to_canonical(rec.data, problems)
             if problems:
-                messages.extend(keep_unparsed(name, stream, rec, canon, problems))
+                messages.extend(keep_unparsed(name, stream, rec, canon, problems, unparsed))
                 problems.clear()
             records.append((rec, canon))
             keys[rec.id] = match_keys(entity_type, canon, region)
-        return Prepared(records, keys, messages, page.deleted, page.cursor)
+        return Prepared(records, keys, messages, page.deleted, page.cursor, unparsed)
 
     async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
         ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
         records, keys_of = page.records, page.keys
+        self.unparsed = page.unparsed
         remote_ids = [rec.id for rec, _ in records]
         rows = await select_in(
             db,
@@ -219,11 +224,14 @@ class PageApplier:
     def _create(self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str) -> _Entity:
         stamp = [self.ctx.name, (rec.modified_at or self.ctx.started).isoformat()]
         values = {k: v for k, v in canon.items() if v is not None}
+        # one list for every field: provenance entries are replaced, never changed
+        provenance = dict.fromkeys(values, stamp)
+        for f in self.unparsed.get(rec.id, ()):
+            provenance[f] = [*stamp, UNPARSED]
         return _Entity(
             id=entity_id,
             fields=values,
-            # one list for every field: provenance entries are replaced, never changed
-            provenance=dict.fromkeys(values, stamp),
+            provenance=provenance,
             new=True,
             changed=True,
             keys_changed=True,
@@ -275,6 +283,8 @@ class PageApplier:
                 old = None if hub_value is MISSING else hub_value
                 ent.fields[f] = remote
                 ent.provenance[f] = [name, (remote_at or ctx.started).isoformat()]
+                if f in self.unparsed.get(rec.id, ()):
+                    ent.provenance[f].append(UNPARSED)
                 ent.log[f] = [old, remote]
                 ent.changed = True
                 if f in ("email", "phone", "domain", "number"):

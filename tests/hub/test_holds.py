@@ -153,6 +153,7 @@ def test_runs_approve_refuses_a_run_that_is_not_held(
     )
     monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # messages and cells unwrapped
     runner = CliRunner()
     assert runner.invoke(app, ["sync", "a", "--json"]).exit_code == 0
     [report] = json.loads(runner.invoke(app, ["sync", "a", "--json"]).output)
