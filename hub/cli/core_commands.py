@@ -41,7 +41,7 @@ app.add_typer(entities_app, name="entities")
 app.add_typer(mapping_app, name="mapping")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
-RUN_STATUSES = "running, ok, failed, held, throttled, interrupted"
+RUN_STATUSES = "running, ok, failed, held, superseded, throttled, interrupted"
 
 INIT_TEMPLATE = """\
 # crmhub configuration. Relative paths are relative to this file.

@@ -99,7 +99,10 @@ async def handle_removed(
         return
     if guard_exceeded(ctx.hub, len(rows), linked):
         if not ctx.plan:
+            from hub.engine.holds import supersede_older
+
             await hold(db, ctx.run_id, [r.id for r in rows])
+            await supersede_older(db, ctx)
         ctx.held = True
         ctx.count("deletes_held", len(rows))
         ctx.errors.append(

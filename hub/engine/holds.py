@@ -8,7 +8,8 @@ are removed again and its cursor put back, and the next run sees the same change
 
 Held deletions are kept per record (``pending_deletes``: run, link). A later run that sees a
 held record again takes it out of the hold, so approving an old hold never deletes a record
-that came back; a hold superseded by a later held run of the same connection is refused.
+that came back. A new hold supersedes the connection's older ones (status ``superseded``,
+naming the new run): it saw the records as they are now, and only it can be approved.
 """
 
 from __future__ import annotations
@@ -97,6 +98,30 @@ async def keep_back_creates(
     return len(created)
 
 
+async def supersede_older(db: AsyncConnection, ctx: RunContext) -> None:
+    """The connection's older held runs give way to this one (held in the same transaction)."""
+    older = [
+        r
+        for (r,) in await db.execute(
+            select(runs.c.id).where(
+                runs.c.connection == ctx.name, runs.c.status == "held", runs.c.id != ctx.run_id
+            )
+        )
+    ]
+    if not older:
+        return
+    await db.execute(delete(pending_deletes).where(pending_deletes.c.run_id.in_(older)))
+    await db.execute(
+        update(runs)
+        .where(runs.c.id.in_(older))
+        .values(
+            status="superseded",
+            error=f"superseded by the later held run {ctx.run_id}, which saw the records as "
+            "they are now",
+        )
+    )
+
+
 @dataclass
 class Approval:
     applied: int
@@ -113,6 +138,11 @@ async def approve(hub: Hub, run_id: str) -> Approval:
         run = (await db.execute(select(runs).where(runs.c.id == run_id))).one_or_none()
         if run is None:
             raise ApprovalRefused(f"no run with id {run_id!r}")
+        if run.status == "superseded":
+            raise ApprovalRefused(
+                f"run {run_id} of connection {run.connection!r} was {run.error}: approve that "
+                "one if its deletions are right"
+            )
         if run.status != "held":
             raise ApprovalRefused(
                 f"run {run_id} of connection {run.connection!r} is not held (it is "
