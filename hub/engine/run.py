@@ -149,6 +149,7 @@ async def run_phase(
         def db_factory() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
             return fenced(ctx.lease, ctx.hub.store.begin())
 
+    clock = time.monotonic()
     try:
         await phase(ctx, db_factory, full, progress, stop)
         if ctx.held:
@@ -172,6 +173,8 @@ async def run_phase(
         if unexpected == "raise":
             await finish_run(ctx, report)
             raise
+    finally:
+        report.duration += time.monotonic() - clock
 
 
 async def finish_run(ctx: RunContext, report: RunReport) -> None:
