@@ -7,6 +7,7 @@ replaced; the run that lost it commits nothing more and says why.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,12 +70,18 @@ async def test_a_run_that_lost_its_lease_commits_no_further_page(
     taken: dict[str, Any] = {}
     original = MemoryConnector.pull
 
+    async def take_over_and_count() -> None:
+        taken["lease"] = await take_over(hub.store, "crm")
+        taken["entities"] = await count(hub.store, entities)
+
     async def stalling(self: MemoryConnector, stream: Any, cursor: Any) -> AsyncIterator[Any]:
         n = 0
         async for page in original(self, stream, cursor):
-            if n == 2 and not taken:
-                taken["lease"] = await take_over(hub.store, "crm")
-                taken["entities"] = await count(hub.store, entities)
+            if n == 2 and "task" not in taken:
+                # The run may fail (and cancel this fetch) while the other run takes over:
+                # the take-over finishes regardless, and the test waits for it.
+                taken["task"] = asyncio.ensure_future(take_over_and_count())
+                await asyncio.shield(taken["task"])
             n += 1
             yield page
 
@@ -83,6 +90,7 @@ async def test_a_run_that_lost_its_lease_commits_no_further_page(
         for i in range(50):
             s.remotes["crm"].add({"email": f"p{i}@x.io"})
         report = await sync_connection(hub, "crm")
+        await taken["task"]
         assert report.status == "failed"
         assert report.error is not None and "lost its lease" in report.error
         assert taken["lease"].holder in report.error
