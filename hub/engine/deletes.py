@@ -38,6 +38,15 @@ async def linked_count(db: AsyncConnection, connection: str, stream: str) -> int
     )
 
 
+async def has_links(db: AsyncConnection, connection: str, stream: str) -> bool:
+    found = await db.scalar(
+        select(links.c.id)
+        .where(links.c.connection == connection, links.c.stream == stream)
+        .limit(1)
+    )
+    return found is not None
+
+
 async def hold(db: AsyncConnection, run_id: str, link_ids: list[str]) -> None:
     await db.execute(insert(pending_deletes), [{"run_id": run_id, "link_id": i} for i in link_ids])
 

@@ -252,12 +252,12 @@ async def _pull_stream(
         stored = await db.scalar(
             select(cursors.c.value).where(cursors.c.connection == name, cursors.c.stream == stream)
         )
-        # The delete guard's share counts the links that existed before this run.
-        linked_before = await deletes.linked_count(db, name, stream)
+        had_links = await deletes.has_links(db, name, stream)
         holding = await holds.has_holds(db, name, stream)
     cursor = None if full else stored
     applier = PageApplier(ctx, sctx)
-    applier.track_new = linked_before > 0
+    # Only a connection with links can see deletions (and be held): keep its new ids.
+    applier.track_new = had_links
     pages = 0
     all_full_scan = True
     async with read_ahead(ctx.connector.pull(sctx.stream, cursor), applier.prepare) as ahead:
@@ -285,7 +285,9 @@ async def _pull_stream(
             )
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
-            await deletes.handle_removed(ctx, db, stream, sorted(removed), linked_before)
+            # The delete guard's share counts the links that existed before this run.
+            before = await deletes.linked_count(db, name, stream) - len(applier.new_link_ids)
+            await deletes.handle_removed(ctx, db, stream, sorted(removed), before)
         if ctx.held:
             await holds.keep_back_creates(
                 db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
