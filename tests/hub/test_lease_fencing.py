@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from connectors.csv.connector import CsvConnector
 from hub.config import load_config
 from hub.engine import sync_connection
-from hub.errors import LeaseLost
+from hub.errors import LeaseHeld, LeaseLost
 from hub.runtime import Hub
 from hub.store import Lease, Store
 from hub.store.schema import cursors, entities, leases, outbox
@@ -172,3 +172,26 @@ async def test_a_csv_file_is_not_replaced_by_a_run_that_lost_its_lease(
 def test_lease_lost_says_who_took_over() -> None:
     text = str(LeaseLost("b", "host:12:abc"))
     assert "'b'" in text and "host:12:abc" in text
+
+
+@pytest.mark.parametrize("fenced", [True, False])
+async def test_an_expired_run_lease_is_not_renewed_by_its_waking_holder(
+    store: Store, fenced: bool
+) -> None:
+    first = Lease(store, "run:x", ttl=0.3, fenced=fenced)
+    await first.acquire()
+    assert first._renewer is not None
+    first._renewer.cancel()  # stalled (a stopped process) ...
+    await asyncio.sleep(0.45)
+    first._renewer = asyncio.create_task(first._renew_forever())  # ... and continued
+    await asyncio.sleep(0.6)  # its renewal turns came
+    second = Lease(store, "run:x", ttl=5)
+    try:
+        if fenced:  # a run's lease: free for the next run, whose writes then win
+            await second.acquire()
+            await second.release()
+        else:  # other leases (no fence): kept by the holder that woke up first
+            with pytest.raises(LeaseHeld):
+                await second.acquire()
+    finally:
+        await first.release()
