@@ -165,7 +165,17 @@ class PageApplier:
             )
             for value, entity_id in found:
                 by_key.setdefault((kind, value), entity_id)
-        entity_ids = {link.entity_id for link in known.values()} | set(by_key.values())
+        unmatched = {
+            rec.id: keys_of[rec.id]
+            for rec, _ in records
+            if rec.id not in known and keys_of[rec.id] and keys_of[rec.id][0] not in by_key
+        }
+        weaker = await self.references.weaker_matches(db, unmatched)
+        entity_ids = (
+            {link.entity_id for link in known.values()}
+            | set(by_key.values())
+            | set(weaker.values())
+        )
         loaded: dict[str, _Entity] = {}
         deleted: set[str] = set()
         for entity_id, fields, provenance, deleted_at in await select_in(
@@ -196,6 +206,7 @@ class PageApplier:
                 own_keys = keys_of[rec.id]
                 strongest = own_keys[0] if own_keys else None
                 match_id = by_key.get(strongest) if strongest else None
+                match_id = match_id or weaker.get(rec.id)
                 ent = loaded.get(match_id) if match_id else None
                 if ent is None:
                     ent = self._create(canon, rec, take_id())
