@@ -1,7 +1,7 @@
 """Engine throughput: 100,000 contacts across two connections (in-process remotes).
 
     .venv/bin/python bench/engine.py [--records 100000] [--database URL] [--busy]
-    .venv/bin/python bench/engine.py --relations [--records 100000] [--database URL]
+    .venv/bin/python -m bench.engine --relations [--references-first] [--records N] [--database URL]
 
 Prints the initial sync's records/s, an incremental sync with 1% and with 0% changed,
 and the peak RSS. With ``--busy`` a thread of the same process spins the whole time, as
@@ -107,12 +107,17 @@ async def main() -> None:
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: SQLite)")
     parser.add_argument("--busy", action="store_true", help="a busy thread beside the syncs")
     parser.add_argument("--relations", action="store_true", help="the relations case")
+    parser.add_argument(
+        "--references-first", action="store_true", help="relations: the references case first"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
     if args.relations:
         from bench.relations import run_relations
 
-        await run_relations(args.records, args.database, tmp, database)
+        await run_relations(
+            args.records, args.database, tmp, database, reverse=args.references_first
+        )
         return
     with database(args.database, tmp) as url, busy_thread(args.busy):
         await run(args.records, url, tmp)

@@ -97,6 +97,7 @@ async def one_case(n: int, url: str, tmp: Path, references: bool, rss: Callable[
     remotes = {s: create_remote(f"{store}/{s}") for s in ("companies", "people", "activities")}
     seed(remotes, n)
     gc.freeze()
+    seeded = rss()
     (tmp / "companies.toml").write_text(COMPANIES)
     (tmp / "people.toml").write_text(PEOPLE + (PEOPLE_REF if references else PEOPLE_TEXT))
     (tmp / "activities.toml").write_text(
@@ -134,7 +135,8 @@ async def one_case(n: int, url: str, tmp: Path, references: bool, rss: Callable[
         print(
             f"{label}: incremental, 1% changed ({changed:,} contacts and {changed:,} "
             f"activities point elsewhere): {took:.2f}s, {report.counts.get('updated', 0):,} "
-            f"updated; peak RSS so far {rss():.0f} MB"
+            f"updated; peak RSS so far {rss():.0f} MB ({seeded:.0f} MB once the remotes "
+            f"were filled, before the first sync)"
         )
     finally:
         await hub.close()
@@ -149,13 +151,15 @@ async def run_relations(
     given: str | None,
     tmp: Path,
     database: Callable[[str | None, Path], contextlib.AbstractContextManager[str]],
+    reverse: bool = False,
 ) -> None:
     from bench.engine import rss_mb
 
     print(
         f"crmhub relations benchmark: {n:,} contacts, {n // 10:,} companies, {2 * n:,} activities"
     )
-    for references in (False, True):
+    order = (True, False) if reverse else (False, True)
+    for references in order:
         folder = tmp / ("refs" if references else "plain")
         folder.mkdir()
         with database(given, folder) as url:
