@@ -38,6 +38,7 @@ from hub.errors import CrmhubError
 from hub.feed import ChangeFeed
 from hub.runtime import Hub
 from hub.store.schema import entities, runs
+from hub.store.status import RunStatus
 
 SALES = """\
 email,first_name,last_name,phone,company,city
@@ -165,7 +166,9 @@ async def _counts(hub: Hub) -> tuple[int, int]:
             .select_from(entities)
             .where(entities.c.deleted_at.is_(None), entities.c.type == "contact")
         )
-        done = await db.scalar(select(func.count()).select_from(runs).where(runs.c.status == "ok"))
+        done = await db.scalar(
+            select(func.count()).select_from(runs).where(runs.c.status == RunStatus.OK)
+        )
     return int(people or 0), int(done or 0)
 
 

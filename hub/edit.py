@@ -12,14 +12,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.engine.writes import OutboxQueue
+from hub.engine.writes import OutboxQueue, rekey
 from hub.errors import ConfigError
 from hub.records import KEY_FIELDS, is_known_field, match_keys
 from hub.relations.index import index_references, ref_values, reference_fields
 from hub.relations.model import reference_field
 from hub.runtime import Hub
 from hub.store import utcnow
-from hub.store.schema import change_log, entities, entity_keys, links
+from hub.store.schema import change_log, entities, links
 
 
 async def edit_entity(
@@ -59,17 +59,8 @@ async def edit_entity(
         change_log.insert().values(entity_id=entity_id, connection=None, at=at, changes=log)
     )
     if KEY_FIELDS.intersection(log):
-        region = hub.config.hub.phone_region
-        await db.execute(entity_keys.delete().where(entity_keys.c.entity_id == entity_id))
-        keys = match_keys(row.type, fields, region)
-        if keys:
-            await db.execute(
-                entity_keys.insert(),
-                [
-                    {"entity_type": row.type, "kind": k, "value": v, "entity_id": entity_id}
-                    for k, v in set(keys)
-                ],
-            )
+        keys = match_keys(row.type, fields, hub.config.hub.phone_region)
+        await rekey(db, row.type, [(entity_id, keys, False)])
     if reference_fields(row.type).intersection(log):
         await index_references(db, row.type, [(entity_id, fields, False)])
     await owe_to_linked(hub, db, entity_id, set(log))

@@ -26,6 +26,7 @@ from sqlalchemy import and_, select
 
 from hub.store import Store, as_utc, utcnow
 from hub.store.schema import change_log, entities, inbox, links, outbox, runs
+from hub.store.status import OutboxStatus, RunStatus
 
 __all__ = ["ChangeFeed"]
 
@@ -169,10 +170,12 @@ class ChangeFeed:
         for r in await db.execute(q):
             at = as_utc(r.updated_at)
             sent = r.op == "delete" or r.link_id is not None
-            if (r.status == "done" and not sent) or not self._new(("outbox", r.id, at), at):
+            if (r.status == OutboxStatus.DONE and not sent) or not self._new(
+                ("outbox", r.id, at), at
+            ):
                 continue
             label = _label(r.fields, r.entity_id)
-            if r.status == "dead":
+            if r.status == OutboxStatus.DEAD:
                 error = (r.last_error or "").splitlines()[0][:120] if r.last_error else ""
                 lines.append(_Line(at, 3, f"{r.connection}: gave up writing {label}: {error}"))
                 continue
@@ -216,7 +219,7 @@ class ChangeFeed:
                 for k, v in r.counts.items()
                 if v and not k.startswith("http_") and k not in QUIET_COUNTS
             }
-            if (counts or r.status != "ok") and self._new(("run", r.id), at):
+            if (counts or r.status != RunStatus.OK) and self._new(("run", r.id), at):
                 said = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no changes"
                 error = f" ({r.error.splitlines()[0][:120]})" if r.error else ""
                 lines.append(_Line(at, 4, f"{r.connection}: run {r.status}: {said}{error}"))

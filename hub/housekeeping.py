@@ -30,6 +30,7 @@ from sqlalchemy.orm import aliased
 from hub.inbox import Inbox
 from hub.store import Store, utcnow
 from hub.store.schema import outbox, runs
+from hub.store.status import OutboxStatus, RunStatus
 
 
 @dataclass
@@ -74,7 +75,7 @@ async def prune(
         pruned.runs += await _prune_idle_runs(store, now - idle_older_than, cutoff, newer_exists)
     async with store.begin() as db:
         result = await db.execute(
-            delete(outbox).where(outbox.c.status == "done", outbox.c.updated_at < cutoff)
+            delete(outbox).where(outbox.c.status == OutboxStatus.DONE, outbox.c.updated_at < cutoff)
         )
         pruned.outbox = int(result.rowcount)
         result = await db.execute(
@@ -82,7 +83,7 @@ async def prune(
                 and_(
                     runs.c.finished_at.is_not(None),
                     runs.c.finished_at < cutoff,
-                    runs.c.status.not_in(("held", "running")),
+                    runs.c.status.not_in((RunStatus.HELD, RunStatus.RUNNING)),
                     newer_exists > 0,
                 )
             )
@@ -104,7 +105,7 @@ async def _prune_idle_runs(
                 await db.execute(
                     select(runs.c.id, runs.c.counts)
                     .where(
-                        runs.c.status == "ok",
+                        runs.c.status == RunStatus.OK,
                         runs.c.finished_at < idle_cutoff,
                         runs.c.finished_at >= cutoff,
                         runs.c.id > after,

@@ -55,6 +55,7 @@ from hub.errors import LeaseHeld, StoreError
 from hub.logging import redact_text
 from hub.store import Lease, Store, utcnow
 from hub.store.schema import inbox as table
+from hub.store.status import InboxStatus
 from hub.webhooks import WebhookReceiver, WebhookRejected, receiver_for
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ class Inbox:
             for n in range(1, self.max_attempts)
         ]
         return and_(
-            table.c.status == "pending",
+            table.c.status == InboxStatus.PENDING,
             or_(table.c.attempts == 0, table.c.processed_at.is_(None), *waits),
         )
 
@@ -320,7 +321,7 @@ class Inbox:
             await c.execute(
                 update(table)
                 .where(table.c.id.in_(ids))
-                .values(status="done", error=None, processed_at=utcnow())
+                .values(status=InboxStatus.DONE, error=None, processed_at=utcnow())
             )
 
     async def mark_failed(
@@ -359,8 +360,8 @@ class Inbox:
         async with self._writing(), self.store.begin() as conn:
             result = await conn.execute(
                 update(table)
-                .where(table.c.id == item_id, table.c.status != "malformed")
-                .values(status="pending", attempts=0, error=None, processed_at=None)
+                .where(table.c.id == item_id, table.c.status != InboxStatus.MALFORMED)
+                .values(status=InboxStatus.PENDING, attempts=0, error=None, processed_at=None)
             )
         self.wakeup.set()
         return bool(result.rowcount)
@@ -370,8 +371,8 @@ class Inbox:
         async with self._writing(), self.store.begin() as conn:
             result = await conn.execute(
                 update(table)
-                .where(table.c.status == "dead")
-                .values(status="pending", attempts=0, error=None, processed_at=None)
+                .where(table.c.status == InboxStatus.DEAD)
+                .values(status=InboxStatus.PENDING, attempts=0, error=None, processed_at=None)
             )
         self.wakeup.set()
         return int(result.rowcount)

@@ -46,13 +46,14 @@ from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
 from apscheduler.eventbrokers.local import LocalEventBroker
 from apscheduler.eventbrokers.psycopg import PsycopgEventBroker
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.errors import CrmhubError, LeaseHeld, StoreError
 from hub.schedule import ScheduleSpec, schedule_for
-from hub.store import as_utc
-from hub.store.schema import outbox, runs
+from hub.store import runs as run_rows
+from hub.store.schema import outbox
+from hub.store.status import ENDED, OutboxStatus, RunStatus
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -75,7 +76,6 @@ RENEWAL_CHECK = timedelta(minutes=10)
 """How often the daemon looks for push subscriptions due for renewal (``hub.renewals``)."""
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
-RESUME_STATUSES = ("interrupted", "running")
 
 _owners: dict[str, SyncScheduler] = {}
 
@@ -88,24 +88,14 @@ async def run_sync(hub: Hub, name: str, stop: asyncio.Event) -> Any:
     until = await throttled_until(hub, name)
     if until is not None and until > datetime.now(UTC):
         log.info("scheduled run of %r skipped: throttled until %s", name, until.isoformat())
-        return RunReport(run_id="", connection=name, status="skipped")
+        return RunReport(run_id="", connection=name, status=RunStatus.SKIPPED)
     return await sync_connection(hub, name, stop=stop)
 
 
 async def throttled_until(hub: Hub, name: str) -> datetime | None:
     """When the provider lets ``name`` in again, if its latest run ended throttled."""
-    query = (
-        select(runs.c.status, runs.c.throttled_until)
-        .where(runs.c.connection == name)
-        .order_by(runs.c.started_at.desc())
-        .limit(1)
-    )
     async with hub.store.connect() as conn:
-        row = (await conn.execute(query)).first()
-    if row is None or row.status != "throttled" or row.throttled_until is None:
-        return None
-    until: datetime = row.throttled_until
-    return as_utc(until)
+        return await run_rows.throttled_until(conn, name)
 
 
 def build_scheduler(
@@ -371,10 +361,10 @@ class SyncScheduler:
         now = datetime.now(UTC)
         due = or_(
             and_(
-                outbox.c.status == "pending",
+                outbox.c.status == OutboxStatus.PENDING,
                 or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
             ),
-            and_(outbox.c.status == "dead", outbox.c.next_attempt_at <= now),
+            and_(outbox.c.status == OutboxStatus.DEAD, outbox.c.next_attempt_at <= now),
         )
         query = select(outbox.c.connection).where(outbox.c.connection.in_(names), due).distinct()
         async with self.hub.store.connect() as conn:
@@ -386,22 +376,8 @@ class SyncScheduler:
 
     async def resume_interrupted(self) -> list[str]:
         """Queue an immediate run of each scheduled connection whose last run did not end."""
-        names = list(self.wanted())
-        if not names:
-            return []
-        latest = (
-            select(runs.c.connection, func.max(runs.c.started_at).label("started_at"))
-            .where(runs.c.connection.in_(names))
-            .group_by(runs.c.connection)
-            .subquery()
-        )
-        query = select(runs.c.connection).join(
-            latest,
-            (runs.c.connection == latest.c.connection) & (runs.c.started_at == latest.c.started_at),
-        )
-        query = query.where(runs.c.status.in_(RESUME_STATUSES))
         async with self.hub.store.connect() as conn:
-            resume = sorted({row.connection for row in await conn.execute(query)})
+            resume = await run_rows.unfinished(conn, self.wanted())
         for name in resume:
             log.info("resuming %r: its last run did not finish", name)
             await self.scheduler.add_job(
@@ -470,13 +446,8 @@ class SyncScheduler:
         last = self._last_start.get(name)
         if last is not None and last > since:
             return True
-        query = select(func.count()).where(
-            runs.c.connection == name,
-            runs.c.started_at > since.astimezone(UTC),
-            runs.c.status.notin_(RESUME_STATUSES),
-        )
         async with self.hub.store.connect() as conn:
-            return bool((await conn.execute(query)).scalar())
+            return await run_rows.ran_since(conn, name, since, ENDED)
 
     async def shutdown(self, grace: float = 7.0) -> None:
         """Ask running syncs to stop after their page in flight; wait up to ``grace``

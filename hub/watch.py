@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.store.status import RunStatus
+
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
@@ -159,7 +161,7 @@ class FileWatcher:
             except Exception:
                 log.exception("sync of %r after a file change failed", name)
                 status = "failed"
-            if status in ("held", "skipped") and retries < MAX_RETRIES:
+            if status in (RunStatus.HELD, RunStatus.SKIPPED) and retries < MAX_RETRIES:
                 # Another run of it is going (here or elsewhere): the change needs one after it.
                 retries += 1
                 self._again.add(name)

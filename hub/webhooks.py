@@ -24,6 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
@@ -259,20 +260,13 @@ class GenericReceiver(WebhookReceiver):
         return Delivery(delivery_id=delivery_id, kind=kind[:64])
 
 
-async def synced_since(hub: Hub, connection: str, when: Any) -> bool:
-    """Whether a successful run of ``connection`` started after ``when`` (a delivery's
-    arrival): a handler whose job is "sync this connection" has nothing left to do."""
-    from sqlalchemy import select
-
-    from hub.store.schema import runs
+async def synced_since(hub: Hub, connection: str, when: datetime) -> bool:
+    """Whether a run of ``connection`` that started after ``when`` (a delivery's arrival)
+    read everything: a handler whose job is "sync this connection" has nothing left to do."""
+    from hub.store import runs
 
     async with hub.store.connect() as db:
-        found = await db.scalar(
-            select(runs.c.id)
-            .where(runs.c.connection == connection, runs.c.status == "ok", runs.c.started_at > when)
-            .limit(1)
-        )
-    return found is not None
+        return await runs.ran_since(db, connection, when)
 
 
 def receiver_for(hub: Hub, connection: str) -> WebhookReceiver | None:

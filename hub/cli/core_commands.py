@@ -29,6 +29,7 @@ from hub.config import CONFIG_NAME, find_config
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.store.schema import conflicts, entities, runs
+from hub.store.status import RunStatus
 
 db_app = typer.Typer(help="The database: migrations and retention.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs: history and held deletions.", invoke_without_command=True)
@@ -42,7 +43,7 @@ app.add_typer(entities_app, name="entities")
 app.add_typer(mapping_app, name="mapping")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
-RUN_STATUSES = "running, ok, failed, held, throttled, interrupted"
+RUN_STATUSES = ", ".join(s for s in RunStatus if s not in (RunStatus.SKIPPED, RunStatus.PLAN))
 
 INIT_TEMPLATE = """\
 # crmhub configuration. Relative paths are relative to this file.

@@ -17,6 +17,7 @@ from rich.table import Table
 from hub.cli.app import app, console, fail, get_config, limit_option, print_json, print_table, run
 from hub.inbox import STATUSES, Inbox, InboxItem
 from hub.store import Store
+from hub.store.status import InboxStatus
 
 inbox_app = typer.Typer(help="Received webhooks: list, show, retry.", no_args_is_help=False)
 app.add_typer(inbox_app, name="inbox")
@@ -138,7 +139,7 @@ def inbox_retry(
             found = await inbox.show(item_id) if item_id is not None else None
             if found is None:
                 raise fail(f"no inbox item {item_id} (list them with `crmhub inbox`)")
-            if found.status == "malformed":
+            if found.status == InboxStatus.MALFORMED:
                 raise fail(f"item {item_id} is malformed: nothing can process it")
             return int(await inbox.retry(found.id))
         finally:

@@ -23,6 +23,7 @@ from hub.cli.ids import find_id, short_ids
 from hub.errors import CrmhubError
 from hub.store import utcnow
 from hub.store.schema import entities, outbox
+from hub.store.status import OutboxStatus
 
 outbox_app = typer.Typer(
     help="Owed writes: pending, done and dead letters.", invoke_without_command=True
@@ -102,7 +103,12 @@ def outbox_retry(
                 result = await db.execute(
                     update(outbox)
                     .where(where)
-                    .values(status="pending", attempts=0, next_attempt_at=None, updated_at=utcnow())
+                    .values(
+                        status=OutboxStatus.PENDING,
+                        attempts=0,
+                        next_attempt_at=None,
+                        updated_at=utcnow(),
+                    )
                 )
             if row_id and result.rowcount != 1:
                 raise CrmhubError(f"outbox row {found} is not a dead letter: nothing to retry")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.engine.context import RunContext
@@ -25,8 +25,10 @@ from hub.engine.writes import upsert_cursor
 from hub.errors import CrmhubError
 from hub.runtime import Hub
 from hub.store import Lease
+from hub.store import runs as run_rows
 from hub.store.bulk import select_in
 from hub.store.schema import cursors, entities, entity_keys, links, outbox, pending_deletes, runs
+from hub.store.status import RunStatus
 
 
 class ApprovalRefused(CrmhubError):
@@ -113,7 +115,7 @@ async def approve(hub: Hub, run_id: str) -> Approval:
         run = (await db.execute(select(runs).where(runs.c.id == run_id))).one_or_none()
         if run is None:
             raise ApprovalRefused(f"no run with id {run_id!r}")
-        if run.status != "held":
+        if run.status != RunStatus.HELD:
             raise ApprovalRefused(
                 f"run {run_id} of connection {run.connection!r} is not held (it is "
                 f"{run.status}): there is nothing to approve"
@@ -123,7 +125,7 @@ async def approve(hub: Hub, run_id: str) -> Approval:
                 select(runs.c.id)
                 .where(
                     runs.c.connection == run.connection,
-                    runs.c.status == "held",
+                    runs.c.status == RunStatus.HELD,
                     runs.c.started_at > run.started_at,
                 )
                 .order_by(runs.c.started_at.desc())
@@ -153,5 +155,5 @@ async def approve(hub: Hub, run_id: str) -> Approval:
         counts["deleted"] = counts.get("deleted", 0) + n
         if kept:
             counts["deletes_kept"] = kept
-        await db.execute(update(runs).where(runs.c.id == run_id).values(status="ok", counts=counts))
+        await run_rows.finish(db, run_id, RunStatus.OK, counts=counts)
     return Approval(n, kept)

@@ -18,15 +18,16 @@ from hub.engine.context import RunContext
 from hub.engine.run import (
     Progress,
     RunReport,
-    _pull_all,
-    _push_all,
     finish_run,
     open_run,
+    pull_all,
+    push_all,
     run_phase,
 )
 from hub.errors import CrmhubError, LeaseHeld
 from hub.runtime import Hub
 from hub.store.bulk import new_id
+from hub.store.status import RunStatus
 
 
 async def sync_connections(
@@ -46,7 +47,7 @@ async def sync_connections(
         from hub.engine.plan import plan_runs
 
         planned = {r.connection: r for r in await plan_runs(hub, enabled, full, progress)}
-        return [planned.get(n) or RunReport(new_id(), n, "skipped") for n in names]
+        return [planned.get(n) or RunReport(new_id(), n, RunStatus.SKIPPED) for n in names]
     clock = time.monotonic()
     reports: dict[str, RunReport] = {}
     async with contextlib.AsyncExitStack() as stack:
@@ -58,19 +59,19 @@ async def sync_connections(
                 ctx = await open_run(hub, name, full, own)
             except LeaseHeld as exc:
                 await own.aclose()
-                reports[name] = RunReport(new_id(), name, "skipped", error=str(exc))
+                reports[name] = RunReport(new_id(), name, RunStatus.SKIPPED, error=str(exc))
                 continue
             except CrmhubError as exc:
                 await own.aclose()
-                reports[name] = RunReport(new_id(), name, "failed", error=str(exc))
+                reports[name] = RunReport(new_id(), name, RunStatus.FAILED, error=str(exc))
                 continue
             stack.push_async_callback(own.aclose)
-            report = reports[name] = RunReport(ctx.run_id, name, "ok")
+            report = reports[name] = RunReport(ctx.run_id, name, RunStatus.OK)
             members.append((ctx, report))
         try:
-            for phase in (_pull_all, _push_all):
+            for phase in (pull_all, push_all):
                 for ctx, report in members:
-                    if report.status == "ok":
+                    if report.status == RunStatus.OK:
                         await run_phase(ctx, report, phase, full, progress.get(ctx.name), stop)
         finally:
             for ctx, report in members:
@@ -78,4 +79,4 @@ async def sync_connections(
     duration = time.monotonic() - clock
     for report in reports.values():
         report.duration = duration
-    return [reports.get(n) or RunReport(new_id(), n, "skipped") for n in names]
+    return [reports.get(n) or RunReport(new_id(), n, RunStatus.SKIPPED) for n in names]

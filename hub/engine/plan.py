@@ -18,16 +18,17 @@ from hub.engine.context import RunContext
 from hub.engine.run import (
     Progress,
     RunReport,
-    _pull_all,
-    _push_all,
     finish_run,
     open_run,
+    pull_all,
+    push_all,
     run_phase,
 )
 from hub.errors import CrmhubError
 from hub.runtime import Hub
 from hub.store.bulk import new_id
 from hub.store.schema import outbox
+from hub.store.status import OutboxStatus, RunStatus
 
 
 async def plan_runs(
@@ -40,9 +41,9 @@ async def plan_runs(
             try:
                 opened = await open_run(hub, name, full, stack, plan=True)
             except CrmhubError as exc:
-                members.append((None, RunReport(new_id(), name, "failed", error=str(exc))))
+                members.append((None, RunReport(new_id(), name, RunStatus.FAILED, error=str(exc))))
                 continue
-            members.append((opened, RunReport(opened.run_id, name, "plan")))
+            members.append((opened, RunReport(opened.run_id, name, RunStatus.PLAN)))
         async with hub.store.connect() as db:
             trans = await db.begin()
 
@@ -51,9 +52,9 @@ async def plan_runs(
                 yield db
 
             try:
-                for phase in (_pull_all, _push_all):
+                for phase in (pull_all, push_all):
                     for member, report in members:
-                        if member is not None and report.status == "plan":
+                        if member is not None and report.status == RunStatus.PLAN:
                             await run_phase(
                                 member,
                                 report,
@@ -64,7 +65,7 @@ async def plan_runs(
                                 unexpected="raise" if len(names) == 1 else "report",
                                 db_factory=same,
                             )
-                            if report.status == "held":
+                            if report.status == RunStatus.HELD:
                                 report.status = "plan"
                 queued = await _queued(db)
             finally:
@@ -85,7 +86,7 @@ async def plan_runs(
 async def _queued(db: AsyncConnection) -> dict[str, int]:
     rows = await db.execute(
         select(outbox.c.connection, func.count())
-        .where(outbox.c.status == "pending")
+        .where(outbox.c.status == OutboxStatus.PENDING)
         .group_by(outbox.c.connection)
     )
     return {c: int(n) for c, n in rows}

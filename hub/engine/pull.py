@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, update
+from sqlalchemy import and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.connector import Page, RemoteRecord
@@ -23,7 +23,7 @@ from hub.engine.duplicates import report_matches
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
 from hub.engine.references import PageReferences, index_references, owe_renamed
 from hub.engine.unparsed import keep_unparsed
-from hub.engine.writes import LINK_COLUMNS, OutboxQueue, upsert_cursor
+from hub.engine.writes import LINK_COLUMNS, OutboxQueue, rekey, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import KEY_FIELDS, match_keys
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
@@ -77,6 +77,32 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
+@dataclass(slots=True)
+class _PageState:
+    """What applying one page has decided so far; made in :meth:`PageApplier.apply`,
+    written to the store at its end."""
+
+    known: dict[str, _Link]
+    """This stream's links by remote id: loaded, then those the page makes."""
+    by_key: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Golden records by their strongest match key, for records seen for the first time."""
+    loaded: dict[str, _Entity] = field(default_factory=dict)
+    """The live golden records the page touches, by id (new ones included)."""
+    deleted: set[str] = field(default_factory=set)
+    """Golden records deleted in the hub that a link of the page points at."""
+    held: dict[str, set[str]] = field(default_factory=dict)
+    """Fields of each golden record with an open conflict."""
+    owed_self: set[str] = field(default_factory=set)
+    """Golden records whose values this connection must be sent."""
+    new_conflicts: list[dict[str, Any]] = field(default_factory=list)
+    conflict_updates: list[tuple[str, str, Any]] = field(default_factory=list)
+    """(entity id, field, remote value) of open conflicts the remote moved on in."""
+    matches: list[tuple[RemoteRecord, str]] = field(default_factory=list)
+    """Records seen for the first time that matched an existing golden record."""
+    weaker: dict[str, str] = field(default_factory=dict)
+    """Golden records matched by a weaker key, by remote id (``weaker_matches``)."""
+
+
 class PageApplier:
     """Applies pages of one stream of one run. One instance per stream per run."""
 
@@ -106,7 +132,11 @@ class PageApplier:
             ctx.count("field_errors", len(page.errors))
             ctx.errors.extend(page.errors)
         if page.records:
-            await self._merge_records(db, page)
+            state = await self._load(db, page)
+            self._decide(page, state)
+            await self._write(db, state)
+            await report_matches(db, ctx, stream, state.matches)
+            self.seen_remote_ids.update(rec.id for rec, _ in page.records)
         if page.deleted:
             self.deleted_remote_ids.extend(page.deleted)
         if page.cursor is not None and not ctx.plan:
@@ -130,28 +160,49 @@ class PageApplier:
             keys[rec.id] = match_keys(entity_type, canon, region)
         return Prepared(records, keys, messages, page.deleted, page.cursor)
 
-    async def _merge_records(self, db: AsyncConnection, page: Prepared) -> None:
-        ctx, name, stream = self.ctx, self.ctx.name, self.sctx.stream.name
-        records, keys_of = page.records, page.keys
-        remote_ids = [rec.id for rec, _ in records]
+    # ---- reading: what the store knows of the page's records -------------------------------
+
+    async def _load(self, db: AsyncConnection, page: Prepared) -> _PageState:
+        """The page's links, the golden records they or their match keys lead to, and
+        those records' open conflicts; references resolved."""
+        state = _PageState(known=await self._links(db, [rec.id for rec, _ in page.records]))
+        await self.references.resolve(db, page.records, state.known)
+        state.by_key = await self._identities(db, page, state.known)
+        unmatched = {
+            rec.id: keys
+            for rec, _ in page.records
+            if rec.id not in state.known and (keys := page.keys[rec.id])
+            and keys[0] not in state.by_key
+        }  # fmt: skip
+        state.weaker = await self.references.weaker_matches(db, unmatched)
+        entity_ids = {link.entity_id for link in state.known.values()}
+        entity_ids |= set(state.by_key.values()) | set(state.weaker.values())
+        await self._entities(db, entity_ids, state)
+        state.held = await self._open_conflicts(db, list(state.loaded))
+        return state
+
+    async def _links(self, db: AsyncConnection, remote_ids: list[str]) -> dict[str, _Link]:
         rows = await select_in(
             db,
             links,
             ("id", "entity_id", "remote_id", "remote_version", "base"),
-            {"connection": name, "stream": stream},
+            {"connection": self.ctx.name, "stream": self.sctx.stream.name},
             "remote_id",
             remote_ids,
         )
-        known: dict[str, _Link] = {r[2]: _Link(*r) for r in rows}
-        await self.references.resolve(db, records, known)
-        # Identity matching for records seen for the first time.
+        return {r[2]: _Link(*r) for r in rows}
+
+    async def _identities(
+        self, db: AsyncConnection, page: Prepared, known: dict[str, _Link]
+    ) -> dict[tuple[str, str], str]:
+        """Golden records by match key, for the records this connection shows first."""
         wanted: dict[str, set[str]] = {}
-        for rec, _ in records:
+        for rec, _ in page.records:
             if rec.id in known:
                 continue
             # Only the strongest key present identifies: two addresses sharing a phone
             # number (a switchboard, a household) are two people, not one.
-            for kind, value in keys_of[rec.id][:1]:
+            for kind, value in page.keys[rec.id][:1]:
                 wanted.setdefault(kind, set()).add(value)
         by_key: dict[tuple[str, str], str] = {}
         for kind, values in wanted.items():
@@ -165,71 +216,88 @@ class PageApplier:
             )
             for value, entity_id in found:
                 by_key.setdefault((kind, value), entity_id)
-        unmatched = {
-            rec.id: keys_of[rec.id]
-            for rec, _ in records
-            if rec.id not in known and keys_of[rec.id] and keys_of[rec.id][0] not in by_key
-        }
-        weaker = await self.references.weaker_matches(db, unmatched)
-        entity_ids = (
-            {link.entity_id for link in known.values()}
-            | set(by_key.values())
-            | set(weaker.values())
-        )
-        loaded: dict[str, _Entity] = {}
-        deleted: set[str] = set()
+        return by_key
+
+    async def _entities(self, db: AsyncConnection, ids: set[str], state: _PageState) -> None:
         for entity_id, fields, provenance, deleted_at in await select_in(
-            db, entities, ("id", "fields", "provenance", "deleted_at"), {}, "id", entity_ids
+            db, entities, ("id", "fields", "provenance", "deleted_at"), {}, "id", ids
         ):
             if deleted_at is None:
-                loaded[entity_id] = _Entity(entity_id, fields, provenance)
+                state.loaded[entity_id] = _Entity(entity_id, fields, provenance)
             else:
-                deleted.add(entity_id)
-        held = await self._open_conflicts(db, list(loaded))
+                state.deleted.add(entity_id)
 
+    async def _open_conflicts(
+        self, db: AsyncConnection, entity_ids: list[str]
+    ) -> dict[str, set[str]]:
+        held: dict[str, set[str]] = {}
+        if entity_ids:
+            rows = await select_in(
+                db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", entity_ids
+            )
+            for entity_id, f in rows:
+                held.setdefault(entity_id, set()).add(f)
+        return held
+
+    # ---- deciding: each record created, matched, merged or left alone -----------------------
+
+    def _decide(self, page: Prepared, state: _PageState) -> None:
+        ctx = self.ctx
         created = matched = tombstoned = 0
-        matches: list[tuple[RemoteRecord, str]] = []
-        take_id = self.ids.take
-        for rec, canon in records:
-            link = known.get(rec.id)
-            if link is not None and link.entity_id in deleted:
-                # Deleted in the hub (a delete propagated from another system): the link
-                # stays until this system's copy is deleted too, and nothing comes back. The
-                # version seen is kept, so the delete owed here is not refused as stale.
+        for rec, canon in page.records:
+            link = state.known.get(rec.id)
+            if link is not None and link.entity_id in state.deleted:
+                self._tombstoned(link, rec)
                 tombstoned += 1
-                if rec.version != link.version:
-                    link.version = rec.version
-                    link.changed = True
                 continue
-            ent = loaded.get(link.entity_id) if link else None
+            ent = state.loaded.get(link.entity_id) if link else None
             if link is None or ent is None:
-                own_keys = keys_of[rec.id]
-                strongest = own_keys[0] if own_keys else None
-                match_id = by_key.get(strongest) if strongest else None
-                match_id = match_id or weaker.get(rec.id)
-                ent = loaded.get(match_id) if match_id else None
-                if ent is None:
-                    ent = self._create(canon, rec, take_id())
-                    ent.keys = own_keys
-                    loaded[ent.id] = ent
-                    if strongest:
-                        by_key.setdefault(strongest, ent.id)
+                ent, link, new = self._identify(rec, canon, page.keys[rec.id], state)
+                if new:
                     created += 1
-                    known[rec.id] = _Link(
-                        take_id(), ent.id, rec.id, rec.version, dict(canon), new=True
-                    )
                     continue
-                link = known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
                 matched += 1
-                matches.append((rec, ent.id))
-            self._merge(ent, link, rec, canon, held.get(ent.id, set()))
-        self.references.note_keys(known)
+            self._merge(ent, link, rec, canon, state)
+        self.references.note_keys(state.known)
         ctx.count("created", created)
         ctx.count("matched", matched)
         ctx.count("skipped_deleted", tombstoned)
-        await self._write(db, list(loaded.values()), known, held)
-        await report_matches(db, ctx, stream, matches)
-        self.seen_remote_ids.update(remote_ids)
+
+    @staticmethod
+    def _tombstoned(link: _Link, rec: RemoteRecord) -> None:
+        """Deleted in the hub (a delete propagated from another system): the link stays
+        until this system's copy is deleted too, and nothing comes back. The version seen
+        is kept, so the delete owed here is not refused as stale."""
+        if rec.version != link.version:
+            link.version = rec.version
+            link.changed = True
+
+    def _identify(
+        self,
+        rec: RemoteRecord,
+        canon: dict[str, Any],
+        own_keys: list[tuple[str, str]],
+        state: _PageState,
+    ) -> tuple[_Entity, _Link, bool]:
+        """The golden record of a record without a live link: the one its strongest match
+        key names (a new link, to be merged), or a new one made from it (``True``)."""
+        take_id = self.ids.take
+        strongest = own_keys[0] if own_keys else None
+        match_id = state.by_key.get(strongest) if strongest else None
+        match_id = match_id or state.weaker.get(rec.id)
+        ent = state.loaded.get(match_id) if match_id else None
+        if ent is not None:
+            link = state.known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
+            state.matches.append((rec, ent.id))
+            return ent, link, False
+        ent = self._create(canon, rec, take_id())
+        ent.keys = own_keys
+        state.loaded[ent.id] = ent
+        if strongest:
+            state.by_key.setdefault(strongest, ent.id)
+        link = _Link(take_id(), ent.id, rec.id, rec.version, dict(canon), new=True)
+        state.known[rec.id] = link
+        return ent, link, True
 
     def _create(self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str) -> _Entity:
         stamp = [self.ctx.name, (rec.modified_at or self.ctx.started).isoformat()]
@@ -251,17 +319,19 @@ class PageApplier:
         link: _Link,
         rec: RemoteRecord,
         canon: dict[str, Any],
-        held: set[str],
+        state: _PageState,
     ) -> None:
-        ctx, name = self.ctx, self.ctx.name
+        """Merge each field of a linked record three-way (base, remote, hub)."""
+        ctx = self.ctx
         paths = self.sctx.mapping.remote_paths
+        held = state.held.get(ent.id, set())
         # A source without change times is judged by when the hub first saw the change.
         remote_at_default = rec.modified_at or ctx.started
         for f, remote in canon.items():
             base = link.base.get(f, MISSING)
             hub_value = ent.fields.get(f, MISSING)
             if f in held:
-                self.conflict_updates.append((ent.id, f, remote))
+                state.conflict_updates.append((ent.id, f, remote))
                 continue
             if (
                 base is not MISSING
@@ -278,84 +348,124 @@ class PageApplier:
                 remote,
                 hub_value,
                 policy=ctx.policy(f),
-                remote_side=FieldSide(remote, remote_at, name),
+                remote_side=FieldSide(remote, remote_at, ctx.name),
                 hub_side=FieldSide(
                     hub_value, _time(prov[1]) if prov else None, prov[0] if prov else None
                 ),
                 prefer=ctx.conn.hub.prefer,
             )
-            if outcome is Outcome.SAME:
-                continue
-            if outcome is Outcome.TAKE_REMOTE:
-                old = None if hub_value is MISSING else hub_value
-                ent.fields[f] = remote
-                ent.provenance[f] = [name, (remote_at or ctx.started).isoformat()]
-                ent.log[f] = [old, remote]
-                ent.changed = True
-                if f in KEY_FIELDS:
-                    ent.keys_changed = True
-                link.base[f] = remote
-                link.changed = True
-            elif outcome is Outcome.CONVERGED:
-                link.base[f] = remote
-                link.changed = True
-            elif outcome is Outcome.OWE_REMOTE:
-                self.owed_self.add(ent.id)
-            else:
-                self.new_conflicts.append(
-                    {
-                        "entity_id": ent.id,
-                        "connection": name,
-                        "field": f,
-                        "base_value": None if base is MISSING else base,
-                        "hub_value": None if hub_value is MISSING else hub_value,
-                        "remote_value": remote,
-                    }
-                )
-                held.add(f)
-                ctx.count("conflicts")
+            self._take(outcome, ent, link, f, (base, remote, hub_value), remote_at, held, state)
         if rec.version != link.version:
             link.version = rec.version
             link.changed = True
-        # Fields the hub holds that this remote record lacks entirely are owed to it.
-        if self.pushes_to_self and any(
+        if self._lacks_owed_fields(ent, link, canon):
+            state.owed_self.add(ent.id)
+
+    def _take(
+        self,
+        outcome: Outcome,
+        ent: _Entity,
+        link: _Link,
+        f: str,
+        sides: tuple[Any, Any, Any],
+        remote_at: datetime | None,
+        held: set[str],
+        state: _PageState,
+    ) -> None:
+        """Carry out one field's merge outcome on the golden record and the link's base
+        (a conflict holds the field: ``held``)."""
+        base, remote, hub_value = sides
+        if outcome is Outcome.TAKE_REMOTE:
+            ent.fields[f] = remote
+            ent.provenance[f] = [self.ctx.name, (remote_at or self.ctx.started).isoformat()]
+            ent.log[f] = [None if hub_value is MISSING else hub_value, remote]
+            ent.changed = True
+            if f in KEY_FIELDS:
+                ent.keys_changed = True
+            link.base[f] = remote
+            link.changed = True
+        elif outcome is Outcome.CONVERGED:
+            link.base[f] = remote
+            link.changed = True
+        elif outcome is Outcome.OWE_REMOTE:
+            state.owed_self.add(ent.id)
+        elif outcome is not Outcome.SAME:
+            state.new_conflicts.append(
+                {
+                    "entity_id": ent.id,
+                    "connection": self.ctx.name,
+                    "field": f,
+                    "base_value": None if base is MISSING else base,
+                    "hub_value": None if hub_value is MISSING else hub_value,
+                    "remote_value": remote,
+                }
+            )
+            held.add(f)
+            self.ctx.count("conflicts")
+
+    def _lacks_owed_fields(self, ent: _Entity, link: _Link, canon: dict[str, Any]) -> bool:
+        """Whether the hub holds a value of a pushed field this remote record lacks entirely
+        (then the record is owed it)."""
+        return self.pushes_to_self and any(
             v is not None and f not in canon and f not in link.base
             for f, v in ent.fields.items()
             if f in self.sctx.mapping.push_fields
-        ):
-            self.owed_self.add(ent.id)
-
-    async def _open_conflicts(
-        self, db: AsyncConnection, entity_ids: list[str]
-    ) -> dict[str, set[str]]:
-        self.owed_self: set[str] = set()
-        self.new_conflicts: list[dict[str, Any]] = []
-        self.conflict_updates: list[tuple[str, str, Any]] = []
-        held: dict[str, set[str]] = {}
-        if not entity_ids:
-            return held
-        rows = await select_in(
-            db, conflicts, ("entity_id", "field"), {"status": "open"}, "entity_id", entity_ids
         )
-        for entity_id, f in rows:
-            held.setdefault(entity_id, set()).add(f)
-        return held
 
-    async def _write(
-        self,
-        db: AsyncConnection,
-        ents: list[_Entity],
-        known: dict[str, _Link],
-        held: dict[str, set[str]],
-    ) -> None:
-        ctx, now = self.ctx, self.ctx.started
+    # ---- writing: everything the page decided, in its transaction ---------------------------
+
+    async def _write(self, db: AsyncConnection, state: _PageState) -> None:
+        ents = list(state.loaded.values())
         created = [e for e in ents if e.new]
         updated = [e for e in ents if e.changed and not e.new]
-        ctx.count("updated", len(updated))
-        if ctx.plan:
-            ctx.plan_hub_changes.extend(
+        self.ctx.count("updated", len(updated))
+        if self.ctx.plan:
+            self.ctx.plan_hub_changes.extend(
                 {"entity": e.id, "new": e.new, "changes": e.log} for e in created + updated
             )
+        await self._write_entities(db, created, updated)
+        await rekey(
+            db,
+            self.entity_type,
+            [
+                (e.id, e.keys if e.keys is not None else self._keys(e), e.new)
+                for e in ents
+                if e.keys_changed
+            ],
+        )
+        await index_references(
+            db,
+            self.entity_type,
+            [(e.id, e.fields, e.new) for e in ents if self.references.indexed.intersection(e.log)],
+        )
+        renamed = {e.id: e.log.keys() for e in updated if e.keys_changed}
+        if renamed:
+            await owe_renamed(self.ctx, db, self.entity_type, renamed)
+        if self.track_new:
+            self.created_ids.extend(e.id for e in created)
+            self.new_link_ids.extend(lk.id for lk in state.known.values() if lk.new)
+        await self._write_links(db, list(state.known.values()))
+        # A creation's history is its provenance; the log records changes to what existed.
+        await insert_rows(
+            db,
+            change_log,
+            ("entity_id", "connection", "run_id", "at", "changes"),
+            [
+                (e.id, self.ctx.name, self.ctx.run_id, self.ctx.started, e.log)
+                for e in ents
+                if e.log and not e.new
+            ],
+        )
+        await self._write_conflicts(db, state)
+        await self._queue_writes(db, ents, state.owed_self)
+
+    def _keys(self, ent: _Entity) -> list[tuple[str, str]]:
+        return match_keys(self.entity_type, ent.fields, self.region)
+
+    async def _write_entities(
+        self, db: AsyncConnection, created: list[_Entity], updated: list[_Entity]
+    ) -> None:
+        now = self.ctx.started
         if created:
             await insert_rows(
                 db,
@@ -370,37 +480,9 @@ class PageApplier:
             ("id",),
             [(e.fields, e.provenance, now, e.id) for e in updated],
         )
-        rekey = [e for e in ents if e.keys_changed]
-        if rekey:
-            stale = [e.id for e in rekey if not e.new]
-            if stale:
-                await db.execute(delete(entity_keys).where(entity_keys.c.entity_id.in_(stale)))
-            # match_keys gives each kind once, so the rows are distinct
-            key_rows = [
-                (self.entity_type, kind, value, e.id)
-                for e in rekey
-                for kind, value in (
-                    e.keys
-                    if e.keys is not None
-                    else match_keys(self.entity_type, e.fields, self.region)
-                )
-            ]
-            await insert_rows(
-                db, entity_keys, ("entity_type", "kind", "value", "entity_id"), key_rows
-            )
-        await index_references(
-            db,
-            self.entity_type,
-            [(e.id, e.fields, e.new) for e in ents if self.references.indexed.intersection(e.log)],
-        )
-        renamed = {e.id: e.log.keys() for e in updated if e.keys_changed}
-        if renamed:
-            await owe_renamed(ctx, db, self.entity_type, renamed)
-        all_links = list(known.values())
-        stream = self.sctx.stream.name
-        if self.track_new:
-            self.created_ids.extend(e.id for e in created)
-            self.new_link_ids.extend(lk.id for lk in all_links if lk.new)
+
+    async def _write_links(self, db: AsyncConnection, all_links: list[_Link]) -> None:
+        ctx, now, stream = self.ctx, self.ctx.started, self.sctx.stream.name
         await insert_rows(
             db,
             links,
@@ -418,35 +500,39 @@ class PageApplier:
             ("id",),
             [(lk.base, lk.version, now, lk.id) for lk in all_links if lk.changed and not lk.new],
         )
-        # A creation's history is its provenance; the log records changes to what existed.
-        await insert_rows(
-            db,
-            change_log,
-            ("entity_id", "connection", "run_id", "at", "changes"),
-            [(e.id, ctx.name, ctx.run_id, now, e.log) for e in ents if e.log and not e.new],
-        )
-        if self.new_conflicts:
+
+    async def _write_conflicts(self, db: AsyncConnection, state: _PageState) -> None:
+        if state.new_conflicts:
             await db.execute(
                 insert(conflicts),
-                [{**c, "status": "open", "created_at": now} for c in self.new_conflicts],
+                [
+                    {**c, "status": "open", "created_at": self.ctx.started}
+                    for c in state.new_conflicts
+                ],
             )
-        for entity_id, f, remote in self.conflict_updates:
+        for entity_id, f, remote in state.conflict_updates:
             await db.execute(
                 update(conflicts)
                 .where(
                     and_(
                         conflicts.c.entity_id == entity_id,
                         conflicts.c.field == f,
-                        conflicts.c.connection == ctx.name,
+                        conflicts.c.connection == self.ctx.name,
                         conflicts.c.status == "open",
                     )
                 )
                 .values(remote_value=remote)
             )
-        queue = OutboxQueue(ctx)
+
+    async def _queue_writes(
+        self, db: AsyncConnection, ents: list[_Entity], owed_self: set[str]
+    ) -> None:
+        """Owe each changed golden record to the systems it goes to (this one included, for
+        values it lacks or must be sent)."""
+        queue = OutboxQueue(self.ctx)
         if self.pushes_to_self:
-            for entity_id in self.owed_self:
-                queue.add(ctx.name, self.sctx.stream.name, entity_id)
+            for entity_id in owed_self:
+                queue.add(self.ctx.name, self.sctx.stream.name, entity_id)
         for e in ents:
             if not e.log:
                 continue

@@ -19,12 +19,15 @@ from hub.connector import Change, Page, PushResult
 from hub.engine.context import DbFactory, RunContext, StreamContext
 from hub.engine.duplicates import WAITING, duplicated
 from hub.engine.merge import MISSING
+from hub.engine.pages import page_transaction
+from hub.engine.pull import PageApplier
 from hub.engine.ref_push import PushReferences
 from hub.engine.writes import LINK_COLUMNS
 from hub.errors import ConnectorError, ErrorKind, NeedsReauth
 from hub.store import utcnow
 from hub.store.bulk import insert_rows, select_in, update_rows
 from hub.store.schema import conflicts, entities, links, outbox
+from hub.store.status import OutboxStatus
 
 MAX_ATTEMPTS = 5
 DEAD_LETTER_PAUSE = timedelta(hours=1)
@@ -155,7 +158,7 @@ class Pusher:
             (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "pending")
+                    .where(*mine, outbox.c.status == OutboxStatus.PENDING)
                     .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
                     .order_by(outbox.c.created_at)
                     .limit(size)
@@ -166,7 +169,9 @@ class Pusher:
             rows += (
                 await db.execute(
                     select(*columns)
-                    .where(*mine, outbox.c.status == "dead", outbox.c.next_attempt_at <= now)
+                    .where(
+                        *mine, outbox.c.status == OutboxStatus.DEAD, outbox.c.next_attempt_at <= now
+                    )
                     .order_by(outbox.c.created_at)
                     .limit(size - len(rows))
                 )
@@ -254,15 +259,11 @@ class Pusher:
             )
         return owed
 
-    async def _refetch(self, db_factory: Any, stale: list[_Owed]) -> None:
+    async def _refetch(self, db_factory: DbFactory, stale: list[_Owed]) -> None:
         """A stale-version answer: read the records again and merge them before a retry."""
-        from hub.engine.pull import PageApplier
-
         ids = [o.link.remote_id for o in stale if o.link is not None]
         records = await self.ctx.connector.fetch(self.stream, ids) if ids else []
         if records:
-            from hub.engine.run import page_transaction
-
             page = Page(records=records)
             async with page_transaction(self.ctx, self.stream.entity, db_factory) as db:
                 await PageApplier(self.ctx, self.sctx).apply(db, page)
@@ -315,7 +316,7 @@ class Pusher:
             update(outbox)
             .where(outbox.c.id == o.row_id)
             .values(
-                status="dead" if dead else "pending",
+                status=OutboxStatus.DEAD if dead else OutboxStatus.PENDING,
                 attempts=attempts,
                 last_error=f"{result.error}: {result.message or ''}".strip(),
                 next_attempt_at=next_attempt,

@@ -7,29 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
-from hub.connector import Page
 from hub.engine import deletes, holds
 from hub.engine.context import DbFactory, RunContext, StreamContext, build_context
 from hub.engine.lease import RunLease, fenced
-from hub.engine.pull import PageApplier, Prepared
+from hub.engine.pages import collector_paused, page_transaction, read_ahead
+from hub.engine.pull import PageApplier
 from hub.engine.push import Pusher
 from hub.engine.settle import settle_pending
 from hub.errors import ConnectorError, LeaseHeld, LeaseLost, NeedsReauth, RateLimited
 from hub.runtime import Hub
+from hub.store import runs as run_rows
 from hub.store import utcnow
 from hub.store.bulk import new_id
-from hub.store.schema import cursors, links, runs
+from hub.store.schema import cursors, links
+from hub.store.status import RunStatus
 
 Progress = Callable[[str, int], None]
 
@@ -38,7 +39,7 @@ Progress = Callable[[str, int], None]
 class RunReport:
     run_id: str
     connection: str
-    status: str  # ok|failed|held|throttled|interrupted|skipped|plan
+    status: RunStatus
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -67,7 +68,7 @@ async def sync_connection(
     is rolled back, and no push is sent; the report's ``plan`` says what would change.
     """
     if not hub.config.connection(name).hub.enabled:
-        return RunReport(new_id(), name, "skipped")
+        return RunReport(new_id(), name, RunStatus.SKIPPED)
     if plan:
         from hub.engine.plan import plan_runs
 
@@ -76,10 +77,10 @@ async def sync_connection(
     clock = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         ctx = await open_run(hub, name, full, stack)
-        report = RunReport(ctx.run_id, name, "ok")
-        await run_phase(ctx, report, _pull_all, full, progress, stop, unexpected="raise")
-        if report.status == "ok" and not ctx.held:
-            await run_phase(ctx, report, _push_all, full, progress, stop, unexpected="raise")
+        report = RunReport(ctx.run_id, name, RunStatus.OK)
+        await run_phase(ctx, report, pull_all, full, progress, stop, unexpected="raise")
+        if report.status == RunStatus.OK and not ctx.held:
+            await run_phase(ctx, report, push_all, full, progress, stop, unexpected="raise")
         await finish_run(ctx, report)
     report.duration = time.monotonic() - clock
     return report
@@ -101,23 +102,7 @@ async def open_run(
     )
     connector.context.check_lease = ctx.lease.check_now
     async with hub.store.begin() as db:
-        # A run row still 'running' for this connection belongs to a process that died, or
-        # that stalled past its lease (its own record, when it wakes up, says so).
-        await db.execute(
-            update(runs)
-            .where(runs.c.connection == name, runs.c.status == "running")
-            .values(status="interrupted", finished_at=ctx.started)
-        )
-        await db.execute(
-            runs.insert().values(
-                id=ctx.run_id,
-                connection=name,
-                status="running",
-                full=full,
-                started_at=ctx.started,
-                counts={},
-            )
-        )
+        await run_rows.start(db, ctx.run_id, name, full=full, started_at=ctx.started)
     return ctx
 
 
@@ -150,23 +135,23 @@ async def run_phase(
     try:
         await phase(ctx, db_factory, full, progress, stop)
         if ctx.held:
-            report.status = "held"
+            report.status = RunStatus.HELD
     except _Stopped:
-        report.status = "interrupted"
+        report.status = RunStatus.INTERRUPTED
     except (NeedsReauth, LeaseLost) as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = RunStatus.FAILED, str(exc)
     except RateLimited as exc:
-        report.status, report.error = "throttled", str(exc)
+        report.status, report.error = RunStatus.THROTTLED, str(exc)
         if exc.retry_after is not None:
             report.throttled_until = utcnow() + timedelta(seconds=exc.retry_after)
     except ConnectorError as exc:
-        report.status, report.error = "failed", str(exc)
+        report.status, report.error = RunStatus.FAILED, str(exc)
     except asyncio.CancelledError:
-        report.status = "interrupted"
+        report.status = RunStatus.INTERRUPTED
         await finish_run(ctx, report)
         raise
     except Exception as exc:
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        report.status, report.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         if unexpected == "raise":
             await finish_run(ctx, report)
             raise
@@ -188,23 +173,21 @@ async def finish_run(ctx: RunContext, report: RunReport) -> None:
         error = "\n".join(ctx.errors[:20])
     with contextlib.suppress(Exception):
         async with ctx.hub.store.begin() as db:
-            await db.execute(
-                update(runs)
-                .where(runs.c.id == ctx.run_id)
-                .values(
-                    status=report.status,
-                    finished_at=utcnow(),
-                    counts=report.counts,
-                    error=error,
-                    throttled_until=report.throttled_until,
-                )
+            await run_rows.finish(
+                db,
+                ctx.run_id,
+                report.status,
+                finished_at=utcnow(),
+                counts=report.counts,
+                error=error,
+                throttled_until=report.throttled_until,
             )
     for key, value in report.counts.items():
         if value > 0:
             metrics.RUN_COUNTS.inc(value, connection=ctx.name, key=key)
 
 
-async def _pull_all(
+async def pull_all(
     ctx: RunContext,
     db_factory: DbFactory,
     full: bool,
@@ -217,7 +200,7 @@ async def _pull_all(
         await settle_pending(ctx, lambda entity: page_transaction(ctx, entity, db_factory))
 
 
-async def _push_all(
+async def push_all(
     ctx: RunContext,
     db_factory: DbFactory,
     full: bool,
@@ -286,93 +269,6 @@ async def _pull_stream(
             await holds.keep_back_creates(
                 db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
             )
-
-
-@contextlib.asynccontextmanager
-async def read_ahead(
-    pages: AsyncIterator[Page], prepare: Callable[[Page], Prepared]
-) -> AsyncIterator[AsyncGenerator[tuple[Page, Prepared]]]:
-    """The connector's pages, each with its :meth:`PageApplier.prepare` result, the next
-    one fetched and prepared while the caller applies the current one: the remote's
-    answer (or the mapping's work) overlaps the database's. One page at most is held
-    ahead; leaving the block cancels it and closes the connector's generator, so a run
-    that stops or fails asks nothing more of the remote."""
-
-    async def fetch() -> tuple[Page, Prepared] | None:
-        page = await anext(pages, None)
-        if page is None:
-            return None
-        with collector_paused():
-            return page, prepare(page)
-
-    task: asyncio.Future[tuple[Page, Prepared] | None] | None = None
-
-    async def iterate() -> AsyncGenerator[tuple[Page, Prepared]]:
-        nonlocal task
-        task = asyncio.ensure_future(fetch())
-        while True:
-            item = await task
-            if item is None:
-                task = None
-                return
-            task = asyncio.ensure_future(fetch())
-            yield item
-
-    items = iterate()
-    try:
-        yield items
-    finally:
-        await items.aclose()
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # a cancellation of this run still comes through
-            if not task.cancelled():
-                task.exception()  # the caller's own error is the one that counts
-        aclose = getattr(pages, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-_pauses = 0
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector held off while a page is applied.
-
-    A page builds thousands of records, entities and rows that live until its transaction
-    ends and are then freed by reference counting; collecting while they are being built
-    walks them again and again for nothing (some 5% of a large sync's time). Once the last
-    page in flight (of any run in this process) is done, collection resumes and catches
-    up at once. Nested and concurrent pauses count: the collector stays off until all end.
-    """
-    global _pauses
-    if _pauses == 0 and not gc.isenabled():
-        yield  # switched off by someone else: leave it as it is
-        return
-    if _pauses == 0:
-        gc.disable()
-    _pauses += 1
-    try:
-        yield
-    finally:
-        _pauses -= 1
-        if _pauses == 0:
-            gc.enable()
-
-
-def page_transaction(
-    ctx: RunContext,
-    entity: str,
-    db_factory: DbFactory,
-) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-    """The transaction a page is applied in. Identity matching reads the match keys and
-    then creates the entities it found none for: two runs doing that at once for the same
-    entity type would both create the same person, so page transactions of one entity type
-    take turns (across processes and hosts). A plan runs in its own rolled-back one."""
-    if ctx.plan:
-        return db_factory()
-    return fenced(ctx.lease, ctx.hub.store.begin_serialized(f"match:{entity}"))
 
 
 async def _deletes(

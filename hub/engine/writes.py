@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import utcnow
 from hub.store.bulk import insert_rows, new_ids, select_in, update_rows
-from hub.store.schema import cursors, outbox
+from hub.store.schema import cursors, entity_keys, outbox
+from hub.store.status import OutboxStatus
 
 if TYPE_CHECKING:
     from hub.engine.context import RunContext
@@ -67,7 +69,7 @@ class OutboxQueue:
             db,
             outbox,
             ("connection", "stream", "entity_id", "op"),
-            {"status": "pending"},
+            {"status": OutboxStatus.PENDING},
             "entity_id",
             entity_ids,
         )
@@ -106,3 +108,26 @@ async def upsert_cursor(db: AsyncConnection, connection: str, stream: str, value
             ("connection", "stream", "value", "updated_at"),
             [(connection, stream, value, now)],
         )
+
+
+async def rekey(
+    db: AsyncConnection, entity_type: str, rows: list[tuple[str, list[tuple[str, str]], bool]]
+) -> None:
+    """Replace the match keys of golden records: ``(entity id, its keys, new)`` each, the
+    keys as :func:`hub.records.match_keys` gives them (each kind once, so rows are
+    distinct). The keys of a record that is not new are deleted first."""
+    if not rows:
+        return
+    stale = [entity_id for entity_id, _, new in rows if not new]
+    if stale:
+        await db.execute(delete(entity_keys).where(entity_keys.c.entity_id.in_(stale)))
+    await insert_rows(
+        db,
+        entity_keys,
+        ("entity_type", "kind", "value", "entity_id"),
+        [
+            (entity_type, kind, value, entity_id)
+            for entity_id, keys, _ in rows
+            for kind, value in keys
+        ],
+    )

@@ -270,10 +270,8 @@ class DeclaredReceiver(WebhookReceiver):
         return {stream: ids} if ids else {}
 
     async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from sqlalchemy import select
-
         from hub.engine import sync_connection
-        from hub.store.schema import runs
+        from hub.webhooks import synced_since
 
         try:
             payload = item.json()
@@ -281,15 +279,5 @@ class DeclaredReceiver(WebhookReceiver):
             return
         if not self.targets(payload):
             return
-        async with hub.store.connect() as db:
-            covered = await db.scalar(
-                select(runs.c.id)
-                .where(
-                    runs.c.connection == self.connection,
-                    runs.c.status == "ok",
-                    runs.c.started_at > item.received_at,
-                )
-                .limit(1)
-            )
-        if covered is None:
+        if not await synced_since(hub, self.connection, item.received_at):
             await sync_connection(hub, self.connection)

@@ -22,8 +22,8 @@ SQLite's page writes are single statements for a second reason: the driver lets 
 interpreter lock while a statement runs, and takes it again for every row of an
 ``executemany``. Beside a busy event loop (another connection's run mapping its page, a
 webhook burst) each retaking waits for the loop's thread to yield, up to the interpreter's
-switch interval, and a thousand-row page that takes milliseconds alone took seconds. One
-statement takes the lock back once.
+switch interval, so a page's rows would wait on the loop once each. One statement takes
+the lock back once.
 
 Row ids are UUIDv7 strings (:func:`new_ids`): time-ordered, so the rows a page inserts land
 next to each other at the end of every primary-key and foreign-key index instead of at

@@ -31,6 +31,7 @@ from hub import metrics
 from hub.errors import CrmhubError
 from hub.inbox import Inbox
 from hub.runtime import Hub
+from hub.store.status import InboxStatus
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -129,7 +130,7 @@ async def receive_webhook(request: Request) -> Response:
                 delivery_id,
                 body,
                 receiver.kept_headers(headers),
-                status="malformed",
+                status=InboxStatus.MALFORMED,
                 error=exc.reason,
             )
         except (CrmhubError, SQLAlchemyError):

@@ -23,6 +23,7 @@ from hub.errors import CrmhubError
 from hub.metrics import Metric
 from hub.store import Store, as_utc
 from hub.store.schema import inbox, outbox, runs, tokens
+from hub.store.status import InboxStatus, RunStatus
 
 log = logging.getLogger("hub.web.ops")
 router = APIRouter()
@@ -77,7 +78,7 @@ async def _runs(conn: AsyncConnection) -> list[Metric]:
     for connection in sorted(succeeded):
         finished = await conn.scalar(
             select(func.max(runs.c.finished_at)).where(
-                runs.c.connection == connection, runs.c.status == "ok"
+                runs.c.connection == connection, runs.c.status == RunStatus.OK
             )
         )
         if finished is not None:
@@ -87,7 +88,7 @@ async def _runs(conn: AsyncConnection) -> list[Metric]:
 
 async def _queues(conn: AsyncConnection) -> list[Metric]:
     items = Metric("crmhub_inbox_items", "Inbox items by status.", "gauge", ("status",))
-    for status in ("pending", "done", "dead", "malformed"):
+    for status in InboxStatus:
         items.set(0, status=status)
     rows = await conn.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status))
     for status, n in rows:
@@ -96,7 +97,9 @@ async def _queues(conn: AsyncConnection) -> list[Metric]:
         "crmhub_inbox_oldest_pending_seconds", "Age of the oldest pending inbox item.", "gauge"
     )
     first = (
-        await conn.execute(select(func.min(inbox.c.received_at)).where(inbox.c.status == "pending"))
+        await conn.execute(
+            select(func.min(inbox.c.received_at)).where(inbox.c.status == InboxStatus.PENDING)
+        )
     ).scalar()
     oldest.set(max(0.0, time.time() - as_utc(first).timestamp()) if first else 0.0)
     owed = Metric(
@@ -117,7 +120,7 @@ async def _queues(conn: AsyncConnection) -> list[Metric]:
     dead = Metric(
         "crmhub_dead_letters", "Items that gave up (inbox and outbox).", "gauge", ("queue",)
     )
-    dead.set(items.value(status="dead"), queue="inbox")
+    dead.set(items.value(status=InboxStatus.DEAD), queue="inbox")
     dead.set(dead_outbox, queue="outbox")
     return [items, oldest, owed, dead]
 

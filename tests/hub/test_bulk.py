@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.engine.run import collector_paused
+from hub.engine.pages import collector_paused
 from hub.engine.writes import LINK_COLUMNS
 from hub.store import Store
 from hub.store.bulk import IdPool, insert_rows, new_id, new_ids, select_in, update_rows

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hub.connector import Page, RemoteRecord
+from hub.engine.pages import read_ahead
 from hub.engine.pull import Prepared
-from hub.engine.run import read_ahead
 
 
 def prepare(page: Page) -> Prepared:
