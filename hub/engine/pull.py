@@ -103,6 +103,8 @@ class _PageState:
     """Records seen for the first time that matched an existing golden record."""
     unparsed: dict[str, set[str]] = field(default_factory=dict)
     """Fields each record (by remote id) holds as written (``Prepared.unparsed``)."""
+    weaker: dict[str, str] = field(default_factory=dict)
+    """Golden records matched by a weaker key, by remote id (``weaker_matches``)."""
 
 
 class PageApplier:
@@ -172,8 +174,16 @@ class PageApplier:
         state = _PageState(known=known, unparsed=page.unparsed)
         await self.references.resolve(db, page.records, state.known)
         state.by_key = await self._identities(db, page, state.known)
+        unmatched = {
+            rec.id: keys
+            for rec, _ in page.records
+            if rec.id not in state.known and (keys := page.keys[rec.id])
+            and keys[0] not in state.by_key
+        }  # fmt: skip
+        state.weaker = await self.references.weaker_matches(db, unmatched)
         entity_ids = {link.entity_id for link in state.known.values()}
-        await self._entities(db, entity_ids | set(state.by_key.values()), state)
+        entity_ids |= set(state.by_key.values()) | set(state.weaker.values())
+        await self._entities(db, entity_ids, state)
         state.held = await self._open_conflicts(db, list(state.loaded))
         return state
 
@@ -280,6 +290,7 @@ class PageApplier:
         take_id = self.ids.take
         strongest = own_keys[0] if own_keys else None
         match_id = state.by_key.get(strongest) if strongest else None
+        match_id = match_id or state.weaker.get(rec.id)
         ent = state.loaded.get(match_id) if match_id else None
         if ent is not None:
             link = state.known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
