@@ -121,7 +121,7 @@ def _stream(
         _path(found, (*at, "incremental", "cursor_field"), s.incremental.cursor_field)
         _time(found, (*at, "incremental", "format"), s.incremental.format)
     paginator = s.paginator
-    for key in ("has_more", "total", "total_pages"):
+    for key in ("has_more", "end", "total", "total_pages"):
         _path(found, (*at, "paginator", key), getattr(paginator, key, None))
     if isinstance(paginator, CursorPaginator):
         _path(found, (*at, "paginator", "cursor"), paginator.cursor)
@@ -168,6 +168,9 @@ def _stream(
             found.append(((*at, op, "version"), "version = 'body' needs a version 'field'"))
         if write.read_first and s.fetch is None:
             found.append(((*at, op, "read_first"), "read_first needs the stream's 'fetch'"))
+        for key, text in write.set.items():
+            _path(found, (*at, op, "set", key), key)
+            _template(found, (*at, op, "set", key), text, {"settings": settings, "hub": {"id"}})
     if s.upsert is not None:
         _path(found, (*at, "upsert", "key"), s.upsert.key)
     if s.batch is not None:

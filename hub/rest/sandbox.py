@@ -19,7 +19,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import time
+import uuid
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -91,6 +94,7 @@ class RestSandbox:
         self.in_flight = 0
         self.max_in_flight = 0
         self.retry_after = self.spec.sandbox.retry_after
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
         self.tables = {n: Table(n, s, self.now) for n, s in self.spec.streams.items()}
         self.apis = {n: StreamApi(self.spec, n, t, loaded.hooks) for n, t in self.tables.items()}
         self.size: int | None = None
@@ -129,6 +133,7 @@ class RestSandbox:
         for table in self.tables.values():
             table.reset()
         self.in_flight = self.max_in_flight = 0
+        self.hits.clear()
         self.fill(self.seed, self.size)
 
     def fill(self, seed: int, size: int | None) -> None:
@@ -164,6 +169,17 @@ class RestSandbox:
         hooks = self.spec.webhooks
         if hooks is None or not self.webhooks.url:
             return
+        shape = self.spec.sandbox.webhook
+        if shape is not None:
+            values = {
+                "event": shape.events.get(stream, f"{stream}.changed"),
+                "id": str(self.tables[stream].key.first(record)),
+                "uuid": str(uuid.uuid4()),
+                "time": self.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "stream": stream,
+            }
+            self.webhooks.send_sync(_filled(shape.body, values))
+            return
         payload: dict[str, Any] = {}
         event = next((e for e, s in hooks.events.items() if s == stream), f"{stream}.changed")
         if hooks.event:
@@ -185,7 +201,8 @@ class RestSandbox:
         auth = self.spec.client.auth
         if isinstance(auth, NoAuth):
             return None
-        if isinstance(auth, OAuth2Auth):
+        bearer = request.headers.get("authorization", "").startswith("Bearer ")
+        if isinstance(auth, OAuth2Auth) or (self.spec.client.oauth is not None and bearer):
             return self.oauth.bearer_error(request) if self.oauth is not None else None
         if isinstance(auth, BasicAuth):
             secret = {
@@ -208,11 +225,11 @@ class RestSandbox:
         status, body = refusal(self.spec.errors, "needs_reauth", "pull", "credentials refused")
         return json_answer(body, status)
 
-    def throttle(self) -> Response:
+    def throttle(self, wait: float | None = None) -> Response:
         """The throttle answer: the declared status, and the wait in the declared header."""
         retry = self.spec.client.retry_after
         status, body = refusal(self.spec.errors, "throttled", "pull", "rate limit exceeded")
-        wait = self.retry_after
+        wait = self.retry_after if wait is None else wait
         if retry.format == "epoch":
             value = str(int(time.time() + wait + 0.999))
         elif retry.format == "http_date":
@@ -220,6 +237,37 @@ class RestSandbox:
         else:
             value = f"{wait:g}"
         return json_answer(body, status, {retry.header: value})
+
+    def _window(self, key: str, per: float) -> deque[float]:
+        """The times of ``key``'s requests in the last ``per`` seconds."""
+        hits, now = self.hits[key], time.monotonic()
+        while hits and hits[0] <= now - per:
+            hits.popleft()
+        return hits
+
+    def _over(self, api: StreamApi, op: str) -> Response | None:
+        """A stream's own limit (listings only): the 429 once it is spent."""
+        limit = api.spec.rate_limit
+        if op != "pull" or limit is None or limit.rate is None:
+            return None
+        hits = self._window("stream:" + (api.spec.limit_key or api.name), limit.per_seconds)
+        if len(hits) >= limit.rate:
+            return self.throttle(max(1, math.ceil(hits[0] + limit.per_seconds - time.monotonic())))
+        hits.append(time.monotonic())
+        return None
+
+    def _tell_limits(self, response: Response) -> Response:
+        names, limit = self.spec.sandbox.limit_headers, self.spec.client.rate_limit
+        if not names or limit is None or limit.rate is None:
+            return response
+        per_minute = int(limit.rate * 60 / limit.per_seconds)
+        hits = self._window("client", 60)
+        hits.append(time.monotonic())
+        if "limit" in names:
+            response.headers[names["limit"]] = str(per_minute)
+        if "remaining" in names:
+            response.headers[names["remaining"]] = str(max(0, per_minute - len(hits)))
+        return response
 
     def _api(self, api: StreamApi, op: str, handler: Handler) -> Handler:
         limit = self.spec.client.rate_limit
@@ -231,12 +279,15 @@ class RestSandbox:
                 return refused
             if cap is not None and self.in_flight >= cap:
                 return self.throttle()
+            over = self._over(api, op)
+            if over is not None:
+                return self._tell_limits(over)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                return await handler(request)
+                return self._tell_limits(await handler(request))
             except Refused as exc:
-                return api.refused(exc, op)
+                return self._tell_limits(api.refused(exc, op))
             finally:
                 self.in_flight -= 1
 
@@ -316,6 +367,15 @@ class RestSandbox:
         ]
 
 
+def _filled(shape: Any, values: dict[str, Any]) -> Any:
+    """``shape`` with every text's placeholders filled."""
+    if isinstance(shape, dict):
+        return {k: _filled(v, values) for k, v in shape.items()}
+    if isinstance(shape, list):
+        return [_filled(v, values) for v in shape]
+    return Template(shape).render(values) if isinstance(shape, str) else shape
+
+
 def _signer(sandbox: RestSandbox) -> Callable[[bytes], dict[str, str]] | None:
     hooks = sandbox.spec.webhooks
     if hooks is None:
@@ -348,7 +408,9 @@ def create_sandbox(
     from hub.rest.load import load_declaration
 
     loaded = source if isinstance(source, Loaded) else load_declaration(source)
-    oauth = oauth_sandbox(seed=seed) if isinstance(loaded.spec.client.auth, OAuth2Auth) else None
+    client = loaded.spec.client
+    offers = isinstance(client.auth, OAuth2Auth) or client.oauth is not None
+    oauth = oauth_sandbox(seed=seed) if offers else None
     webhooks = WebhookSender(url=webhook_url)
     provider = RestSandbox(loaded, webhooks, oauth)
     webhooks.sign = _signer(provider)

@@ -59,6 +59,8 @@ class Table:
             self.rows: dict[str, dict[str, Any]] = {}
             self.times: dict[str, datetime] = {}
             self.versions: dict[str, int] = {}
+            self.seqs: dict[str, int] = {}
+            """The change number of each record's last change (change feeds' positions)."""
             self.gone: dict[str, datetime] = {}
             """Deleted ids and when (listed by tombstone kinds and the deleted endpoint)."""
             self.idempotency: dict[str, Answer] = {}
@@ -74,6 +76,7 @@ class Table:
         record = self.rows[record_id]
         self.times[record_id] = moment
         self.versions[record_id] = self.versions.get(record_id, 0) + 1
+        self.seqs[record_id] = self.changes
         if self.changed_at is not None:
             self.changed_at.set(record, self.write_time(moment))
         if self.version is not None:
@@ -116,6 +119,7 @@ class Table:
             del self.rows[record_id]
             self.times.pop(record_id, None)
             self.versions.pop(record_id, None)
+            self.seqs.pop(record_id, None)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -144,6 +148,19 @@ class Table:
                 ids = [str(i) for _, i in changed]
             self._listed = (since, self.changes, ids)
             return ids
+
+    def feed(self, after: int | None, since: datetime | None) -> tuple[list[str], int]:
+        """A change feed: ids changed after change number ``after`` (else changed at or
+        after ``since``, else every live record), in the order of their last change; and
+        the newest change number, where the feed goes on from once these are read."""
+        with self.lock:
+            if after is not None:
+                picked = [(n, i) for i, n in self.seqs.items() if n > after]
+            elif since is not None:
+                picked = [(n, i) for i, n in self.seqs.items() if self.times[i] >= since]
+            else:
+                picked = [(n, i) for i, n in self.seqs.items() if i not in self.gone]
+            return [i for _, i in sorted(picked)], self.changes
 
     def copies(self, ids: list[str]) -> list[dict[str, Any]]:
         """The records of ``ids`` (copies: the server serialises them after the lock)."""

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -131,7 +132,15 @@ class WebhookSpec(Spec):
     ids: str = "$.data.id"
     """JSON path of the ids of the records concerned (``$.items[*].id`` for several)."""
     events: dict[str, str] = {}
-    """Event name -> stream; without it every event concerns the first stream."""
+    """Event name -> stream; without it every event concerns the first stream. Names may
+    be patterns (``"zen:event-type:user.*"``)."""
+
+    def stream_of(self, event: Any) -> str | None:
+        """The stream an event concerns: an exact name first, then the first pattern."""
+        name = str(event)
+        if name in self.events:
+            return self.events[name]
+        return next((s for p, s in self.events.items() if fnmatchcase(name, p)), None)
 
 
 def _digest(spec: HmacSignature, secret: str, signed: bytes) -> str:
@@ -261,7 +270,7 @@ class DeclaredReceiver(WebhookReceiver):
         spec = self.spec
         event = JsonPath(spec.event).first(payload) if spec.event else None
         if spec.events:
-            stream = spec.events.get(str(event))
+            stream = spec.stream_of(event)
             if stream is None:
                 return {}
         else:

@@ -34,6 +34,11 @@ class WriteSpec(Spec):
     read_first: bool = False
     """For ``PUT`` updates of APIs that replace the whole record: read it, apply the
     changes to it and send all of it."""
+    partial: bool = False
+    """A ``PUT`` that changes only the fields it carries (Zendesk): send just the change."""
+    set: dict[str, str] = {}
+    """Fields written into every body of this write, from templates: ``{hub.id}`` is the
+    hub's id of the record (an ``external_id`` that makes creates idempotent)."""
 
 
 class UpsertSpec(WriteSpec):
