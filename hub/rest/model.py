@@ -253,6 +253,11 @@ class FakeSpec(Spec):
     URLs the sandbox hands out, holding its position."""
     size_param: str | None = None
     """Query parameter asking for a page size, where the paginator does not name one."""
+    defaults: dict[str, Any] = {}
+    """Values the sandbox gives records that come without them (``role = "end-user"``)."""
+    moved: dict[str, str] = {}
+    """Write-only fields and where the API keeps what they carry: a new ticket's
+    ``comment.body`` becomes its ``description``; in later writes they are dropped."""
 
 
 class WebhookShape(Spec):
@@ -267,6 +272,9 @@ class WebhookShape(Spec):
 class SandboxSpec(Spec):
     """The generated sandbox: made-up records, a seed file, limits and keys."""
 
+    description: str | None = None
+    """Hook naming the provider's published API description (``hub.sandbox.ApiDescription``)
+    that every request, answer and webhook of the sandbox is held to."""
     streams: dict[str, FakeSpec] = {}
     seed: str | None = None
     """A JSON file (relative to the declaration): ``{"<stream>": [records...]}``."""

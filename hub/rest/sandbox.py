@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.rest.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
+from hub.rest.base import resolve_hook
 from hub.rest.jsonpath import JsonPath
 from hub.rest.load import Loaded
 from hub.rest.model import Declaration, EndpointDeletes, FakeSpec
@@ -95,7 +96,11 @@ class RestSandbox:
         self.max_in_flight = 0
         self.retry_after = self.spec.sandbox.retry_after
         self.hits: dict[str, deque[float]] = defaultdict(deque)
-        self.tables = {n: Table(n, s, self.now) for n, s in self.spec.streams.items()}
+        fakes = self.spec.sandbox.streams
+        self.tables = {
+            n: Table(n, s, self.now, *((fakes[n].defaults, fakes[n].moved) if n in fakes else ()))
+            for n, s in self.spec.streams.items()
+        }
         self.apis = {n: StreamApi(self.spec, n, t, loaded.hooks) for n, t in self.tables.items()}
         self.size: int | None = None
         self.seed = 0
@@ -415,8 +420,10 @@ def create_sandbox(
     provider = RestSandbox(loaded, webhooks, oauth)
     webhooks.sign = _signer(provider)
     provider.fill(seed, size)
+    described = loaded.spec.sandbox.description
     app = RestSandboxApp(
         provider.app,
+        spec=resolve_hook(described, loaded.base_dir) if described else None,
         name=loaded.spec.name,
         seed=seed,
         throttle=provider.throttle,

@@ -35,8 +35,17 @@ class Answer:
 class Table:
     """One stream's records. Thread-safe: tests edit while the server thread serves."""
 
-    def __init__(self, name: str, spec: StreamSpec, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: StreamSpec,
+        clock: Callable[[], datetime],
+        defaults: dict[str, Any] | None = None,
+        moved: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.defaults = defaults or {}
+        self.moved = {JsonPath(k): JsonPath(v) for k, v in (moved or {}).items()}
         self.spec = spec
         self.clock = clock
         self.key = JsonPath(spec.primary_key)
@@ -86,6 +95,12 @@ class Table:
         """A new record (the id is the remote's); returns it as stored."""
         with self.lock:
             record = copy.deepcopy(data)
+            for source, target in self.moved.items():
+                value = _take(record, source)
+                if value is not None and target.first(record) is None:
+                    target.set(record, value)
+            for key, value in self.defaults.items():
+                record.setdefault(key, copy.deepcopy(value))
             record_id = str(next(self.ids))
             self.key.set(record, int(record_id))
             self.rows[record_id] = record
@@ -99,7 +114,10 @@ class Table:
             record = self.rows[record_id]
             if replace:
                 record.clear()
-            _merge_into(record, copy.deepcopy(changes))
+            changes = copy.deepcopy(changes)
+            for source in self.moved:
+                _take(changes, source)
+            _merge_into(record, changes)
             self.key.set(record, int(record_id))  # the id is the remote's, not the client's
             self._stamp(record_id)
             return copy.deepcopy(record)
@@ -190,6 +208,20 @@ class Table:
     @property
     def logs_deletes(self) -> bool:
         return isinstance(self.spec.deletes, EndpointDeletes)
+
+
+def _take(record: dict[str, Any], path: JsonPath) -> Any:
+    """Remove the value at ``path`` (and a parent it leaves empty); return it."""
+    value = path.first(record)
+    steps = [str(s) for s in path.steps]
+    parent: Any = record
+    for step in steps[:-1]:
+        parent = parent.get(step) if isinstance(parent, dict) else None
+    if isinstance(parent, dict):
+        parent.pop(steps[-1], None)
+        if len(steps) > 1 and not parent:
+            record.pop(steps[0], None)
+    return value
 
 
 def _merge_into(target: dict[str, Any], changes: dict[str, Any]) -> None:

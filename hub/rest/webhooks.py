@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -71,6 +72,9 @@ class HmacSignature(KindSpec):
     """What is signed: the raw body, timestamp + separator + body, or URL + separator + body."""
     separator: str = ""
     timestamp_header: str | None = None
+    timestamp_format: Literal["epoch", "iso"] = "epoch"
+    """How the timestamp header writes the time: Unix seconds, or ISO 8601 (Zendesk's
+    ``2024-05-01T12:00:00Z``)."""
     window: float = Field(300, gt=0)
     """Deliveries whose timestamp is further than this many seconds from now are refused."""
     secret: str = "{settings.webhook_secret}"
@@ -169,10 +173,23 @@ def sign(
     headers: dict[str, str] = {}
     timestamp = None
     if spec.timestamp_header:
-        timestamp = str(int(time.time() if now is None else now))
+        moment = int(time.time() if now is None else now)
+        timestamp = str(moment)
+        if spec.timestamp_format == "iso":
+            timestamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         headers[spec.timestamp_header] = timestamp
     headers[spec.header] = _digest(spec, secret, _signed(spec, body, timestamp, url))
     return headers
+
+
+def _seconds(timestamp: str | None, fmt: str) -> str | float | None:
+    """The timestamp header as Unix seconds (ISO 8601 read when declared)."""
+    if fmt != "iso" or not timestamp:
+        return timestamp
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise WebhookRejected(401, "timestamp is not an ISO 8601 time") from None
 
 
 def _render(template: str | None, settings: Any) -> str | None:
@@ -234,7 +251,7 @@ class DeclaredReceiver(WebhookReceiver):
         timestamp = None
         if sig.timestamp_header:
             timestamp = request.headers.get(sig.timestamp_header.lower())
-            check_timestamp(timestamp, sig.window)
+            check_timestamp(_seconds(timestamp, sig.timestamp_format), sig.window)
         url = _render(sig.url, self.settings) if sig.signed == "url+body" else None
         if sig.signed == "url+body" and not url:
             raise WebhookRejected(401, "no webhook URL is configured to check the signature")

@@ -75,7 +75,17 @@ def subset(document: dict[str, Any], operations: Iterable[str]) -> dict[str, Any
 def subset_text(source: Path, operations: Iterable[str]) -> str:
     """The subset of ``source`` as the text the command writes."""
     raw = source.read_bytes()
-    result = subset(json.loads(raw), operations)
+    if source.suffix in (".yaml", ".yml"):  # Zendesk publishes YAML
+        import yaml
+
+        class Loader(yaml.SafeLoader):  # YAML 1.1 reads a bare `=` as its "value" tag
+            pass
+
+        Loader.add_constructor("tag:yaml.org,2002:value", Loader.construct_scalar)
+        document = yaml.load(raw, Loader=Loader)  # a SafeLoader with one more tag
+    else:
+        document = json.loads(raw)
+    result = subset(document, operations)
     result["info"] = {
         **result.get("info", {}),
         "x-subset-of": {"file": source.name, "sha256": hashlib.sha256(raw).hexdigest()},
