@@ -170,7 +170,12 @@ def _stream(
             found.append(((*at, op, "read_first"), "read_first needs the stream's 'fetch'"))
         for key, text in write.set.items():
             _path(found, (*at, op, "set", key), key)
-            _template(found, (*at, op, "set", key), text, {"settings": settings, "hub": {"id"}})
+            _template(
+                found,
+                (*at, op, "set", key),
+                text,
+                {"settings": settings, "hub": {"id"}, "data": None},
+            )
     if s.upsert is not None:
         _path(found, (*at, "upsert", "key"), s.upsert.key)
     if s.batch is not None:

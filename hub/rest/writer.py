@@ -10,6 +10,7 @@ finds nothing to delete succeeded. Batches are answered item by item.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import Any
 
@@ -117,9 +118,11 @@ class Writer:
     def _body(self, write: WriteSpec, data: dict[str, Any], change: Change) -> Any:
         body = dict(data)
         hub = {"id": change.entity_id or change.idempotency_key}
+        values = {"settings": self.s.settings, "hub": hub, "data": data}
         for path, template in write.set.items():
-            values = {"settings": self.s.settings, "hub": hub}
-            JsonPath(path).set(body, self.s.template(template).render(values))
+            if JsonPath(path).first(body) in (None, ""):
+                with contextlib.suppress(KeyError):
+                    JsonPath(path).set(body, self.s.template(template).render(values))
         if write.version == "body" and change.version is not None:
             assert self.s.version_field is not None
             JsonPath(self.s.version_field.text).set(body, change.version)
