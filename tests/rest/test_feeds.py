@@ -57,7 +57,7 @@ async def test_a_feed_goes_on_from_where_its_last_page_pointed(kind: str) -> Non
 def test_a_streams_own_limit_is_answered_with_429_once_spent() -> None:
     limit = {"rate": 3, "per_seconds": 60}
     spec = declaration({"rate_limit": limit, "paginator": "none", "incremental": None})
-    with served(spec, size=1) as (_, app, url):
+    with served(spec, size=1) as (_, _app, url):
         auth = {"Authorization": "Bearer sandbox-api-key"}
         codes = [httpx.get(f"{url}/contacts", headers=auth) for _ in range(4)]
     assert [c.status_code for c in codes] == [200, 200, 200, 429]
