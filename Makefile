@@ -21,9 +21,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crmhub demo
 
-# three workers, one test file each at a time: most tests wait on sockets and child processes
+# three workers sharing out the tests: most of them wait on sockets and child processes
 test: $(STAMP)
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	$(BIN)/pytest -q -n 3 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -96,7 +96,7 @@ async def renew_all(hub: Hub) -> list[str]:
         try:
             if await renew_connection(hub, name):
                 renewed.append(name)
-                log.info("push subscriptions of %r renewed", name)
+                log.info("renewal turn of %r done", name)
         except CrmhubError as exc:
-            log.warning("renewing the push subscriptions of %r failed: %s", name, exc)
+            log.warning("the renewal turn of %r failed: %s", name, exc)
     return renewed

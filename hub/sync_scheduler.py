@@ -72,8 +72,9 @@ HOUSEKEEPING_TASK = "crmhub.housekeeping"
 OWED_TASK = "crmhub.owed"
 OWED_CHECK_SECONDS = 60.0
 RENEWAL_TASK = "crmhub.renewals"
-RENEWAL_CHECK = timedelta(minutes=10)
-"""How often the daemon looks for push subscriptions due for renewal (``hub.renewals``)."""
+RENEWAL_CHECK = timedelta(minutes=1)
+"""How often the daemon looks for connections whose upkeep is due (``hub.renewals``: push
+subscriptions to renew, Slack notifications to post); each has its own ``renew_every``."""
 MIN_GRACE = timedelta(minutes=1)
 # Statuses after which the next start runs the connection again at once.
 

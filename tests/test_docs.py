@@ -37,6 +37,7 @@ HELP_ONLY = {
     ("runs", "approve"),
     ("conflicts", "resolve"),
     ("entities", "merge"),
+    ("slack", "test"),
 }
 
 

@@ -47,6 +47,7 @@ from hub.config import Config
 from hub.errors import CrmhubError
 from hub.registry import Registry
 from hub.runtime import Hub
+from hub.usage import load_usage
 
 registry_factory: Callable[[], Registry] | None = None
 """Where commands get their connectors; ``None``: the installed entry points. Tests and
@@ -227,6 +228,7 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
     """
     statuses = {s.connection: s for s in await _status_vault(hub).list_status()}
     unusable = await _unusable(hub, list(statuses))
+    usage = await load_usage(hub.store)
     rows = []
     for name, conn in sorted(hub.config.connections.items()):
         try:
@@ -253,6 +255,7 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
                 if status and status.refreshed_at
                 else None,
                 "last_error": last_error,
+                "usage": (usage.get(name) or {}).get("summary") or None,
             }
         )
     return rows
@@ -293,7 +296,9 @@ def connections(as_json: bool = JsonOption) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("connection", "connector", "auth", "status", "expires", "last error")
+    usage = any(row["usage"] for row in rows)  # API usage reported by connectors (Xero)
+    columns = ["connection", "connector", "auth", "status", "expires", "last error"]
+    table = Table(*columns, *(["usage"] if usage else []))
     for row in rows:
         style = {"ok": "green", "needs_reauth": "red", "not usable": "red"}.get(row["status"], "")
         table.add_row(
@@ -303,6 +308,7 @@ def connections(as_json: bool = JsonOption) -> None:
             f"[{style}]{row['status']}[/]" if style else row["status"],
             (row["expires_at"] or "")[:16].replace("T", " "),
             row["last_error"] or "",
+            *([row["usage"] or ""] if usage else []),
         )
     console.print(table)
 

@@ -10,4 +10,5 @@ from hub.cli import (  # noqa: F401
     outbox_commands,
     plugin_commands,
     relation_commands,
+    slack_commands,
 )

@@ -4,10 +4,11 @@
 
 Keeps the description's ``openapi``, ``info``, ``servers`` and ``security`` as they are, the
 named operations verbatim (with their path's shared parameters), and every component the
-kept parts reference, followed transitively. The result is written with sorted keys, so
-running the command again on the same source gives the same file byte for byte; ``info``
-gains ``x-subset-of`` naming the source file and its SHA-256. A big description then loads
-in milliseconds, and the subset's provenance can be checked by running this again.
+kept parts reference, followed transitively (a YAML source is read as YAML). The result is
+written with sorted keys, so running the command again on the same source gives the same
+file byte for byte; ``info`` gains ``x-subset-of`` naming the source file and its SHA-256.
+A big description then loads in milliseconds, and the subset's provenance can be checked
+by running this again.
 """
 
 from __future__ import annotations
@@ -72,19 +73,28 @@ def subset(document: dict[str, Any], operations: Iterable[str]) -> dict[str, Any
     return out
 
 
+def _yaml(raw: bytes) -> Any:
+    """YAML as JSON would have it: times stay text (YAML's own timestamps are not JSON)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc,valid-type]
+        yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in base.yaml_implicit_resolvers.items()
+        }
+
+    # YAML 1.1 reads a bare `=` (Zendesk's descriptions have one) as its "value" tag
+    Loader.add_constructor("tag:yaml.org,2002:value", Loader.construct_scalar)
+    return yaml.load(raw, Loader=Loader)
+
+
 def subset_text(source: Path, operations: Iterable[str]) -> str:
     """The subset of ``source`` as the text the command writes."""
     raw = source.read_bytes()
-    if source.suffix in (".yaml", ".yml"):  # Zendesk publishes YAML
-        import yaml
-
-        class Loader(yaml.SafeLoader):  # YAML 1.1 reads a bare `=` as its "value" tag
-            pass
-
-        Loader.add_constructor("tag:yaml.org,2002:value", Loader.construct_scalar)
-        document = yaml.load(raw, Loader=Loader)  # a SafeLoader with one more tag
-    else:
-        document = json.loads(raw)
+    yaml_source = source.suffix in (".yaml", ".yml")  # Xero and Zendesk publish YAML
+    document = _yaml(raw) if yaml_source else json.loads(raw)
     result = subset(document, operations)
     result["info"] = {
         **result.get("info", {}),

@@ -128,6 +128,7 @@ def test_new_mail_is_pushed_and_forged_pushes_leave_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_sigkill_during_a_first_sync_of_20000_messages(folder: Path, processes: Processes) -> None:
     sandbox, daemon = setup(
         folder,

@@ -140,6 +140,7 @@ def test_subscriptions_notifications_and_lifecycle(outlook: tuple[MailSandbox, D
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_sigkill_during_a_first_sync_of_20000_messages(
     tmp_path: Path, processes: Processes
 ) -> None:
