@@ -251,7 +251,13 @@ class RestSandbox:
         return hits
 
     def _over(self, api: StreamApi, op: str) -> Response | None:
-        """A stream's own limit (listings only): the 429 once it is spent."""
+        """The account's limit (told in ``limit_headers``) and a stream's own (listings
+        only): the 429 once one is spent."""
+        client = self.spec.client.rate_limit
+        if self.spec.sandbox.limit_headers and client is not None and client.rate is not None:
+            hits = self._window("client", 60)
+            if len(hits) >= int(client.rate * 60 / client.per_seconds):
+                return self.throttle(max(1, math.ceil(hits[0] + 60 - time.monotonic())))
         limit = api.spec.rate_limit
         if op != "pull" or limit is None or limit.rate is None:
             return None
@@ -267,7 +273,8 @@ class RestSandbox:
             return response
         per_minute = int(limit.rate * 60 / limit.per_seconds)
         hits = self._window("client", 60)
-        hits.append(time.monotonic())
+        if response.status_code != 429:
+            hits.append(time.monotonic())
         if "limit" in names:
             response.headers[names["limit"]] = str(per_minute)
         if "remaining" in names:

@@ -140,3 +140,21 @@ async def test_oauth_offered_beside_another_auth_takes_stored_tokens() -> None:
     assert not isinstance(made, httpx.BasicAuth)
     password = StaticCredentials(username="u", password="p")
     assert isinstance(await build_auth(basic, password, "c", {}, oauth), httpx.BasicAuth)
+
+
+def test_the_account_limit_is_told_in_headers_and_answered_with_429_once_spent() -> None:
+    spec = declaration(
+        {"paginator": "none", "incremental": None},
+        client={
+            "base_url": "https://people.example/api",
+            "auth": "bearer",
+            "rate_limit": {"rate": 3, "per_seconds": 60},
+        },
+        sandbox={"limit_headers": {"limit": "X-Limit", "remaining": "X-Left"}},
+    )
+    with served(spec, size=1) as (_, _app, url):
+        auth = {"Authorization": "Bearer sandbox-api-key"}
+        answers = [httpx.get(f"{url}/contacts", headers=auth) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["X-Left"] for a in answers] == ["2", "1", "0", "0"]
+    assert answers[0].headers["X-Limit"] == "3" and "Retry-After" in answers[-1].headers
