@@ -115,3 +115,40 @@ async def test_zendesk_syncs_both_ways_with_references(
         server.stop()
         remove_remote(people.name)
         remove_remote(crm_tickets.name)
+
+
+async def test_zendesk_over_oauth_refreshes_and_keeps_the_rotated_refresh_token(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auth.flows import open_vault, resolve, store_oauth_token
+
+    monkeypatch.setenv("CRMHUB_SECRET_KEY_FILE", str(tmp_path / "crmhub.key"))
+    app = create_sandbox(fast_loaded(), size=2)
+    oauth = app.oauth
+    assert oauth is not None
+    oauth.revoke_access_on_refresh = True  # Zendesk: a refresh deletes the previous tokens
+    url, server = serve_sandbox(app)
+    (tmp_path / "crmhub.toml").write_text(
+        f'[hub]\ndatabase = "{sqlite_url}"\n\n'
+        f'[connections.zd]\nconnector = "zendesk"\nsubdomain = "acme"\nbase_url = "{url}"\n\n'
+        '[connections.zd.oauth]\nkind = "oauth2"\nclient_id = "sandbox-client"\n'
+        f'client_secret = "sandbox-secret"\nauthorize_url = "{url}/oauth/authorize"\n'
+        f'token_url = "{url}/oauth/token"\n'
+    )
+    registry = Registry.discover(extra={"zendesk": fast_zendesk()})
+    hub = await Hub.open(load_config(tmp_path / "crmhub.toml"), registry, auth=VaultAuth())
+    try:
+        grant = oauth.issue_grant(scope="read users:write organizations:write tickets:write")
+        await store_oauth_token(open_vault(hub, create_key=True), resolve(hub, "zd"), grant)
+        assert (await sync_connection(hub, "zd")).status == "ok"
+        assert len(await entities(hub, "contact")) == 2
+        oauth.expire_access_tokens()
+        app.provider.add("users", {"name": "Cy New", "email": "cy@example.com"})
+        report = await sync_connection(hub, "zd")
+        assert report.status == "ok", report.error
+        assert len(await entities(hub, "contact")) == 3 and oauth.refresh_requests == 1
+        kept = await open_vault(hub).get("zd")
+        assert kept is not None and kept.data["refresh_token"] != grant["refresh_token"]
+    finally:
+        await hub.close()
+        server.stop()
