@@ -104,8 +104,9 @@ ZENDESK_API = ApiDescription(
             why="OAuth bearer tokens are not described",
         ),
         # Zendesk answers any endpoint with 429 and Retry-After when throttled (rate limits
-        # page), 401 to credentials it does not take, 404 RecordNotFound for an unknown record and 422 RecordInvalid for a record
-        # it refuses; the description lists only the successful answers of most operations.
+        # page), 401 to credentials it does not take, 404 RecordNotFound for an unknown
+        # record and 422 RecordInvalid for a record it refuses; the description lists only
+        # the successful answers of most operations.
         Defect(
             "response",
             "*",
