@@ -122,3 +122,17 @@ def test_hooks_keep_end_users_and_take_comments_out_of_ticket_events() -> None:
     assert (made["id"], made["ticket_id"], made["author_id"], made["body"]) == (71, 5, 3, "Hi")
     assert made["created_at"] == "2024-05-01T12:00:00Z"
     assert comment({"id": 10, "ticket_id": 5, "child_events": []}) is None
+
+
+def test_oauth_endpoints_are_the_accounts_own() -> None:
+    from auth.providers import resolve_oauth
+    from hub.errors import ConfigError
+
+    cls = declared(DECLARATION)
+    table = {"kind": "oauth2", "client_id": "crmhub"}
+    resolved = resolve_oauth(cls, {"subdomain": "acme", "oauth": table}, connection="support")
+    assert resolved.settings.authorize_url == "https://acme.zendesk.com/oauth/authorizations/new"
+    assert resolved.settings.token_url == "https://acme.zendesk.com/oauth/tokens"
+    assert resolved.settings.rotates_refresh_tokens
+    with pytest.raises(ConfigError, match="needs the setting 'subdomain'"):
+        resolve_oauth(cls, {"oauth": table}, connection="support")
