@@ -27,7 +27,6 @@ from tests.connectors.zendesk_kit import DECLARATION, fast_loaded, fast_zendesk
 AUTH = ("sandbox-user/token", "sandbox-password")
 
 
-@pytest.mark.slow  # reading the whole YAML description takes seconds
 def test_the_subset_is_cut_from_the_copied_description() -> None:
     made = subset_text(SPEC_DIR / "zendesk_support_oas.yaml", OPERATIONS)
     assert (SPEC_DIR / "support_subset.json").read_text(encoding="utf-8") == made
