@@ -19,10 +19,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import math
 import time
 import uuid
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -40,6 +38,7 @@ from hub.rest.jsonpath import JsonPath
 from hub.rest.load import Loaded
 from hub.rest.model import Declaration, EndpointDeletes, FakeSpec
 from hub.rest.sandbox_api import Refused, StreamApi, json_answer, refusal
+from hub.rest.sandbox_limits import Limits
 from hub.rest.sandbox_state import Table, seeded_times
 from hub.rest.template import Template
 from hub.rest.webhooks import HmacSignature, sign
@@ -95,7 +94,7 @@ class RestSandbox:
         self.in_flight = 0
         self.max_in_flight = 0
         self.retry_after = self.spec.sandbox.retry_after
-        self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.limits = Limits(self.spec)
         fakes = self.spec.sandbox.streams
         self.tables = {
             n: Table(n, s, self.now, *((fakes[n].defaults, fakes[n].moved) if n in fakes else ()))
@@ -138,7 +137,7 @@ class RestSandbox:
         for table in self.tables.values():
             table.reset()
         self.in_flight = self.max_in_flight = 0
-        self.hits.clear()
+        self.limits.clear()
         self.fill(self.seed, self.size)
 
     def fill(self, seed: int, size: int | None) -> None:
@@ -243,44 +242,6 @@ class RestSandbox:
             value = f"{wait:g}"
         return json_answer(body, status, {retry.header: value})
 
-    def _window(self, key: str, per: float) -> deque[float]:
-        """The times of ``key``'s requests in the last ``per`` seconds."""
-        hits, now = self.hits[key], time.monotonic()
-        while hits and hits[0] <= now - per:
-            hits.popleft()
-        return hits
-
-    def _over(self, api: StreamApi, op: str) -> Response | None:
-        """The account's limit (told in ``limit_headers``) and a stream's own (listings
-        only): the 429 once one is spent."""
-        client = self.spec.client.rate_limit
-        if self.spec.sandbox.limit_headers and client is not None and client.rate is not None:
-            hits = self._window("client", 60)
-            if len(hits) >= int(client.rate * 60 / client.per_seconds):
-                return self.throttle(max(1, math.ceil(hits[0] + 60 - time.monotonic())))
-        limit = api.spec.rate_limit
-        if op != "pull" or limit is None or limit.rate is None:
-            return None
-        hits = self._window("stream:" + (api.spec.limit_key or api.name), limit.per_seconds)
-        if len(hits) >= limit.rate:
-            return self.throttle(max(1, math.ceil(hits[0] + limit.per_seconds - time.monotonic())))
-        hits.append(time.monotonic())
-        return None
-
-    def _tell_limits(self, response: Response) -> Response:
-        names, limit = self.spec.sandbox.limit_headers, self.spec.client.rate_limit
-        if not names or limit is None or limit.rate is None:
-            return response
-        per_minute = int(limit.rate * 60 / limit.per_seconds)
-        hits = self._window("client", 60)
-        if response.status_code != 429:
-            hits.append(time.monotonic())
-        if "limit" in names:
-            response.headers[names["limit"]] = str(per_minute)
-        if "remaining" in names:
-            response.headers[names["remaining"]] = str(max(0, per_minute - len(hits)))
-        return response
-
     def _api(self, api: StreamApi, op: str, handler: Handler) -> Handler:
         limit = self.spec.client.rate_limit
         cap = limit.concurrency if limit else None
@@ -291,15 +252,15 @@ class RestSandbox:
                 return refused
             if cap is not None and self.in_flight >= cap:
                 return self.throttle()
-            over = self._over(api, op)
-            if over is not None:
-                return self._tell_limits(over)
+            wait = self.limits.spent(api.name, api.spec, op)
+            if wait is not None:
+                return self.limits.tell(self.throttle(wait))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                return self._tell_limits(await handler(request))
+                return self.limits.tell(await handler(request))
             except Refused as exc:
-                return self._tell_limits(api.refused(exc, op))
+                return self.limits.tell(api.refused(exc, op))
             finally:
                 self.in_flight -= 1
 
