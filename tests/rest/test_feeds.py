@@ -158,3 +158,13 @@ def test_the_account_limit_is_told_in_headers_and_answered_with_429_once_spent()
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert [a.headers["X-Left"] for a in answers] == ["2", "1", "0", "0"]
     assert answers[0].headers["X-Limit"] == "3" and "Retry-After" in answers[-1].headers
+
+
+def test_oauth_endpoints_may_only_name_declared_settings() -> None:
+    from hub.rest.load import DeclarationError, load_declaration
+
+    oauth = {"kind": "oauth2", "authorize_url": "https://{settings.host}/a", "token_url": "t"}
+    client = {"base_url": "https://people.example/api", "auth": "bearer", "oauth": oauth}
+    with pytest.raises(DeclarationError, match=r"client.oauth.authorize_url.*no settings 'host'"):
+        load_declaration(declaration(client=client))
+    load_declaration(declaration(client=client, settings={"host": {}}))
