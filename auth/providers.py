@@ -18,6 +18,7 @@ any of those settings from ``crmhub.toml``::
 from __future__ import annotations
 
 import functools
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -163,6 +164,7 @@ def resolve_oauth(
     client_id = overrides.client_id
     client_secret = overrides.client_secret
     problems: list[Problem] = []
+    settings = _filled(settings, connection_settings, label, make, problems)
     required = ["authority"] if kind == "msal" else ["authorize_url", "token_url"]
     for key in required:
         if not getattr(settings, key):
@@ -187,6 +189,30 @@ def resolve_oauth(
         client_secret=str(client_secret) if client_secret else None,
         redirect_uri=settings.redirect_uri or default_redirect or default_redirect_uri(),
     )
+
+
+_SETTING = re.compile(r"\{settings\.(\w+)\}")
+
+
+def _filled(
+    settings: OAuthSettings,
+    values: dict[str, Any],
+    label: str,
+    make: Any,
+    problems: list[Problem],
+) -> OAuthSettings:
+    """Endpoints written with the connection's settings (Zendesk's
+    ``https://{settings.subdomain}.zendesk.com/oauth/tokens``) filled in from them."""
+    updates: dict[str, str] = {}
+    for key in ("authorize_url", "token_url", "revocation_url", "metadata_url"):
+        text = getattr(settings, key)
+        if not isinstance(text, str) or "{settings." not in text:
+            continue
+        for name in _SETTING.findall(text):
+            if values.get(name) in (None, ""):
+                problems.append(make(f"{label} needs the setting {name!r} for its {key}", name))
+        updates[key] = _SETTING.sub(lambda m: str(values.get(m.group(1)) or ""), text)
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def connection_auth_settings(config: Config, name: str) -> dict[str, Any]:

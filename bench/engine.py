@@ -1,12 +1,18 @@
 """Engine throughput: 100,000 contacts across two connections (in-process remotes).
 
     .venv/bin/python bench/engine.py [--records 100000] [--database URL] [--busy]
+    .venv/bin/python -m bench.engine --relations [--references-first] [--records N] [--database URL]
 
 Prints the initial sync's records/s, an incremental sync with 1% and with 0% changed,
 and the peak RSS. With ``--busy`` a thread of the same process spins the whole time, as
 another run's mapping or a burst of webhooks does in the daemon: the figures then show what
 the database driver's waits for the interpreter lock cost. HTTP is not measured here (see
 bench/ratelimit.py, bench/webhooks.py).
+
+``--relations``: one connection with three streams, ``--records`` contacts naming a tenth
+as many companies by the remote's id, and twice as many activities naming their contact;
+the initial sync and a 1% incremental, once with the references resolved and once with the
+same ids copied as plain text (each in a new store), and the peak RSS.
 By default the store is a new SQLite file; with ``--database postgresql+psycopg://...`` the
 run gets a schema of its own in that database, dropped at the end.
 """
@@ -100,8 +106,19 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: SQLite)")
     parser.add_argument("--busy", action="store_true", help="a busy thread beside the syncs")
+    parser.add_argument("--relations", action="store_true", help="the relations case")
+    parser.add_argument(
+        "--references-first", action="store_true", help="relations: the references case first"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
+    if args.relations:
+        from bench.relations import run_relations
+
+        await run_relations(
+            args.records, args.database, tmp, database, reverse=args.references_first
+        )
+        return
     with database(args.database, tmp) as url, busy_thread(args.busy):
         await run(args.records, url, tmp)
 

@@ -22,10 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/email.py shares its name with the standard library's ``email`` package: this
-# folder must not be on the import path, or httpx's ``import email.parser`` finds it.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 

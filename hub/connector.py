@@ -120,6 +120,8 @@ class Change:
     remote_id: str | None = None
     version: str | None = None
     record: dict[str, Any] | None = None
+    entity_id: str | None = None
+    """The hub's id of the record written (an ``external_id`` some APIs keep for us)."""
 
 
 @dataclass

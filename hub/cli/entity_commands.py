@@ -119,7 +119,10 @@ def entities_show(
     table = Table("field", "value", "set by", "at")
     for name, value in sorted(ent["fields"].items()):
         prov = ent["provenance"].get(name) or [None, None]
-        table.add_row(name, json.dumps(value), prov[0] or "(person)", _when(prov[1]))
+        shown = json.dumps(value)
+        if prov[2:] == ["unparsed"]:
+            shown += " (kept as written: could not be parsed)"
+        table.add_row(name, shown, prov[0] or "(person)", _when(prov[1]))
     console.print(table)
     links_table = Table("connection", "stream", "remote id", "version")
     for lk in ent["links"]:

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.config import DeletePolicy
+from hub.engine.context import RunContext
 from hub.engine.writes import OutboxQueue
 from hub.runtime import Hub
 from hub.store import utcnow
@@ -35,6 +36,15 @@ async def linked_count(db: AsyncConnection, connection: str, stream: str) -> int
         )
         or 0
     )
+
+
+async def has_links(db: AsyncConnection, connection: str, stream: str) -> bool:
+    found = await db.scalar(
+        select(links.c.id)
+        .where(links.c.connection == connection, links.c.stream == stream)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def hold(db: AsyncConnection, run_id: str, link_ids: list[str]) -> None:
@@ -76,3 +86,45 @@ async def apply_deletes(
             queue.add(other_connection, other_stream, entity_id, op="delete")
     await queue.flush(db)
     return len(ids)
+
+
+async def handle_removed(
+    ctx: RunContext, db: AsyncConnection, stream: str, remote_ids: list[str], linked: int
+) -> None:
+    """Records of ``stream`` deleted remotely: apply the delete policy, or hold the run when
+    they exceed the guard (``linked``: the stream's links before the run)."""
+    rows: list[Any] = []
+    for i in range(0, len(remote_ids), 5000):
+        chunk = remote_ids[i : i + 5000]
+        rows.extend(
+            (
+                await db.execute(
+                    select(links).where(
+                        links.c.connection == ctx.name,
+                        links.c.stream == stream,
+                        links.c.remote_id.in_(chunk),
+                    )
+                )
+            ).all()
+        )
+    if not rows:
+        return
+    if guard_exceeded(ctx.hub, len(rows), linked):
+        if not ctx.plan:
+            from hub.engine.holds import supersede_older
+
+            await hold(db, ctx.run_id, [r.id for r in rows])
+            await supersede_older(db, ctx)
+        ctx.held = True
+        ctx.count("deletes_held", len(rows))
+        ctx.errors.append(
+            f"{ctx.name}: {len(rows)} of {linked} linked records were deleted remotely; "
+            f"held for approval (crmhub runs approve {ctx.run_id}); what this run would "
+            "have created waits with them (a changed key column looks like deletes plus "
+            "creates)"
+        )
+        return
+    n = await apply_deletes(ctx.hub, db, ctx.name, ctx.conn.hub.delete_policy, rows)
+    ctx.count("deleted", n)
+    if ctx.plan:
+        ctx.plan_hub_changes.extend({"deleted_remote": r.remote_id} for r in rows)

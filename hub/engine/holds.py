@@ -8,7 +8,8 @@ are removed again and its cursor put back, and the next run sees the same change
 
 Held deletions are kept per record (``pending_deletes``: run, link). A later run that sees a
 held record again takes it out of the hold, so approving an old hold never deletes a record
-that came back; a hold superseded by a later held run of the same connection is refused.
+that came back. A new hold supersedes the connection's older ones (status ``superseded``,
+naming the new run): it saw the records as they are now, and only it can be approved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.engine.context import RunContext
@@ -99,6 +100,32 @@ async def keep_back_creates(
     return len(created)
 
 
+async def supersede_older(db: AsyncConnection, ctx: RunContext) -> None:
+    """The connection's older held runs give way to this one (held in the same transaction)."""
+    older = [
+        r
+        for (r,) in await db.execute(
+            select(runs.c.id).where(
+                runs.c.connection == ctx.name,
+                runs.c.status == RunStatus.HELD,
+                runs.c.id != ctx.run_id,
+            )
+        )
+    ]
+    if not older:
+        return
+    await db.execute(delete(pending_deletes).where(pending_deletes.c.run_id.in_(older)))
+    await db.execute(
+        update(runs)
+        .where(runs.c.id.in_(older))
+        .values(
+            status=RunStatus.SUPERSEDED,
+            error=f"superseded by the later held run {ctx.run_id}, which saw the records as "
+            "they are now",
+        )
+    )
+
+
 @dataclass
 class Approval:
     applied: int
@@ -115,6 +142,11 @@ async def approve(hub: Hub, run_id: str) -> Approval:
         run = (await db.execute(select(runs).where(runs.c.id == run_id))).one_or_none()
         if run is None:
             raise ApprovalRefused(f"no run with id {run_id!r}")
+        if run.status == RunStatus.SUPERSEDED:
+            raise ApprovalRefused(
+                f"run {run_id} of connection {run.connection!r} was {run.error}: approve that "
+                "one if its deletions are right"
+            )
         if run.status != RunStatus.HELD:
             raise ApprovalRefused(
                 f"run {run_id} of connection {run.connection!r} is not held (it is "

@@ -8,7 +8,8 @@ that the lease is still the run's own (holder and epoch): a run that lost it fai
 ``LeaseLost`` and its transaction is rolled back. On PostgreSQL the check locks the lease
 row for share until the commit, so nobody takes the lease between check and commit; SQLite
 has one writer at a time anyway. Connectors ask through ``ConnectorContext.check_lease``
-right before a write the hub cannot roll back (the CSV connector's final rename).
+right before a write the hub cannot roll back (the CSV connector's final rename). A run's
+lease that expired is not renewed when the run wakes up: the next run may take it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import LeaseLost
@@ -29,7 +31,7 @@ class RunLease:
     def __init__(self, store: Store, connection: str, *, ttl: float) -> None:
         self.store = store
         self.connection = connection
-        self.lease = Lease(store, f"run:{connection}", ttl=ttl)
+        self.lease = Lease(store, f"run:{connection}", ttl=ttl, fenced=True)
 
     async def __aenter__(self) -> RunLease:
         await self.lease.acquire()
@@ -61,6 +63,12 @@ async def fenced(
     """``transaction``, whose commit is refused (``LeaseLost``, rolled back) when ``lease``
     has passed to another run meanwhile. ``None``: not fenced (plans write nothing)."""
     async with transaction as db:
-        yield db
+        try:
+            yield db
+        except IntegrityError:
+            # A row the other run wrote first (a link, a key): the lost lease is the reason.
+            if lease is not None:
+                await lease.check_now()
+            raise
         if lease is not None:
             await lease.check(db)

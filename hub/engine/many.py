@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Mapping
 
 from hub.engine.context import RunContext
@@ -48,7 +47,6 @@ async def sync_connections(
 
         planned = {r.connection: r for r in await plan_runs(hub, enabled, full, progress)}
         return [planned.get(n) or RunReport(new_id(), n, RunStatus.SKIPPED) for n in names]
-    clock = time.monotonic()
     reports: dict[str, RunReport] = {}
     async with contextlib.AsyncExitStack() as stack:
         members: list[tuple[RunContext, RunReport]] = []
@@ -76,7 +74,4 @@ async def sync_connections(
         finally:
             for ctx, report in members:
                 await finish_run(ctx, report)
-    duration = time.monotonic() - clock
-    for report in reports.values():
-        report.duration = duration
     return [reports.get(n) or RunReport(new_id(), n, RunStatus.SKIPPED) for n in names]

@@ -41,6 +41,8 @@ async def plan_runs(
             try:
                 opened = await open_run(hub, name, full, stack, plan=True)
             except CrmhubError as exc:
+                if len(names) == 1:
+                    raise
                 members.append((None, RunReport(new_id(), name, RunStatus.FAILED, error=str(exc))))
                 continue
             members.append((opened, RunReport(opened.run_id, name, RunStatus.PLAN)))

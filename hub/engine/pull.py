@@ -22,7 +22,7 @@ from hub.engine.context import RunContext, StreamContext
 from hub.engine.duplicates import report_matches
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
 from hub.engine.references import PageReferences, index_references, owe_renamed
-from hub.engine.unparsed import keep_unparsed
+from hub.engine.unparsed import UNPARSED, keep_unparsed
 from hub.engine.writes import LINK_COLUMNS, OutboxQueue, rekey, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import KEY_FIELDS, match_keys
@@ -64,6 +64,8 @@ class Prepared:
     errors: list[str]
     deleted: list[str]
     cursor: Any
+    unparsed: dict[str, set[str]] = field(default_factory=dict)
+    """Fields each record (by remote id) holds as written: its value could not be parsed."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -99,6 +101,10 @@ class _PageState:
     """(entity id, field, remote value) of open conflicts the remote moved on in."""
     matches: list[tuple[RemoteRecord, str]] = field(default_factory=list)
     """Records seen for the first time that matched an existing golden record."""
+    unparsed: dict[str, set[str]] = field(default_factory=dict)
+    """Fields each record (by remote id) holds as written (``Prepared.unparsed``)."""
+    weaker: dict[str, str] = field(default_factory=dict)
+    """Golden records matched by a weaker key, by remote id (``weaker_matches``)."""
 
 
 class PageApplier:
@@ -149,25 +155,35 @@ class PageApplier:
         keys: dict[str, list[tuple[str, str]]] = {}
         messages: list[str] = []
         problems: list[FieldProblem] = []
+        unparsed: dict[str, set[str]] = {}
         for rec in page.records:
             canon = to_canonical(rec.data, problems)
             if problems:
-                messages.extend(keep_unparsed(name, stream, rec, canon, problems))
+                messages.extend(keep_unparsed(name, stream, rec, canon, problems, unparsed))
                 problems.clear()
             records.append((rec, canon))
             keys[rec.id] = match_keys(entity_type, canon, region)
-        return Prepared(records, keys, messages, page.deleted, page.cursor)
+        return Prepared(records, keys, messages, page.deleted, page.cursor, unparsed)
 
     # ---- reading: what the store knows of the page's records -------------------------------
 
     async def _load(self, db: AsyncConnection, page: Prepared) -> _PageState:
         """The page's links, the golden records they or their match keys lead to, and
         those records' open conflicts; references resolved."""
-        state = _PageState(known=await self._links(db, [rec.id for rec, _ in page.records]))
+        known = await self._links(db, [rec.id for rec, _ in page.records])
+        state = _PageState(known=known, unparsed=page.unparsed)
         await self.references.resolve(db, page.records, state.known)
         state.by_key = await self._identities(db, page, state.known)
+        unmatched = {
+            rec.id: keys
+            for rec, _ in page.records
+            if rec.id not in state.known and (keys := page.keys[rec.id])
+            and keys[0] not in state.by_key
+        }  # fmt: skip
+        state.weaker = await self.references.weaker_matches(db, unmatched)
         entity_ids = {link.entity_id for link in state.known.values()}
-        await self._entities(db, entity_ids | set(state.by_key.values()), state)
+        entity_ids |= set(state.by_key.values()) | set(state.weaker.values())
+        await self._entities(db, entity_ids, state)
         state.held = await self._open_conflicts(db, list(state.loaded))
         return state
 
@@ -274,12 +290,13 @@ class PageApplier:
         take_id = self.ids.take
         strongest = own_keys[0] if own_keys else None
         match_id = state.by_key.get(strongest) if strongest else None
+        match_id = match_id or state.weaker.get(rec.id)
         ent = state.loaded.get(match_id) if match_id else None
         if ent is not None:
             link = state.known[rec.id] = _Link(take_id(), ent.id, rec.id, None, {}, new=True)
             state.matches.append((rec, ent.id))
             return ent, link, False
-        ent = self._create(canon, rec, take_id())
+        ent = self._create(canon, rec, take_id(), state.unparsed.get(rec.id, set()))
         ent.keys = own_keys
         state.loaded[ent.id] = ent
         if strongest:
@@ -288,14 +305,19 @@ class PageApplier:
         state.known[rec.id] = link
         return ent, link, True
 
-    def _create(self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str) -> _Entity:
+    def _create(
+        self, canon: dict[str, Any], rec: RemoteRecord, entity_id: str, unparsed: set[str]
+    ) -> _Entity:
         stamp = [self.ctx.name, (rec.modified_at or self.ctx.started).isoformat()]
         values = {k: v for k, v in canon.items() if v is not None}
+        # one list for every field: provenance entries are replaced, never changed
+        provenance = dict.fromkeys(values, stamp)
+        for f in unparsed:
+            provenance[f] = [*stamp, UNPARSED]
         return _Entity(
             id=entity_id,
             fields=values,
-            # one list for every field: provenance entries are replaced, never changed
-            provenance=dict.fromkeys(values, stamp),
+            provenance=provenance,
             new=True,
             changed=True,
             keys_changed=True,
@@ -314,6 +336,7 @@ class PageApplier:
         ctx = self.ctx
         paths = self.sctx.mapping.remote_paths
         held = state.held.get(ent.id, set())
+        unparsed = state.unparsed.get(rec.id, ())
         # A source without change times is judged by when the hub first saw the change.
         remote_at_default = rec.modified_at or ctx.started
         for f, remote in canon.items():
@@ -344,6 +367,8 @@ class PageApplier:
                 prefer=ctx.conn.hub.prefer,
             )
             self._take(outcome, ent, link, f, (base, remote, hub_value), remote_at, held, state)
+            if outcome is Outcome.TAKE_REMOTE and f in unparsed:
+                ent.provenance[f].append(UNPARSED)  # a list of its own (made by _take)
         if rec.version != link.version:
             link.version = rec.version
             link.changed = True

@@ -241,6 +241,7 @@ class Pusher:
                     idempotency_key=row.id,
                     remote_id=link.remote_id,
                     version=link.remote_version,
+                    entity_id=row.entity_id,
                     # base + change: a value the push transforms refuse is left out
                     record=self.mapping.to_remote(whole, errors=[]),
                 )
@@ -255,7 +256,12 @@ class Pusher:
                 return owed
             data = self.mapping.to_remote(shown)
             owed.change = Change(
-                key=row.id, op="create", data=data, idempotency_key=row.id, record=data
+                key=row.id,
+                op="create",
+                data=data,
+                idempotency_key=row.id,
+                record=data,
+                entity_id=row.entity_id,
             )
         return owed
 

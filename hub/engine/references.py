@@ -35,6 +35,10 @@ __all__ = ["PageReferences", "index_references", "owe_renamed", "ref_values"]
 Wanted = tuple[str, dict[str, Any], str, Reference, list[str], bool]
 """(remote id, canonical values, field, reference, keys in order, some key unreadable)"""
 
+WEAKER_KEYS: dict[str, tuple[str, str]] = {"company": ("domain", "name")}
+"""Entity type -> (strong kind, weak kind): a record whose strong key matches nothing may be
+the record of the same weak key that has no strong key yet (see ``weaker_matches``)."""
+
 KEY_SUFFIX = "#key"
 """A link's base keeps, beside a reference named by a key, the key both sides agreed on
 (``base["company#key"] = ["acme"]``): a remote still showing a company's old name (renamed
@@ -178,6 +182,47 @@ class PageReferences:
             ],
         )
         ctx.count("references_pending", len(pending))
+
+    async def weaker_matches(
+        self, db: AsyncConnection, unmatched: dict[str, list[tuple[str, str]]]
+    ) -> dict[str, str]:
+        """Records whose strongest key matched nothing, matched by a weaker key to a record
+        that lacks the stronger kind: a company with a domain is the company of that name
+        created from a spreadsheet's company column (which had no domain), never a company
+        that has another domain. Remote id -> entity id."""
+        weaker = WEAKER_KEYS.get(self.sctx.stream.entity)
+        if not weaker or not unmatched:
+            return {}
+        strong, weak = weaker
+        wanted: dict[str, str] = {}
+        for rec_id, keys in unmatched.items():
+            kinds = dict(keys)
+            if strong in kinds and weak in kinds:
+                wanted[rec_id] = kinds[weak]
+        if not wanted:
+            return {}
+        entity_type = self.sctx.stream.entity
+        where = {"entity_type": entity_type, "kind": weak}
+        found = dict(
+            await select_in(
+                db, entity_keys, ("value", "entity_id"), where, "value", set(wanted.values())
+            )
+        )
+        if not found:
+            return {}
+        stronger = {
+            entity_id
+            for entity_id, kind in await select_in(
+                db, entity_keys, ("entity_id", "kind"), {"entity_type": entity_type}, "entity_id",
+                set(found.values()),
+            )
+            if kind == strong
+        }  # fmt: skip
+        return {
+            rec_id: found[value]
+            for rec_id, value in wanted.items()
+            if value in found and found[value] not in stronger
+        }
 
     def note_keys(self, links_of: dict[str, Any]) -> None:
         """After the merge: where a link's base took the page's reference, keep the key

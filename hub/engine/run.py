@@ -132,6 +132,7 @@ async def run_phase(
         def db_factory() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
             return fenced(ctx.lease, ctx.hub.store.begin())
 
+    clock = time.monotonic()
     try:
         await phase(ctx, db_factory, full, progress, stop)
         if ctx.held:
@@ -155,6 +156,8 @@ async def run_phase(
         if unexpected == "raise":
             await finish_run(ctx, report)
             raise
+    finally:
+        report.duration += time.monotonic() - clock
 
 
 async def finish_run(ctx: RunContext, report: RunReport) -> None:
@@ -231,12 +234,12 @@ async def _pull_stream(
         stored = await db.scalar(
             select(cursors.c.value).where(cursors.c.connection == name, cursors.c.stream == stream)
         )
-        # The delete guard's share counts the links that existed before this run.
-        linked_before = await deletes.linked_count(db, name, stream)
+        had_links = await deletes.has_links(db, name, stream)
         holding = await holds.has_holds(db, name, stream)
     cursor = None if full else stored
     applier = PageApplier(ctx, sctx)
-    applier.track_new = linked_before > 0
+    # Only a connection with links can see deletions (and be held): keep its new ids.
+    applier.track_new = had_links
     pages = 0
     all_full_scan = True
     async with read_ahead(ctx.connector.pull(sctx.stream, cursor), applier.prepare) as ahead:
@@ -264,48 +267,13 @@ async def _pull_stream(
             )
             removed.update(r for (r,) in linked if r not in applier.seen_remote_ids)
         if removed:
-            await _deletes(ctx, db, stream, sorted(removed), linked_before)
+            # The delete guard's share counts the links that existed before this run.
+            before = await deletes.linked_count(db, name, stream) - len(applier.new_link_ids)
+            await deletes.handle_removed(ctx, db, stream, sorted(removed), before)
         if ctx.held:
             await holds.keep_back_creates(
                 db, ctx, stream, applier.created_ids, applier.new_link_ids, stored
             )
-
-
-async def _deletes(
-    ctx: RunContext, db: AsyncConnection, stream: str, remote_ids: list[str], linked: int
-) -> None:
-    rows: list[Any] = []
-    for i in range(0, len(remote_ids), 5000):
-        chunk = remote_ids[i : i + 5000]
-        rows.extend(
-            (
-                await db.execute(
-                    select(links).where(
-                        links.c.connection == ctx.name,
-                        links.c.stream == stream,
-                        links.c.remote_id.in_(chunk),
-                    )
-                )
-            ).all()
-        )
-    if not rows:
-        return
-    if deletes.guard_exceeded(ctx.hub, len(rows), linked):
-        if not ctx.plan:
-            await deletes.hold(db, ctx.run_id, [r.id for r in rows])
-        ctx.held = True
-        ctx.count("deletes_held", len(rows))
-        ctx.errors.append(
-            f"{ctx.name}: {len(rows)} of {linked} linked records were deleted remotely; "
-            f"held for approval (crmhub runs approve {ctx.run_id}); what this run would "
-            "have created waits with them (a changed key column looks like deletes plus "
-            "creates)"
-        )
-        return
-    n = await deletes.apply_deletes(ctx.hub, db, ctx.name, ctx.conn.hub.delete_policy, rows)
-    ctx.count("deleted", n)
-    if ctx.plan:
-        ctx.plan_hub_changes.extend({"deleted_remote": r.remote_id} for r in rows)
 
 
 __all__ = ["LeaseHeld", "RunReport", "sync_connection"]

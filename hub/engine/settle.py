@@ -34,47 +34,65 @@ FETCH_MAX = 1000
 
 
 async def settle_pending(ctx: RunContext, transaction: Transaction) -> None:
-    """Resolve what can be resolved of every stream's pending references."""
+    """Resolve what can be resolved of every stream's pending references. The distinct
+    names waiting are looked up first, so a run with many references that still wait (mail
+    from people who are no contact) reads each name once and touches no record."""
     for sctx in ctx.streams:
         refs = PageReferences(ctx, sctx)
         if not refs.refs:
             continue
         await _fetch_targets(ctx, sctx, refs, transaction)
-        after: tuple[str, str, str] | None = None
-        while True:
-            async with transaction(sctx.stream.entity) as db:
-                rows = await _pending(ctx, sctx, db, after)
-                if rows:
-                    await _settle(ctx, sctx, refs, db, rows)
-            if len(rows) < BATCH:
-                break
-            after = tuple(rows[-1][:3])
-
-
-async def _pending(
-    ctx: RunContext,
-    sctx: StreamContext,
-    db: AsyncConnection,
-    after: tuple[str, str, str] | None = None,
-) -> list[Any]:
-    """A batch of the stream's pending references, in key order after ``after``."""
-    p = pending_refs.c
-    query = (
-        select(p.remote_id, p.field, p.value, p.target_type, p.by)
-        .where(p.connection == ctx.name, p.stream == sctx.stream.name)
-        .order_by(p.remote_id, p.field, p.value)
-        .limit(BATCH)
-    )
-    if after is not None:
-        r, f, v = after
-        query = query.where(
-            or_(
-                p.remote_id > r,
-                and_(p.remote_id == r, p.field > f),
-                and_(p.remote_id == r, p.field == f, p.value > v),
+        async with transaction(sctx.stream.entity) as db:
+            p = pending_refs.c
+            await db.execute(  # fields the mapping no longer reads wait for nothing
+                delete(pending_refs).where(
+                    p.connection == ctx.name,
+                    p.stream == sctx.stream.name,
+                    p.field.not_in(list(refs.refs)),
+                )
             )
-        )
-    return list((await db.execute(query)).all())
+            hits = await _resolvable(ctx, sctx, refs, db)
+        names = sorted({v for found in hits.values() for v in found})
+        for i in range(0, len(names), BATCH):
+            async with transaction(sctx.stream.entity) as db:
+                rows = await select_in(
+                    db,
+                    pending_refs,
+                    ("remote_id", "field", "value", "target_type", "by"),
+                    {"connection": ctx.name, "stream": sctx.stream.name},
+                    "value",
+                    names[i : i + BATCH],
+                )
+                await _settle(ctx, sctx, refs, db, rows, hits)
+
+
+async def _named(
+    ctx: RunContext, sctx: StreamContext, db: AsyncConnection
+) -> dict[tuple[str, str], list[str]]:
+    """The distinct names the stream's pending references wait for, per (type, key kind)."""
+    p = pending_refs.c
+    rows = await db.execute(
+        select(p.target_type, p.by, p.value)
+        .where(p.connection == ctx.name, p.stream == sctx.stream.name)
+        .distinct()
+    )
+    named: dict[tuple[str, str], list[str]] = {}
+    for target, by, value in rows:
+        named.setdefault((target, by), []).append(value)
+    return named
+
+
+async def _resolvable(
+    ctx: RunContext, sctx: StreamContext, refs: PageReferences, db: AsyncConnection
+) -> dict[tuple[str, str], dict[str, str]]:
+    """The waiting names that now name a record: (type, key kind) -> name -> hub id."""
+    hits: dict[tuple[str, str], dict[str, str]] = {}
+    for (target, by), values in (await _named(ctx, sctx, db)).items():
+        for i in range(0, len(values), BATCH):
+            found = await refs.look_up(db, target, by, values[i : i + BATCH])
+            if found:
+                hits.setdefault((target, by), {}).update(found)
+    return hits
 
 
 async def _fetch_targets(
@@ -84,20 +102,17 @@ async def _fetch_targets(
     if ctx.plan:
         return
     async with transaction(sctx.stream.entity) as db:
-        rows = await _pending(ctx, sctx, db)
         wanted: dict[str, set[str]] = {}
-        for _, _, value, target, by in rows:
+        for (target, by), values in (await _named(ctx, sctx, db)).items():
             if by == "id":
-                wanted.setdefault(target, set()).add(value)
-        for target, values in list(wanted.items()):
-            wanted[target] = values - set(await refs.look_up(db, target, "id", values))
+                wanted[target] = set(values) - set(await refs.look_up(db, target, "id", values))
     from hub.engine.pull import PageApplier  # the pull step uses this module
 
-    for target, values in wanted.items():
+    for target, ids in wanted.items():
         for other in ctx.streams:
-            if other.stream.entity != target or not values:
+            if other.stream.entity != target or not ids:
                 continue
-            records = await ctx.connector.fetch(other.stream, sorted(values)[:FETCH_MAX])
+            records = await ctx.connector.fetch(other.stream, sorted(ids)[:FETCH_MAX])
             if not records:
                 continue
             ctx.count("references_fetched", len(records))
@@ -111,24 +126,16 @@ async def _settle(
     refs: PageReferences,
     db: AsyncConnection,
     rows: list[Any],
+    hits: dict[tuple[str, str], dict[str, str]],
 ) -> None:
-    """Resolve what can be of one batch of pending references."""
-    groups: dict[tuple[str, str], set[str]] = {}
-    for _, _, value, target, by in rows:
-        groups.setdefault((target, by), set()).add(value)
-    hits: dict[tuple[str, str], dict[str, str]] = {
-        group: await refs.look_up(db, group[0], group[1], values)
-        for group, values in groups.items()
-    }
+    """Merge the references of ``rows`` that ``hits`` resolves into their records."""
     resolved: dict[str, dict[str, list[str]]] = {}
     done: list[tuple[str, str, str]] = []
     for remote_id, f, value, target, by in rows:
-        hit = hits[(target, by)].get(value)
+        hit = hits.get((target, by), {}).get(value)
         if hit is not None and f in refs.refs:
             resolved.setdefault(remote_id, {}).setdefault(f, []).append(hit)
             done.append((remote_id, f, value))
-        elif f not in refs.refs:
-            done.append((remote_id, f, value))  # the mapping no longer reads the field
     if not done:
         return
     stream = sctx.stream.name

@@ -132,8 +132,10 @@ async def build_auth(
     credentials: Credentials | None,
     connection: str,
     settings: dict[str, Any],
+    oauth: OAuth2Auth | None = None,
 ) -> httpx.Auth | None:
-    """The httpx auth of one connection, from its stored credential."""
+    """The httpx auth of one connection, from its stored credential (OAuth tokens go the
+    ``oauth`` way when the declaration offers it beside ``spec``)."""
     if isinstance(spec, NoAuth):
         return None
     if credentials is None:
@@ -143,6 +145,8 @@ async def build_auth(
     if isinstance(spec, OAuth2Auth):
         return credentials.auth()
     secret = await credentials.secret()
+    if oauth is not None and secret.get("access_token"):
+        return credentials.auth()
     if isinstance(spec, BasicAuth):
         values = {"secret": secret, "settings": settings}
         try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from hub.rest.auth import BasicAuth
+from hub.rest.auth import BasicAuth, OAuth2Auth
 from hub.rest.base import resolve_hook
 from hub.rest.jsonpath import JsonPath, JsonPathError
 from hub.rest.model import Declaration, EndpointDeletes, StreamSpec
@@ -46,6 +46,12 @@ def check(spec: Declaration, base_dir: Path | None, hooks: dict[str, Any]) -> Fo
         _template(found, ("client", "auth", "username"), client.auth.username, creds)
         _template(found, ("client", "auth", "password"), client.auth.password, creds)
     _path(found, ("client", "error_message"), client.error_message)
+    for where, oauth in (("auth", client.auth), ("oauth", client.oauth)):
+        if isinstance(oauth, OAuth2Auth):  # endpoints may name the connection's settings
+            for key in ("authorize_url", "token_url", "revocation_url"):
+                text = getattr(oauth, key)
+                if text:
+                    _template(found, ("client", where, key), text, plain)
     for name, stream in spec.streams.items():
         found.extend(_stream(("streams", name), stream, settings, base_dir, hooks))
     if spec.webhooks is not None:
@@ -121,7 +127,7 @@ def _stream(
         _path(found, (*at, "incremental", "cursor_field"), s.incremental.cursor_field)
         _time(found, (*at, "incremental", "format"), s.incremental.format)
     paginator = s.paginator
-    for key in ("has_more", "total", "total_pages"):
+    for key in ("has_more", "end", "total", "total_pages"):
         _path(found, (*at, "paginator", key), getattr(paginator, key, None))
     if isinstance(paginator, CursorPaginator):
         _path(found, (*at, "paginator", "cursor"), paginator.cursor)
@@ -168,6 +174,14 @@ def _stream(
             found.append(((*at, op, "version"), "version = 'body' needs a version 'field'"))
         if write.read_first and s.fetch is None:
             found.append(((*at, op, "read_first"), "read_first needs the stream's 'fetch'"))
+        for key, text in write.set.items():
+            _path(found, (*at, op, "set", key), key)
+            _template(
+                found,
+                (*at, op, "set", key),
+                text,
+                {"settings": settings, "hub": {"id"}, "data": None},
+            )
     if s.upsert is not None:
         _path(found, (*at, "upsert", "key"), s.upsert.key)
     if s.batch is not None:

@@ -118,7 +118,9 @@ class RestConnector(Connector):
         values = {"settings": self.values}
         override = None if "base_url" in self.declaration.settings else self.values["base_url"]
         base_url = override or Template(client.base_url).render(values)
-        auth = await build_auth(client.auth, self.context.credentials, self.connection, self.values)
+        auth = await build_auth(
+            client.auth, self.context.credentials, self.connection, self.values, client.oauth
+        )
         key = Template(client.limit_key).render(values) if client.limit_key else self.connection
         made = make_client(
             base_url=base_url.rstrip("/") + "/",
@@ -189,6 +191,8 @@ def declared(
     spec = loaded.spec
     auth = spec.client.auth
     oauth: OAuthSettings | None = auth.settings() if isinstance(auth, OAuth2Auth) else None
+    if oauth is None and spec.client.oauth is not None:
+        oauth = spec.client.oauth.settings()  # chosen per connection with oauth.kind
     if mapping_dir is None and loaded.base_dir is not None:
         mapping_dir = loaded.base_dir / "mappings"
     receiver: type[WebhookReceiver] | None = None
@@ -207,7 +211,7 @@ def declared(
         "declaration": spec,
         "push_batch_size": spec.push_batch_size,
         "mapping_dir": mapping_dir,
-        "auth_kind": "oauth2" if oauth else CONNECT_KIND[auth.kind],
+        "auth_kind": "oauth2" if isinstance(auth, OAuth2Auth) else CONNECT_KIND[auth.kind],
         "oauth": oauth,
         "webhook": receiver,
         "__module__": __name__,

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hub.http import RateLimit, RetryPolicy
 from hub.records import EntityType
-from hub.rest.auth import AuthSpec, NoAuth
+from hub.rest.auth import AuthSpec, NoAuth, OAuth2Auth
 from hub.rest.base import KindSpec, Spec, kind_shorthand
 from hub.rest.errors import ErrorRule, RetryAfterSpec
 from hub.rest.paginators import BuiltinPaginatorSpec, NoPaginator, PaginatorSpec
@@ -55,6 +55,10 @@ class ClientSpec(Spec):
     base_url: str
     """The API's root URL; ``{settings.x}`` placeholders are filled from the connection."""
     auth: AuthSpec = NoAuth()
+    oauth: OAuth2Auth | None = None
+    """OAuth2 beside another ``auth`` (API tokens or OAuth, Zendesk): a connection whose
+    ``oauth.kind`` is ``oauth2`` connects through the browser flow, and a stored credential
+    holding an ``access_token`` is sent this way."""
     headers: dict[str, str] = {}
     rate_limit: RateLimit | None = None
     """``hub.http.RateLimit``: ``rate`` per ``per_seconds``, ``concurrency``, ``daily``."""
@@ -118,6 +122,9 @@ class IncrementalSpec(Spec):
     """Seconds to look back again each pull, for changes that become visible late."""
     window_max: int = Field(10_000, ge=1)
     """Most records remembered at the boundary to skip what was already pulled."""
+    resume: Literal["time", "next_page"] = "time"
+    """``next_page``: a change feed (Zendesk's incremental exports) names where to go on even
+    on its last page; the next pull starts with that request instead of asking by time."""
 
     @model_validator(mode="after")
     def _param(self) -> IncrementalSpec:
@@ -209,6 +216,10 @@ class StreamSpec(Spec):
     batch: BatchSpec | None = None
     idempotency_header: str | None = None
     """Header carrying each create's idempotency key (``Idempotency-Key``)."""
+    rate_limit: RateLimit | None = None
+    """A limit of this stream's listings of their own, on top of the client's (Zendesk's
+    incremental exports: 10 a minute), shared by the streams naming the same ``limit_key``."""
+    limit_key: str | None = None
     errors: list[ErrorRule] = []
     mapping: str | None = None
     """The default mapping file, relative to the declaration (default:
@@ -237,11 +248,33 @@ class FakeSpec(Spec):
 
     fields: dict[str, str] = {}
     size: int = Field(25, ge=0)
+    cursor_param: str = "page_token"
+    """Change feeds (``incremental.resume = "next_page"``): the query parameter of the next
+    URLs the sandbox hands out, holding its position."""
+    size_param: str | None = None
+    """Query parameter asking for a page size, where the paginator does not name one."""
+    defaults: dict[str, Any] = {}
+    """Values the sandbox gives records that come without them (``role = "end-user"``)."""
+    moved: dict[str, str] = {}
+    """Write-only fields and where the API keeps what they carry: a new ticket's
+    ``comment.body`` becomes its ``description``; in later writes they are dropped."""
+
+
+class WebhookShape(Spec):
+    """What the sandbox's webhooks look like (default: ``event`` and ``ids`` set, nothing
+    else): ``body`` is a payload whose texts are templates of ``{event}``, ``{id}``,
+    ``{uuid}``, ``{time}`` and ``{stream}``; ``events`` names each stream's event."""
+
+    body: dict[str, Any]
+    events: dict[str, str] = {}
 
 
 class SandboxSpec(Spec):
     """The generated sandbox: made-up records, a seed file, limits and keys."""
 
+    description: str | None = None
+    """Hook naming the provider's published API description (``hub.sandbox.ApiDescription``)
+    that every request, answer and webhook of the sandbox is held to."""
     streams: dict[str, FakeSpec] = {}
     seed: str | None = None
     """A JSON file (relative to the declaration): ``{"<stream>": [records...]}``."""
@@ -249,6 +282,11 @@ class SandboxSpec(Spec):
     """Fields each stream's creates must carry (else the sandbox refuses them)."""
     retry_after: float = Field(1.0, ge=0)
     """Seconds in the throttle answer's ``Retry-After``."""
+    webhook: WebhookShape | None = None
+    limit_headers: dict[str, str] = {}
+    """Headers of every answer telling the client's limit: ``limit`` and ``remaining`` name
+    them (``X-Rate-Limit``, ``X-Rate-Limit-Remaining``); counted per minute against the
+    client's ``rate_limit``, and each stream's own ``rate_limit`` answered with 429s."""
 
 
 class Declaration(Spec):

@@ -3,7 +3,11 @@
 Every paginator turns the stream's first request into the first page's (``start``) and,
 given an answer, names the next request or ``None`` to stop (``advance``). Stop conditions
 shared by all: an empty page ends the listing (``stop_on_empty``), and so does a false
-``has_more`` (a JSON path to a boolean in the body).
+``has_more`` or a true ``end`` (JSON paths to booleans in the body).
+
+Change feeds (Zendesk's incremental exports) hand out a position with their last page too:
+``follow`` names the request that continues from an answer whatever the stop conditions
+say, so a pull can keep it and the next pull starts there (``incremental.resume``).
 
 A ``custom`` paginator is a class named by ``hook`` (``package.module:Class``), made with
 ``options`` as keyword arguments, with the same two methods (see :class:`Paginator`).
@@ -94,13 +98,22 @@ class Paginator(Protocol):
 class _Base(KindSpec):
     has_more: str | None = None
     """JSON path to a boolean in the body; ``false`` ends the listing."""
+    end: str | None = None
+    """JSON path to a boolean in the body; ``true`` ends the listing (``$.end_of_stream``)."""
     stop_on_empty: bool = True
     """An answer with no records ends the listing."""
 
     def _ends(self, answer: PageAnswer) -> bool:
         if self.stop_on_empty and answer.count == 0:
             return True
+        if self.end is not None and JsonPath(self.end).first(answer.body) is True:
+            return True
         return self.has_more is not None and not JsonPath(self.has_more).first(answer.body)
+
+    def follow(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
+        """The request continuing after ``answer`` regardless of stop conditions (``None``:
+        the answer names none)."""
+        return None
 
     def start(self, request: PageRequest) -> PageRequest:
         return request
@@ -209,7 +222,12 @@ class _Cursor(_Base):
         return request.with_params(**{key: value})
 
     def _next(self, request: PageRequest, answer: PageAnswer, token: Any) -> PageRequest | None:
-        if token in (None, "") or self._ends(answer):
+        if self._ends(answer):
+            return None
+        return self._following(request, token)
+
+    def _following(self, request: PageRequest, token: Any) -> PageRequest | None:
+        if token in (None, ""):
             return None
         previous = (
             JsonPath(self.param).first(request.json or {})
@@ -230,6 +248,10 @@ class CursorPaginator(_Cursor):
 
     def advance(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
         return self._next(request, answer, JsonPath(self.cursor).first(answer.body))
+
+    def follow(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
+        token = JsonPath(self.cursor).first(answer.body)
+        return self._put(request, self.param, token) if token not in (None, "") else None
 
 
 class HeaderCursorPaginator(_Cursor):
@@ -262,8 +284,11 @@ class NextUrlPaginator(_Base):
     next: str
 
     def advance(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
+        return None if self._ends(answer) else self.follow(request, answer)
+
+    def follow(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
         link = JsonPath(self.next).first(answer.body)
-        if not isinstance(link, str) or not link or self._ends(answer):
+        if not isinstance(link, str) or not link:
             return None
         return replace(request, url=str(answer.response.request.url.join(link)), params={})
 

@@ -5,13 +5,15 @@ Cursor (JSON)::
     {"since": "2024-05-01T12:00:00+00:00" | null,   # ask for changes at or after this
      "seen": {id: key},                              # already pulled at the boundary
      "full_at": "..." | null,                        # the last complete listing (full_scan)
+     "next": {...},                                  # incremental.resume = "next_page"
      "resume": {...}}                                # only inside a pull: where to go on
 
 The first pull lists everything; later ones send ``since`` as declared (query parameter,
 body key or ``If-Modified-Since``) and skip what the boundary says was seen. ``since``
 stays ``overlap`` behind the newest change. Intermediate pages keep the pull's own start
 and the next request, so a pull interrupted by a crash resumes where it was; only the last
-page moves ``since`` forward.
+page moves ``since`` forward. A change feed (``resume = "next_page"``) also keeps the request
+its last page names (``next``), and later pulls start with it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import orjson
 from hub.connector import Cursor, Page
 from hub.errors import TransientError
 from hub.http import RetryingClient, send_with_retry
+from hub.http.ratelimit import limiter_for
 from hub.rest.jsonpath import JsonPath
 from hub.rest.model import EndpointDeletes, FullScanDeletes
 from hub.rest.paginators import PageAnswer, PageRequest
@@ -57,6 +60,7 @@ class _Start:
     seen: dict[str, str]
     full_at: datetime | None
     resume: dict[str, Any] | None
+    next: PageRequest | None = None
 
 
 def _start(cursor: Cursor | None) -> _Start:
@@ -72,6 +76,7 @@ def _start(cursor: Cursor | None) -> _Start:
         seen,
         parse_iso(cursor.get("full_at")),
         resume if isinstance(resume, dict) else None,
+        PageRequest.from_json(cursor.get("next")),
     )
 
 
@@ -91,8 +96,14 @@ class Reader:
         self.deletes = spec.deletes
         self.keyed = stream.version_field is not None
         self.tracked = inc is not None
+        self.feed = inc is not None and inc.resume == "next_page"
+        self.following: PageRequest | None = None
+        limit, key = spec.rate_limit, spec.limit_key or stream.name
+        self.limiter = limiter_for(f"{http.connection}:{key}", limit) if limit else None
 
     def _full_due(self, start: _Start, now: datetime) -> bool:
+        if self.feed and start.next is not None:
+            return False
         if start.since is None or self.s.spec.incremental is None:
             return True
         if isinstance(self.deletes, FullScanDeletes):
@@ -108,11 +119,16 @@ class Reader:
         started = parse_iso(resume.get("started")) or now
         self.window.restore(resume.get("window"))
         since = None if full else start.since
+        self.following = None if full else start.next
         scan = full and isinstance(self.deletes, FullScanDeletes)
         phase = resume.get("phase", "records")
         request = PageRequest.from_json(resume.get("request"))
         if phase == "records":
-            first = request or self._first(self.s.path, self.s.paginator, since)
+            first = (
+                request
+                or self._resumed(start, full)
+                or self._first(self.s.path, self.s.paginator, since)
+            )
             endpoint = isinstance(self.deletes, EndpointDeletes) and since is not None
             async for page, following in self._listing(first, start, since, endpoint):
                 page.full_scan = scan
@@ -134,6 +150,10 @@ class Reader:
                 else self._final(start, full, started)
             )
             yield page
+
+    def _resumed(self, start: _Start, full: bool) -> PageRequest | None:
+        """Where the feed said to go on, for a pull that is not a complete listing."""
+        return start.next if self.feed and not full else None
 
     def _first(self, path: str, paginator: Any, since: datetime | None) -> PageRequest:
         spec = self.s.spec
@@ -167,6 +187,15 @@ class Reader:
         return deletes.paginator.start(request)
 
     async def _send(self, request: PageRequest) -> tuple[httpx.Response, Any]:
+        if self.limiter is None:
+            return await self._sent(request)
+        slot = await self.limiter.acquire()
+        try:
+            return await self._sent(request)
+        finally:
+            slot.release()
+
+    async def _sent(self, request: PageRequest) -> tuple[httpx.Response, Any]:
         http = self.http
         response = await send_with_retry(
             http.client,
@@ -196,7 +225,11 @@ class Reader:
             self._take(raw, page, start.seen, since is not None)
             following = None
             if response.status_code != 304:
-                following = paginator.advance(request, PageAnswer(response, body, len(raw)))
+                answer = PageAnswer(response, body, len(raw))
+                following = paginator.advance(request, answer)
+                if self.feed:
+                    follow = getattr(paginator, "follow", None)
+                    self.following = (follow(request, answer) if follow else None) or request
             yield page, following
             if following is None:
                 return
@@ -256,6 +289,7 @@ class Reader:
             "since": start.since.isoformat() if start.since else None,
             "seen": start.seen,
             "full_at": start.full_at.isoformat() if start.full_at else None,
+            **self._next_json(),
             "resume": {
                 "phase": phase,
                 "full": full,
@@ -275,7 +309,11 @@ class Reader:
             "since": since.isoformat() if since else None,
             "seen": seen,
             "full_at": full_at.isoformat() if full_at else None,
+            **self._next_json(),
         }
+
+    def _next_json(self) -> dict[str, Any]:
+        return {"next": self.following.to_json()} if self.feed and self.following else {}
 
     def _truncate(self, moment: datetime) -> datetime:
         """``moment`` cut down to what the request's time format can say."""

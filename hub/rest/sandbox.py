@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -32,10 +33,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.rest.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
+from hub.rest.base import resolve_hook
 from hub.rest.jsonpath import JsonPath
 from hub.rest.load import Loaded
 from hub.rest.model import Declaration, EndpointDeletes, FakeSpec
 from hub.rest.sandbox_api import Refused, StreamApi, json_answer, refusal
+from hub.rest.sandbox_limits import Limits
 from hub.rest.sandbox_state import Table, seeded_times
 from hub.rest.template import Template
 from hub.rest.webhooks import HmacSignature, sign
@@ -91,7 +94,12 @@ class RestSandbox:
         self.in_flight = 0
         self.max_in_flight = 0
         self.retry_after = self.spec.sandbox.retry_after
-        self.tables = {n: Table(n, s, self.now) for n, s in self.spec.streams.items()}
+        self.limits = Limits(self.spec)
+        fakes = self.spec.sandbox.streams
+        self.tables = {
+            n: Table(n, s, self.now, *((fakes[n].defaults, fakes[n].moved) if n in fakes else ()))
+            for n, s in self.spec.streams.items()
+        }
         self.apis = {n: StreamApi(self.spec, n, t, loaded.hooks) for n, t in self.tables.items()}
         self.size: int | None = None
         self.seed = 0
@@ -129,6 +137,7 @@ class RestSandbox:
         for table in self.tables.values():
             table.reset()
         self.in_flight = self.max_in_flight = 0
+        self.limits.clear()
         self.fill(self.seed, self.size)
 
     def fill(self, seed: int, size: int | None) -> None:
@@ -164,6 +173,17 @@ class RestSandbox:
         hooks = self.spec.webhooks
         if hooks is None or not self.webhooks.url:
             return
+        shape = self.spec.sandbox.webhook
+        if shape is not None:
+            values = {
+                "event": shape.events.get(stream, f"{stream}.changed"),
+                "id": str(self.tables[stream].key.first(record)),
+                "uuid": str(uuid.uuid4()),
+                "time": self.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "stream": stream,
+            }
+            self.webhooks.send_sync(_filled(shape.body, values))
+            return
         payload: dict[str, Any] = {}
         event = next((e for e, s in hooks.events.items() if s == stream), f"{stream}.changed")
         if hooks.event:
@@ -185,7 +205,8 @@ class RestSandbox:
         auth = self.spec.client.auth
         if isinstance(auth, NoAuth):
             return None
-        if isinstance(auth, OAuth2Auth):
+        bearer = request.headers.get("authorization", "").startswith("Bearer ")
+        if isinstance(auth, OAuth2Auth) or (self.spec.client.oauth is not None and bearer):
             return self.oauth.bearer_error(request) if self.oauth is not None else None
         if isinstance(auth, BasicAuth):
             secret = {
@@ -208,11 +229,11 @@ class RestSandbox:
         status, body = refusal(self.spec.errors, "needs_reauth", "pull", "credentials refused")
         return json_answer(body, status)
 
-    def throttle(self) -> Response:
+    def throttle(self, wait: float | None = None) -> Response:
         """The throttle answer: the declared status, and the wait in the declared header."""
         retry = self.spec.client.retry_after
         status, body = refusal(self.spec.errors, "throttled", "pull", "rate limit exceeded")
-        wait = self.retry_after
+        wait = self.retry_after if wait is None else wait
         if retry.format == "epoch":
             value = str(int(time.time() + wait + 0.999))
         elif retry.format == "http_date":
@@ -231,12 +252,15 @@ class RestSandbox:
                 return refused
             if cap is not None and self.in_flight >= cap:
                 return self.throttle()
+            wait = self.limits.spent(api.name, api.spec, op)
+            if wait is not None:
+                return self.limits.tell(self.throttle(wait))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                return await handler(request)
+                return self.limits.tell(await handler(request))
             except Refused as exc:
-                return api.refused(exc, op)
+                return self.limits.tell(api.refused(exc, op))
             finally:
                 self.in_flight -= 1
 
@@ -316,6 +340,15 @@ class RestSandbox:
         ]
 
 
+def _filled(shape: Any, values: dict[str, Any]) -> Any:
+    """``shape`` with every text's placeholders filled."""
+    if isinstance(shape, dict):
+        return {k: _filled(v, values) for k, v in shape.items()}
+    if isinstance(shape, list):
+        return [_filled(v, values) for v in shape]
+    return Template(shape).render(values) if isinstance(shape, str) else shape
+
+
 def _signer(sandbox: RestSandbox) -> Callable[[bytes], dict[str, str]] | None:
     hooks = sandbox.spec.webhooks
     if hooks is None:
@@ -348,13 +381,17 @@ def create_sandbox(
     from hub.rest.load import load_declaration
 
     loaded = source if isinstance(source, Loaded) else load_declaration(source)
-    oauth = oauth_sandbox(seed=seed) if isinstance(loaded.spec.client.auth, OAuth2Auth) else None
+    client = loaded.spec.client
+    offers = isinstance(client.auth, OAuth2Auth) or client.oauth is not None
+    oauth = oauth_sandbox(seed=seed) if offers else None
     webhooks = WebhookSender(url=webhook_url)
     provider = RestSandbox(loaded, webhooks, oauth)
     webhooks.sign = _signer(provider)
     provider.fill(seed, size)
+    described = loaded.spec.sandbox.description
     app = RestSandboxApp(
         provider.app,
+        spec=resolve_hook(described, loaded.base_dir) if described else None,
         name=loaded.spec.name,
         seed=seed,
         throttle=provider.throttle,

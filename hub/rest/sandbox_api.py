@@ -19,9 +19,9 @@ from starlette.responses import Response
 
 from hub.rest.errors import ErrorRule
 from hub.rest.jsonpath import JsonPath
-from hub.rest.model import Declaration, EndpointDeletes, StreamSpec
-from hub.rest.paginators import CustomPaginator
-from hub.rest.sandbox_paging import serve
+from hub.rest.model import Declaration, EndpointDeletes, FakeSpec, StreamSpec
+from hub.rest.paginators import CursorPaginator, CustomPaginator, NextUrlPaginator
+from hub.rest.sandbox_paging import DEFAULT_PAGE, MAX_PAGE, feed_position, feed_token, serve
 from hub.rest.sandbox_state import Answer, Table
 from hub.rest.times import formatter, parser
 from hub.rest.writes import WriteSpec
@@ -136,8 +136,13 @@ class StreamApi:
 
     async def listing(self, request: Request) -> Response:
         body = await read_json(request) if self.spec.method == "POST" else None
-        since = self._since(request, body)
         inc = self.spec.incremental
+        fake = self.decl.sandbox.streams.get(self.name, FakeSpec())
+        param = self.paginator.param if isinstance(self.paginator, CursorPaginator) else None
+        position = feed_position(request.query_params.get(param or fake.cursor_param))
+        since = self._since(request, body) if position is None else None
+        if inc is not None and inc.resume == "next_page":
+            return self._feed(request, fake, position, since)
         if since is not None and inc and inc.send == "if_modified_since":
             # HTTP dates have whole seconds: changed in a later second than the one given
             ids = self.table.listing(since.replace(microsecond=0) + timedelta(seconds=1))
@@ -147,6 +152,32 @@ class StreamApi:
             ids = self.table.listing(since)
         served = serve(self.paginator, request, body, ids)
         return self._page(self.table.copies(served.items), served.fields, served.headers)
+
+    def _feed(
+        self, request: Request, fake: FakeSpec, position: int | None, since: datetime | None
+    ) -> Response:
+        """A change feed's page: what changed after the position (or since the time) in
+        the order of change, with where to go on, also on the last page."""
+        ids, upto = self.table.feed(position, since)
+        size_param = fake.size_param or getattr(self.paginator, "size_param", None)
+        asked = request.query_params.get(size_param) if size_param else None
+        size = min(int(asked) if asked and asked.isdigit() else DEFAULT_PAGE, MAX_PAGE)
+        page, end = ids[:size], len(ids) <= max(size, 1)
+        token = feed_token(upto if end else self.table.seqs[page[-1]])
+        fields: dict[str, Any] = {}
+        pager = self.paginator
+        if getattr(pager, "end", None) is not None:
+            fields[pager.end] = end
+        if getattr(pager, "has_more", None) is not None:
+            fields[pager.has_more] = not end
+        if isinstance(pager, NextUrlPaginator):
+            params = {fake.cursor_param: token}
+            if asked and size_param:
+                params[size_param] = str(size)
+            fields[pager.next] = str(request.url.replace_query_params(**params))
+        elif isinstance(pager, CursorPaginator):
+            fields[pager.cursor] = token
+        return self._page(self.table.copies(page), fields, {})
 
     def _page(self, items: list[Any], fields: dict[str, Any], headers: dict[str, str]) -> Response:
         root = JsonPath(self.spec.records)
@@ -312,7 +343,7 @@ class StreamApi:
         try:
             data = self._unwrap(write, await read_json(request))
             version = self._given_version(write, request, data)
-            replace = (write.method or "PATCH") == "PUT"
+            replace = (write.method or "PATCH") == "PUT" and not write.partial
             record = self.do_update(record_id, data, version, replace)
         except Refused as exc:
             return self.refused(exc, "update")

@@ -67,6 +67,8 @@ def _offset(token: Any) -> int:
 def _flags(paginator: Any, out: Served, more: bool, total: int) -> None:
     if paginator.has_more is not None:
         out.fields[paginator.has_more] = more
+    if getattr(paginator, "end", None) is not None:
+        out.fields[paginator.end] = not more
     if getattr(paginator, "total", None) is not None:
         out.fields[paginator.total] = total
 
@@ -129,6 +131,14 @@ def serve(paginator: Any, request: Request, body: Any, items: list[Any]) -> Serv
         raise TypeError(f"{type(paginator).__name__} has no serve() for the sandbox")
     page, fields, headers = serve_hook(dict(params), body, items)
     return Served(list(page), dict(fields), dict(headers))
+
+
+def feed_token(position: int) -> str:
+    return _token(position)
+
+
+def feed_position(token: Any) -> int | None:
+    return _offset(token) if isinstance(token, str) and token else None
 
 
 def _slice(paginator: Any, items: list[Any], offset: int, size: int) -> Served:

@@ -35,8 +35,17 @@ class Answer:
 class Table:
     """One stream's records. Thread-safe: tests edit while the server thread serves."""
 
-    def __init__(self, name: str, spec: StreamSpec, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: StreamSpec,
+        clock: Callable[[], datetime],
+        defaults: dict[str, Any] | None = None,
+        moved: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.defaults = defaults or {}
+        self.moved = {JsonPath(k): JsonPath(v) for k, v in (moved or {}).items()}
         self.spec = spec
         self.clock = clock
         self.key = JsonPath(spec.primary_key)
@@ -59,6 +68,8 @@ class Table:
             self.rows: dict[str, dict[str, Any]] = {}
             self.times: dict[str, datetime] = {}
             self.versions: dict[str, int] = {}
+            self.seqs: dict[str, int] = {}
+            """The change number of each record's last change (change feeds' positions)."""
             self.gone: dict[str, datetime] = {}
             """Deleted ids and when (listed by tombstone kinds and the deleted endpoint)."""
             self.idempotency: dict[str, Answer] = {}
@@ -74,6 +85,7 @@ class Table:
         record = self.rows[record_id]
         self.times[record_id] = moment
         self.versions[record_id] = self.versions.get(record_id, 0) + 1
+        self.seqs[record_id] = self.changes
         if self.changed_at is not None:
             self.changed_at.set(record, self.write_time(moment))
         if self.version is not None:
@@ -83,6 +95,12 @@ class Table:
         """A new record (the id is the remote's); returns it as stored."""
         with self.lock:
             record = copy.deepcopy(data)
+            for source, target in self.moved.items():
+                value = _take(record, source)
+                if value is not None and target.first(record) is None:
+                    target.set(record, value)
+            for key, value in self.defaults.items():
+                record.setdefault(key, copy.deepcopy(value))
             record_id = str(next(self.ids))
             self.key.set(record, int(record_id))
             self.rows[record_id] = record
@@ -96,7 +114,10 @@ class Table:
             record = self.rows[record_id]
             if replace:
                 record.clear()
-            _merge_into(record, copy.deepcopy(changes))
+            changes = copy.deepcopy(changes)
+            for source in self.moved:
+                _take(changes, source)
+            _merge_into(record, changes)
             self.key.set(record, int(record_id))  # the id is the remote's, not the client's
             self._stamp(record_id)
             return copy.deepcopy(record)
@@ -116,6 +137,7 @@ class Table:
             del self.rows[record_id]
             self.times.pop(record_id, None)
             self.versions.pop(record_id, None)
+            self.seqs.pop(record_id, None)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -145,6 +167,19 @@ class Table:
             self._listed = (since, self.changes, ids)
             return ids
 
+    def feed(self, after: int | None, since: datetime | None) -> tuple[list[str], int]:
+        """A change feed: ids changed after change number ``after`` (else changed at or
+        after ``since``, else every live record), in the order of their last change; and
+        the newest change number, where the feed goes on from once these are read."""
+        with self.lock:
+            if after is not None:
+                picked = [(n, i) for i, n in self.seqs.items() if n > after]
+            elif since is not None:
+                picked = [(n, i) for i, n in self.seqs.items() if self.times[i] >= since]
+            else:
+                picked = [(n, i) for i, n in self.seqs.items() if i not in self.gone]
+            return [i for _, i in sorted(picked)], self.changes
+
     def copies(self, ids: list[str]) -> list[dict[str, Any]]:
         """The records of ``ids`` (copies: the server serialises them after the lock)."""
         with self.lock:
@@ -173,6 +208,20 @@ class Table:
     @property
     def logs_deletes(self) -> bool:
         return isinstance(self.spec.deletes, EndpointDeletes)
+
+
+def _take(record: dict[str, Any], path: JsonPath) -> Any:
+    """Remove the value at ``path`` (and a parent it leaves empty); return it."""
+    value = path.first(record)
+    steps = [str(s) for s in path.steps]
+    parent: Any = record
+    for step in steps[:-1]:
+        parent = parent.get(step) if isinstance(parent, dict) else None
+    if isinstance(parent, dict):
+        parent.pop(steps[-1], None)
+        if len(steps) > 1 and not parent:
+            record.pop(steps[0], None)
+    return value
 
 
 def _merge_into(target: dict[str, Any], changes: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -70,6 +72,9 @@ class HmacSignature(KindSpec):
     """What is signed: the raw body, timestamp + separator + body, or URL + separator + body."""
     separator: str = ""
     timestamp_header: str | None = None
+    timestamp_format: Literal["epoch", "iso"] = "epoch"
+    """How the timestamp header writes the time: Unix seconds, or ISO 8601 (Zendesk's
+    ``2024-05-01T12:00:00Z``)."""
     window: float = Field(300, gt=0)
     """Deliveries whose timestamp is further than this many seconds from now are refused."""
     secret: str = "{settings.webhook_secret}"
@@ -131,7 +136,15 @@ class WebhookSpec(Spec):
     ids: str = "$.data.id"
     """JSON path of the ids of the records concerned (``$.items[*].id`` for several)."""
     events: dict[str, str] = {}
-    """Event name -> stream; without it every event concerns the first stream."""
+    """Event name -> stream; without it every event concerns the first stream. Names may
+    be patterns (``"zen:event-type:user.*"``)."""
+
+    def stream_of(self, event: Any) -> str | None:
+        """The stream an event concerns: an exact name first, then the first pattern."""
+        name = str(event)
+        if name in self.events:
+            return self.events[name]
+        return next((s for p, s in self.events.items() if fnmatchcase(name, p)), None)
 
 
 def _digest(spec: HmacSignature, secret: str, signed: bytes) -> str:
@@ -160,10 +173,23 @@ def sign(
     headers: dict[str, str] = {}
     timestamp = None
     if spec.timestamp_header:
-        timestamp = str(int(time.time() if now is None else now))
+        moment = int(time.time() if now is None else now)
+        timestamp = str(moment)
+        if spec.timestamp_format == "iso":
+            timestamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         headers[spec.timestamp_header] = timestamp
     headers[spec.header] = _digest(spec, secret, _signed(spec, body, timestamp, url))
     return headers
+
+
+def _seconds(timestamp: str | None, fmt: str) -> str | float | None:
+    """The timestamp header as Unix seconds (ISO 8601 read when declared)."""
+    if fmt != "iso" or not timestamp:
+        return timestamp
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise WebhookRejected(401, "timestamp is not an ISO 8601 time") from None
 
 
 def _render(template: str | None, settings: Any) -> str | None:
@@ -225,7 +251,7 @@ class DeclaredReceiver(WebhookReceiver):
         timestamp = None
         if sig.timestamp_header:
             timestamp = request.headers.get(sig.timestamp_header.lower())
-            check_timestamp(timestamp, sig.window)
+            check_timestamp(_seconds(timestamp, sig.timestamp_format), sig.window)
         url = _render(sig.url, self.settings) if sig.signed == "url+body" else None
         if sig.signed == "url+body" and not url:
             raise WebhookRejected(401, "no webhook URL is configured to check the signature")
@@ -261,7 +287,7 @@ class DeclaredReceiver(WebhookReceiver):
         spec = self.spec
         event = JsonPath(spec.event).first(payload) if spec.event else None
         if spec.events:
-            stream = spec.events.get(str(event))
+            stream = spec.stream_of(event)
             if stream is None:
                 return {}
         else:

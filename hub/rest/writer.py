@@ -10,6 +10,7 @@ finds nothing to delete succeeded. Batches are answered item by item.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import Any
 
@@ -91,7 +92,12 @@ class Writer:
         headers: dict[str, str] = {}
         body: Any = None
         data = change.data
-        if op == "update" and method == "PUT" and not write.read_first and change.record:
+        if (
+            op == "update"
+            and method == "PUT"
+            and not (write.read_first or write.partial)
+            and (change.record)
+        ):
             data = change.record  # a PUT replaces the record: send all of it as the hub knows it
         if op == "update" and write.read_first:
             current = await self._current(change.remote_id or "")
@@ -111,6 +117,12 @@ class Writer:
 
     def _body(self, write: WriteSpec, data: dict[str, Any], change: Change) -> Any:
         body = dict(data)
+        hub = {"id": change.entity_id or change.idempotency_key}
+        values = {"settings": self.s.settings, "hub": hub, "data": data}
+        for path, template in write.set.items():
+            if JsonPath(path).first(body) in (None, ""):
+                with contextlib.suppress(KeyError):
+                    JsonPath(path).set(body, self.s.template(template).render(values))
         if write.version == "body" and change.version is not None:
             assert self.s.version_field is not None
             JsonPath(self.s.version_field.text).set(body, change.version)

@@ -34,6 +34,13 @@ class WriteSpec(Spec):
     read_first: bool = False
     """For ``PUT`` updates of APIs that replace the whole record: read it, apply the
     changes to it and send all of it."""
+    partial: bool = False
+    """A ``PUT`` that changes only the fields it carries (Zendesk): send just the change."""
+    set: dict[str, str] = {}
+    """Fields given to every body of this write that lacks them, from templates:
+    ``{hub.id}`` is the hub's id of the record (an ``external_id`` that makes creates
+    idempotent), ``{data.x}`` a field of the record (a ticket's first comment from its
+    subject); a template whose field the record lacks gives nothing."""
 
 
 class UpsertSpec(WriteSpec):

@@ -85,13 +85,15 @@ def _yaml(raw: bytes) -> Any:
             for first, resolvers in base.yaml_implicit_resolvers.items()
         }
 
+    # YAML 1.1 reads a bare `=` (Zendesk's descriptions have one) as its "value" tag
+    Loader.add_constructor("tag:yaml.org,2002:value", Loader.construct_scalar)
     return yaml.load(raw, Loader=Loader)
 
 
 def subset_text(source: Path, operations: Iterable[str]) -> str:
     """The subset of ``source`` as the text the command writes."""
     raw = source.read_bytes()
-    yaml_source = source.suffix in (".yaml", ".yml")  # Xero publishes YAML
+    yaml_source = source.suffix in (".yaml", ".yml")  # Xero and Zendesk publish YAML
     document = _yaml(raw) if yaml_source else json.loads(raw)
     result = subset(document, operations)
     result["info"] = {

@@ -57,10 +57,14 @@ def _holder_is_dead(holder: str) -> bool:
 class Lease:
     """``async with Lease(store, "run:people"):`` holds the lease for the block, renewing it."""
 
-    def __init__(self, store: Store, name: str, *, ttl: float = 60.0) -> None:
+    def __init__(self, store: Store, name: str, *, ttl: float = 60.0, fenced: bool = False) -> None:
         self.store = store
         self.name = name
         self.ttl = ttl
+        self.fenced = fenced
+        """The holder's writes check ``holds``: an expired lease is then not renewed (it is
+        free for the next holder even when this one wakes up first, and this one stops at
+        its next write once it is taken). Unfenced holders renew it while nobody took it."""
         self.holder = make_holder()
         self.epoch = 0
         self._renewer: asyncio.Task[None] | None = None
@@ -112,10 +116,14 @@ class Lease:
             await asyncio.sleep(self.ttl / 3)
             with contextlib.suppress(Exception):
                 async with self.store.begin() as conn:
+                    now = utcnow()
+                    ours = and_(leases.c.name == self.name, leases.c.holder == self.holder)
+                    if self.fenced:
+                        ours = and_(ours, leases.c.expires_at >= now)
                     await conn.execute(
                         update(leases)
-                        .where(and_(leases.c.name == self.name, leases.c.holder == self.holder))
-                        .values(expires_at=utcnow() + timedelta(seconds=self.ttl))
+                        .where(ours)
+                        .values(expires_at=now + timedelta(seconds=self.ttl))
                     )
 
     async def holds(self, conn: AsyncConnection) -> str | None:

@@ -117,7 +117,8 @@ runs = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("connection", NAME, nullable=False),
-    Column("status", String(16), nullable=False),  # running|ok|failed|held|throttled|interrupted
+    # running|ok|failed|held|superseded|throttled|interrupted
+    Column("status", String(16), nullable=False),
     Column("full", Boolean, nullable=False, default=False),
     Column("started_at", TS, nullable=False),
     Column("finished_at", TS),

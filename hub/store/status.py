@@ -17,6 +17,8 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     HELD = "held"
     """Pulled and merged; the deletions it saw wait for ``crmhub runs approve``."""
+    SUPERSEDED = "superseded"
+    """Was held; a later held run of its connection saw the records as they are now."""
     THROTTLED = "throttled"
     """The provider refused more calls; ``runs.throttled_until`` says until when."""
     INTERRUPTED = "interrupted"

@@ -16,6 +16,7 @@ under pytest-asyncio's strict mode.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -37,6 +38,7 @@ from hub.rest.sandbox import (
     create_sandbox,
     sandbox_settings,
 )
+from hub.rest.sandbox_state import _take
 from hub.rest.template import Template
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
@@ -94,6 +96,7 @@ def declarative_contract(
     ident = next((p for p, t in templates.items() if t in IDENTITY), next(iter(templates)))
     edited = next((p for p, t in templates.items() if t in EDITED and p != ident), None)
     required = spec.sandbox.required.get(name, [])
+    moved = fields.moved if fields else {}
     writes_versions = any(
         w is not None and w.version != "none" for w in (stream_spec.update, stream_spec.delete)
     )
@@ -133,7 +136,17 @@ def declarative_contract(
             return _app(connector).provider.records(name)
 
         def _id(self, connector: Connector, identity: str) -> str:
-            found = _app(connector).provider.find(name, ident, identity)
+            provider = _app(connector).provider
+            found = provider.find(name, ident, identity)
+            if found is None:  # identities compare as ``identity`` writes them (lower case)
+                found = next(
+                    (
+                        str(provider.tables[name].key.first(r))
+                        for r in provider.records(name)
+                        if str(JsonPath(ident).first(r) or "").strip().lower() == identity
+                    ),
+                    None,
+                )
             assert found is not None, f"no {name} record with {ident} = {identity!r}"
             return found
 
@@ -167,7 +180,23 @@ def declarative_contract(
             return JsonPath(edited).set({}, f"{JsonPath(edited).first(data) or ''} Changed")
 
         def matches(self, pulled: dict[str, Any], expected: dict[str, Any]) -> bool:
+            if moved:  # write-only fields are read back where the API keeps them
+                expected = copy.deepcopy(expected)
+                for source, target in moved.items():
+                    value = _take(expected, JsonPath(source))
+                    if value is not None:
+                        JsonPath(target).set(expected, value)
             return _subset(pulled, expected)
+
+        @pytest.mark.asyncio
+        async def test_only_crmhub_errors_escape(self, connector: Connector) -> None:
+            violations = _app(connector).violations
+            await super().test_only_crmhub_errors_escape(connector)
+            # its odd writes (an empty create) are invalid on purpose: a description refuses
+            # them as the provider would; what the sandbox answered is still checked
+            for violation in violations.take():
+                if violation.direction != "request":
+                    violations.add(violation)
 
         def invalid_create(self, stream: Stream) -> Change | None:
             if not required:

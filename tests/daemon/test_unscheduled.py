@@ -73,7 +73,11 @@ async def test_unscheduled_connections_are_named_and_synced_when_owed_writes(
     caplog.set_level(logging.INFO, logger="crmhub.scheduler")
     async with SyncScheduler(hub, job=job, owed_check=0.3) as scheduler:
         await scheduler.start()
-        await asyncio.sleep(1.5)
+        for _ in range(150):  # the first owed check, however loaded the machine
+            if started:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # and a few more: only 'owed' is ever started
     assert started and set(started) == {"owed"}, started
     warned = {r.getMessage() for r in caplog.records if r.levelno == logging.WARNING}
     for name in ("owed", "later", "idle"):

@@ -116,6 +116,7 @@ def test_entities_duplicates_lists_them(tmp_path: Path, monkeypatch: pytest.Monk
     )
     monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # messages and cells unwrapped
     runner = CliRunner()
     result = runner.invoke(app, ["entities", "duplicates"])
     assert result.exit_code == 0 and "no golden record has several" in result.output

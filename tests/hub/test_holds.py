@@ -23,7 +23,7 @@ from hub.config import load_config
 from hub.engine import approve, sync_connection
 from hub.engine.holds import ApprovalRefused
 from hub.runtime import Hub
-from hub.store.schema import entities, links, outbox
+from hub.store.schema import entities, links, outbox, runs
 from tests.hub.enginekit import Setup
 
 
@@ -70,6 +70,7 @@ async def test_a_hold_superseded_by_a_later_hold_is_refused(held: Setup) -> None
     assert first.status == second.status == "held"
     assert second.counts["deletes_held"] == 5
     assert held.hub is not None
+    assert await held.count(runs, id=first.run_id, status="superseded") == 1
     with pytest.raises(ApprovalRefused) as refused:
         await approve(held.hub, first.run_id)
     assert second.run_id in str(refused.value) and "superseded" in str(refused.value)
@@ -153,6 +154,7 @@ def test_runs_approve_refuses_a_run_that_is_not_held(
     )
     monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # messages and cells unwrapped
     runner = CliRunner()
     assert runner.invoke(app, ["sync", "a", "--json"]).exit_code == 0
     [report] = json.loads(runner.invoke(app, ["sync", "a", "--json"]).output)

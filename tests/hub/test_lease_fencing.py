@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from connectors.csv.connector import CsvConnector
 from hub.config import load_config
 from hub.engine import sync_connection
-from hub.errors import LeaseLost
+from hub.errors import LeaseHeld, LeaseLost
 from hub.runtime import Hub
 from hub.store import Lease, Store
 from hub.store.schema import cursors, entities, leases, outbox
@@ -70,13 +70,18 @@ async def test_a_run_that_lost_its_lease_commits_no_further_page(
     taken: dict[str, Any] = {}
     original = MemoryConnector.pull
 
+    async def take_over_and_count() -> None:
+        taken["lease"] = await take_over(hub.store, "crm")
+        taken["entities"] = await count(hub.store, entities)
+
     async def stalling(self: MemoryConnector, stream: Any, cursor: Any) -> AsyncIterator[Any]:
         n = 0
         async for page in original(self, stream, cursor):
-            if n == 2 and not taken:
-                taken["lease"] = await take_over(hub.store, "crm")
-                # counted in a task of its own: the failing run cancels this generator
-                taken["entities"] = asyncio.ensure_future(count(hub.store, entities))
+            if n == 2 and "task" not in taken:
+                # The run may fail (and cancel this fetch) while the other run takes over:
+                # the take-over finishes regardless, and the test waits for it.
+                taken["task"] = asyncio.ensure_future(take_over_and_count())
+                await asyncio.shield(taken["task"])
             n += 1
             yield page
 
@@ -85,11 +90,12 @@ async def test_a_run_that_lost_its_lease_commits_no_further_page(
         for i in range(50):
             s.remotes["crm"].add({"email": f"p{i}@x.io"})
         report = await sync_connection(hub, "crm")
+        await taken["task"]
         assert report.status == "failed"
         assert report.error is not None and "lost its lease" in report.error
         assert taken["lease"].holder in report.error
         # Nothing was committed after the other run took the lease, and the pull stopped.
-        assert 0 < await count(hub.store, entities) == await taken["entities"] < 50
+        assert 0 < await count(hub.store, entities) == taken["entities"] < 50
         async with hub.store.connect() as db:
             [cursor] = (await db.execute(select(cursors.c.value))).scalars().all()
         assert cursor["seq"] < 50
@@ -166,3 +172,45 @@ async def test_a_csv_file_is_not_replaced_by_a_run_that_lost_its_lease(
 def test_lease_lost_says_who_took_over() -> None:
     text = str(LeaseLost("b", "host:12:abc"))
     assert "'b'" in text and "host:12:abc" in text
+
+
+@pytest.mark.parametrize("fenced", [True, False])
+async def test_an_expired_run_lease_is_not_renewed_by_its_waking_holder(
+    store: Store, fenced: bool
+) -> None:
+    first = Lease(store, "run:x", ttl=0.3, fenced=fenced)
+    await first.acquire()
+    assert first._renewer is not None
+    first._renewer.cancel()  # stalled (a stopped process) ...
+    await asyncio.sleep(0.45)
+    first._renewer = asyncio.create_task(first._renew_forever())  # ... and continued
+    await asyncio.sleep(0.6)  # its renewal turns came
+    second = Lease(store, "run:x", ttl=5)
+    try:
+        if fenced:  # a run's lease: free for the next run, whose writes then win
+            await second.acquire()
+            await second.release()
+        else:  # other leases (no fence): kept by the holder that woke up first
+            with pytest.raises(LeaseHeld):
+                await second.acquire()
+    finally:
+        await first.release()
+
+
+async def test_a_row_the_new_holder_wrote_first_is_reported_as_the_lost_lease(
+    store: Store,
+) -> None:
+    from hub.engine.lease import RunLease, fenced
+
+    async with RunLease(store, "x", ttl=60) as mine:
+        other = await take_over(store, "x")
+        try:
+            async with store.begin() as db:  # the new holder's run writes a row first ...
+                await db.execute(leases.insert().values(name="probe", holder="h", expires_at=_PAST))
+            with pytest.raises(LeaseLost):  # ... and the stalled run's same row names why
+                async with fenced(mine, store.begin()) as db:
+                    await db.execute(
+                        leases.insert().values(name="probe", holder="h", expires_at=_PAST)
+                    )
+        finally:
+            await other.release()

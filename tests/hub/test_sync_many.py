@@ -7,8 +7,17 @@ failure is its own.
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import (
+    app,
+    commands,  # noqa: F401  (registers the commands)
+)
 from hub.engine import sync_connections
 from hub.errors import NeedsReauth
 from hub.store import Lease
@@ -80,3 +89,34 @@ async def test_each_connections_failure_is_its_own(tmp_path: Path, db_url: str) 
         assert len(s.remotes["shop"]) == len(s.remotes["web"]) == 1
     finally:
         await s.close()
+
+
+def test_one_crmhub_sync_brings_two_csv_files_into_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("email,first_name\nann@example.com,Ann\nbob@example.com,Bob\n")
+    b.write_text("email,first_name\nbob@example.com,Bob\ncarla@example.com,Carla\n")
+    (tmp_path / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n\n[connections.a]\nconnector = "csv"\npath = "a.csv"\n\n'
+        '[connections.b]\nconnector = "csv"\npath = "b.csv"\n'
+    )
+    monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    plan = json.loads(runner.invoke(app, ["sync", "--plan", "--json"]).output)
+    assert [(r["counts"].get("created"), r["counts"].get("matched")) for r in plan] == [
+        (2, None),
+        (1, 1),
+    ]
+    result = runner.invoke(app, ["sync", "--json"])
+    assert result.exit_code == 0, result.output
+    for path in (a, b):
+        with path.open(newline="") as f:
+            assert sorted(r["email"] for r in csv.DictReader(f)) == [
+                "ann@example.com",
+                "bob@example.com",
+                "carla@example.com",
+            ]
+    again = json.loads(runner.invoke(app, ["sync", "--json"]).output)
+    assert [r["counts"].get("pushed_create", 0) for r in again] == [0, 0]

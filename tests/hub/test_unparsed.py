@@ -7,10 +7,17 @@ On SQLite and PostgreSQL, with two CSV files as in the report: `phone_region` un
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from hub.cli import (
+    app,
+    commands,  # noqa: F401  (registers the commands)
+)
 from hub.config import load_config
 from hub.engine import sync_connection
 from hub.runtime import Hub
@@ -69,13 +76,19 @@ async def test_an_unparsed_value_is_a_value_not_an_absence(tmp_path: Path, db_ur
         for name in ("crm", "other", "crm", "other"):
             assert (await sync_connection(hub, name)).status == "ok"
         async with hub.store.connect() as db:
-            [fields] = (await db.execute(select(entities.c.fields))).scalars().all()
+            [(fields, provenance)] = (
+                await db.execute(select(entities.c.fields, entities.c.provenance))
+            ).all()
         assert fields["phone"] == "020 7946 0002"
+        assert provenance["phone"][0] == "crm" and provenance["phone"][2] == "unparsed"
         # a later edit in the other file is a change like any other, seen by newest
         other.write_text("email,phone\nann@example.com,+44 20 7946 9999\n")
         for name in ("other", "crm"):
             assert (await sync_connection(hub, name)).status == "ok"
         assert rows(crm)[0]["phone"] == "+442079469999"
+        async with hub.store.connect() as db:
+            [provenance] = (await db.execute(select(entities.c.provenance))).scalars().all()
+        assert provenance["phone"][0] == "other" and provenance["phone"][2:] == []
     finally:
         await hub.close()
 
@@ -97,3 +110,24 @@ async def test_an_invalid_email_in_a_csv_row_is_reported_with_file_and_line(
         assert sorted(r["email"] for r in rows(other)) == ["ann@example.com", "bob(at)example.com"]
     finally:
         await hub.close()
+
+
+def test_entities_show_marks_a_value_kept_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crm.csv").write_text("email,phone\nann@example.com,020 7946 0002\n")
+    (tmp_path / "crmhub.toml").write_text(
+        '[hub]\ndatabase = "hub.db"\n\n[connections.crm]\nconnector = "csv"\npath = "crm.csv"\n'
+    )
+    monkeypatch.setenv("CRMHUB_CONFIG", str(tmp_path / "crmhub.toml"))
+    monkeypatch.chdir(tmp_path)
+    from hub.cli.app import console
+
+    monkeypatch.setattr(console, "width", 200)  # the table's cells unwrapped
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "crm"])
+    assert "crm.csv:2" in result.output and "kept as written" in result.output
+    [entity] = json.loads(runner.invoke(app, ["entities", "--json"]).output)
+    result = runner.invoke(app, ["entities", "show", entity["id"]])
+    assert result.exit_code == 0
+    assert "kept as written: could not be parsed" in result.output

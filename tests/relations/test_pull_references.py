@@ -100,3 +100,19 @@ async def test_companies_named_in_a_column_are_created_once_and_matched_by_name(
     rel.sheet.add({"email": "d@x.com", "company": "Globex"})
     again = await rel.sync("sheet")
     assert "references_created" not in again.counts
+
+
+async def test_a_company_with_a_domain_is_the_one_a_column_named_but_not_another_firm(
+    rel: Relations,
+) -> None:
+    rel.sheet.add({"email": "a@x.com", "company": "Acme"})
+    await rel.sync("sheet")  # the company column makes "Acme", without a domain
+    rel.crm["companies"].add({"name": "ACME", "domain": "acme.com"})
+    await rel.sync("crm")
+    [acme] = await rel.by_type("company")
+    assert acme["domain"] == "acme.com"  # the same company, now with its domain
+    rel.crm["companies"].add({"name": "Acme", "domain": "acme.de"})  # another firm
+    await rel.sync("crm")
+    assert sorted(c["domain"] for c in await rel.by_type("company")) == ["acme.com", "acme.de"]
+    [person] = await rel.by_type("contact")
+    assert person["company"] == acme["id"]

@@ -59,7 +59,8 @@ def test_unknown_keys_and_kinds_name_the_line_and_the_valid_choices(tmp_path: Pa
         "(valid: none, api_key, bearer, basic, oauth2)",
         "acme.toml:13 [streams.contacts.recods]: unknown key 'recods' (valid: batch, body, "
         "create, delete, deletes, entity, errors, fetch, idempotency_header, incremental, "
-        "mapping, method, modified_at, paginator, params, path, primary_key, records, "
+        "limit_key, mapping, method, modified_at, paginator, params, path, primary_key, "
+        "rate_limit, records, "
         "transform, update, upsert, version)",
         "acme.toml:14 [streams.contacts.paginator]: unknown paginator kind 'pages' "
         "(valid: none, offset, page_number, cursor, header_cursor, link, next_url, custom)",

@@ -1,7 +1,7 @@
 """Gmail and Outlook connectors against their sandboxes: the first sync of a big mailbox,
 then the push of changed contacts, the way users run them.
 
-    python bench/email.py [--messages 50000] [--contacts 1000] [--only gmail|outlook]
+    python bench/mail.py [--messages 50000] [--contacts 1000] [--only gmail|outlook]
                           [--unchecked]
 
 Each sandbox runs in its own process under uvicorn (``--unchecked``: without holding the
@@ -27,10 +27,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file shares its name with the standard library's ``email`` package: its own folder
-# must not be on the import path, or ``import email.parser`` (by httpx) finds this file.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
