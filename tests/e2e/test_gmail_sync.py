@@ -20,6 +20,7 @@ from connectors.gmail.sandbox import MAILBOX, GmailSandboxApp, create_sandbox, s
 from hub.config import load_config
 from hub.edit import edit_entity
 from hub.http import forget_limiters
+from hub.relations.views import relations_of
 from hub.runtime import Hub
 from hub.sandbox import serve_sandbox
 from hub.store.schema import entities, links
@@ -92,6 +93,11 @@ async def test_mail_and_contacts_sync_both_ways_without_duplicates(
         app.provider.mailbox(MAILBOX).expire_history()
         await sync(hub)
         assert await count(hub, "activity") == 62
+        async with hub.store.connect() as db:  # her timeline: both messages, newest first
+            timeline = (await relations_of(db, nora_id, "contact", nora))["pointed_at_by"]
+        emails = timeline["activity"]
+        assert [a["kind"] for a in emails] == ["email", "email"]
+        assert emails[0]["occurred_at"] >= emails[1]["occurred_at"]
 
         # the sync token expires: every contact listed again, none twice
         book.expire_sync_tokens()
