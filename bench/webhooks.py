@@ -44,7 +44,7 @@ def _bench_connector() -> Any:
 
     from hub.connector import Connector, Cursor, Page, Stream
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
     from hub.webhooks import (
         Delivery,
         RequestInfo,
@@ -71,7 +71,7 @@ def _bench_connector() -> Any:
             payload = parse_json(body)
             return Delivery(delivery_id=str(payload["event_id"]), kind="event_callback")
 
-        async def handle(self, hub: Hub, item: InboxItem) -> None:
+        async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
             return None
 
     class BenchConnector(Connector):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from hub.authspec import OAuthSettings
     from hub.runtime import Hub
+    from hub.services import ConnectionServices
     from hub.store import Store
     from hub.webhooks import WebhookReceiver
 
@@ -160,18 +161,33 @@ class Credentials(Protocol):
 @dataclass
 class ConnectorContext:
     """What the hub hands a connector: its connection's name, where relative paths start,
-    its credentials, and the HTTP counters that end up in the run record."""
+    its credentials, the HTTP counters that end up in the run record, and the hub's
+    services for the connection (``services``)."""
 
     connection: str
     base_dir: Path = field(default_factory=Path.cwd)
     credentials: Credentials | None = None
     counters: HttpCounters = field(default_factory=HttpCounters)
     store: Store | None = None
-    """The hub's store, for connectors whose source is the hub itself (web forms read the
-    inbox); others never touch it."""
+    """The hub's store, what ``services`` are made from; connectors use ``services``."""
     check_lease: Callable[[], Awaitable[None]] | None = None
     """Raises ``hub.errors.LeaseLost`` once the run has lost its lease to another run: await
     it right before a write that cannot be undone, and let the error propagate."""
+    _services: ConnectionServices | None = field(default=None, repr=False, compare=False)
+    """Set by the hub (``Hub.services``): services that can also start runs."""
+
+    @property
+    def services(self) -> ConnectionServices | None:
+        """What the connector may ask of the hub about its own connection
+        (``hub.services.ConnectionServices``), or ``None`` for a connector built without a
+        store. Made from ``store`` alone, runs cannot be started from it."""
+        if self._services is not None:
+            return self._services
+        if self.store is None:
+            return None
+        from hub.services import ConnectionServices
+
+        return ConnectionServices(self.connection, self.store)
 
 
 class Connector(ABC):

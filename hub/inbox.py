@@ -474,8 +474,10 @@ class InboxProcessor:
         if receiver is None:
             raise LookupError(f"no handler for inbox source {source!r} (connection not found?)")
 
+        services = self.hub.services(source)
+
         async def handle(item: InboxItem) -> None:
-            await receiver.handle(self.hub, item)
+            await receiver.handle(services, item)
 
         return handle
 

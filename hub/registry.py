@@ -10,7 +10,7 @@ import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,6 +20,9 @@ from hub.errors import ConfigError, Problem
 from hub.mapping import load_mapping
 from hub.records import CUSTOM_PREFIX, core_fields
 from hub.store import Store
+
+if TYPE_CHECKING:
+    from hub.services import ConnectionServices
 
 GROUP = "crmhub.connectors"
 
@@ -126,12 +129,17 @@ class Registry:
         name: str,
         credentials: Credentials | None = None,
         store: Store | None = None,
+        services: ConnectionServices | None = None,
     ) -> Connector:
         conn = config.connection(name)
         settings = self.settings_for(config, conn)
         cls = self.get(conn.hub.connector)
         context = ConnectorContext(
-            connection=name, base_dir=config.base_dir, credentials=credentials, store=store
+            connection=name,
+            base_dir=config.base_dir,
+            credentials=credentials,
+            store=store,
+            _services=services,
         )
         return cls(settings, context)
 

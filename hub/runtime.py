@@ -15,6 +15,7 @@ from typing import Protocol
 from hub.config import Config
 from hub.connector import Connector, Credentials
 from hub.registry import Registry
+from hub.services import ConnectionServices
 from hub.store import Store
 
 
@@ -57,7 +58,17 @@ class Hub:
 
     def connector(self, name: str) -> Connector:
         credentials = self.auth.credentials(self, name) if self.auth else None
-        return self.registry.create(self.config, name, credentials=credentials, store=self.store)
+        return self.registry.create(
+            self.config,
+            name,
+            credentials=credentials,
+            store=self.store,
+            services=self.services(name),
+        )
+
+    def services(self, name: str) -> ConnectionServices:
+        """What connection ``name``'s connector and webhook receiver may ask of the hub."""
+        return ConnectionServices(name, self.store, self)
 
     async def close(self) -> None:
         await self.store.close()

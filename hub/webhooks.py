@@ -3,7 +3,8 @@
 A connector that accepts webhooks sets ``webhook = MyReceiver`` on its class. The web app
 builds one receiver per delivery with the connection's connector instance (so it reads the
 connection's secrets from ``connector.settings``), calls ``verify`` on the raw request, writes
-the delivery to the inbox, answers, and later the inbox processor calls ``handle``.
+the delivery to the inbox, answers, and later the inbox processor calls ``handle`` with the
+connection's ``hub.services.ConnectionServices``: a receiver never sees the hub itself.
 
 Every refusal is a ``WebhookRejected(status, reason)``: 401 for a bad signature or a stale
 timestamp (nothing is stored), 404 for an unknown path. ``MalformedDelivery`` (400) is the
@@ -24,7 +25,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from hub.connector import Connector
     from hub.inbox import InboxItem
     from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 
 class WebhookRejected(Exception):
@@ -184,7 +185,7 @@ class WebhookReceiver(ABC):
     instance, and reuses it for every request and inbox item: keep no per-request state on
     it. ``verify`` must be fast: it runs before the provider gets its answer.
     ``handle`` runs later from the inbox and may run more than once for the same item after a
-    crash, so it must be idempotent (queueing a targeted pull is).
+    crash, so it must be idempotent (a sync or a targeted fetch is).
     """
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)
@@ -219,8 +220,16 @@ class WebhookReceiver(ABC):
     async def verify(self, request: RequestInfo, body: bytes) -> Delivery:
         """Check authenticity and return the delivery, or raise ``WebhookRejected``."""
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:  # noqa: B027  (optional hook)
-        """Act on a stored delivery after it was answered. Default: nothing (pulls reconcile)."""
+    async def handle(  # noqa: B027  (optional hook)
+        self, services: ConnectionServices, item: InboxItem
+    ) -> None:
+        """Act on a stored delivery after it was answered. Default: nothing (pulls reconcile).
+
+        ``services`` (``hub.services.ConnectionServices``) is all a receiver may ask of the
+        hub, for its own connection: sync it now or unless a run since the delivery read
+        everything (``catch_up(item.received_at)``), read the records it names at once
+        (``fetch``), read a cursor, move a link to a re-keyed remote id, keep
+        push-subscription state."""
 
 
 # ---- a receiver driven by configuration -----------------------------------------------------
@@ -258,15 +267,6 @@ class GenericReceiver(WebhookReceiver):
             request.headers.get(cfg.kind_header.lower()) if cfg.kind_header else None
         ) or "event"
         return Delivery(delivery_id=delivery_id, kind=kind[:64])
-
-
-async def synced_since(hub: Hub, connection: str, when: datetime) -> bool:
-    """Whether a run of ``connection`` that started after ``when`` (a delivery's arrival)
-    read everything: a handler whose job is "sync this connection" has nothing left to do."""
-    from hub.store import runs
-
-    async with hub.store.connect() as db:
-        return await runs.ran_since(db, connection, when)
 
 
 def receiver_for(hub: Hub, connection: str) -> WebhookReceiver | None:

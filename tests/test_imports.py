@@ -66,3 +66,48 @@ def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
     probe.parent.mkdir()
     probe.write_text("def f():\n    from auth.flows import open_vault\n    from . import config\n")
     assert imports(probe, tmp_path) == {"auth.flows", "hub"}
+
+
+PLUGIN_FORBIDDEN = ("hub.store", "hub.engine")
+"""What a connector never imports: it asks the hub through ``hub.services`` instead."""
+
+
+def forbidden_for_plugins(name: str) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in PLUGIN_FORBIDDEN)
+
+
+def imported_names(path: Path, root: Path = ROOT) -> set[str]:
+    """``imports`` plus each name taken from a module (``from hub import store`` gives
+    ``hub.store``): a submodule imported that way counts too."""
+    names = imports(path, root)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_connectors_reach_the_store_and_engine_only_through_services() -> None:
+    found = []
+    for path in sources("connectors"):
+        for name in sorted(imported_names(path)):
+            if forbidden_for_plugins(name):
+                found.append(f"{path.relative_to(ROOT).as_posix()} imports {name}")
+    assert not found, "\n".join(found)
+
+
+def test_the_plugin_rule_sees_every_form_of_import(tmp_path: Path) -> None:
+    probe = tmp_path / "connectors" / "acme" / "webhook.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import hub.store.schema\n"
+        "if TYPE_CHECKING:\n"
+        "    from hub.store import Store\n"
+        "def handle():\n"
+        "    from hub.engine import sync_connection\n"
+        "from hub import services, engine\n"
+        "from hub.storehouse import x\n"
+    )
+    flagged = {n for n in imported_names(probe, tmp_path) if forbidden_for_plugins(n)}
+    assert {"hub.engine", "hub.store", "hub.store.schema"} <= flagged
+    assert not {n for n in flagged if n.startswith(("hub.services", "hub.storehouse"))}

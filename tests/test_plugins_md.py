@@ -131,3 +131,14 @@ def test_every_field_of_the_public_types_is_documented(kind: type) -> None:
 def test_every_error_kind_is_documented() -> None:
     text = PLUGINS.read_text(encoding="utf-8")
     assert all(f"`{kind.value}`" in text for kind in ErrorKind)
+
+
+def test_every_service_a_plugin_may_call_is_documented() -> None:
+    from hub.services import ConnectionServices, SyncResult
+
+    text = PLUGINS.read_text(encoding="utf-8")
+    section = text[text.index("## B7. Webhooks") : text.index("## B8.")]
+    members = [n for n in vars(ConnectionServices) if not n.startswith("_")] + ["connection"]
+    missing = [n for n in members if f"`{n}" not in section and f", `{n}(" not in section]
+    missing += [f.name for f in dataclasses.fields(SyncResult) if f"`{f.name}`" not in section]
+    assert not missing, f"plugins.md (B7) does not describe: {missing}"

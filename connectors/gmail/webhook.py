@@ -35,13 +35,12 @@ from hub.webhooks import (
     WebhookReceiver,
     WebhookRejected,
     body_id,
-    synced_since,
     verify_url_secret,
 )
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 __all__ = ["PubSubReceiver"]
 
@@ -117,10 +116,6 @@ class PubSubReceiver(WebhookReceiver):
         ):
             raise WebhookRejected(401, "the push token is not the subscription's account")
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
-        if await synced_since(hub, self.connection, item.received_at):
-            return
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         # LeaseHeld (a run is going) fails the item; the inbox tries again after that run.
-        await sync_connection(hub, self.connection)
+        await services.catch_up(item.received_at)

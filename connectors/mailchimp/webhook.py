@@ -18,10 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
-
 from connectors.mailchimp.members import subscriber_hash
-from hub.store.schema import links
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -30,13 +27,12 @@ from hub.webhooks import (
     WebhookRejected,
     WebhookResponse,
     parse_form,
-    synced_since,
     verify_url_secret,
 )
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 EVENTS = frozenset({"subscribe", "unsubscribe", "profile", "upemail", "cleaned", "campaign"})
 STREAM = "members"
@@ -64,32 +60,14 @@ class MailchimpReceiver(WebhookReceiver):
         # Mailchimp sends no delivery id; a redelivery has the same body, so the same hash.
         return Delivery(delivery_id=digest, kind=kind)
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         form = parse_form(item.body)
-        if form.get("type") == "upemail":
-            await self._moved(hub, form.get("data[old_email]"), form.get("data[new_email]"))
-        if form.get("type") == "campaign" or await synced_since(
-            hub, self.connection, item.received_at
-        ):
+        old, new = form.get("data[old_email]"), form.get("data[new_email]")
+        if form.get("type") == "upemail" and old and new:
+            # the member id is the hash of the address: the same member, under a new id
+            await services.move_remote_id(STREAM, subscriber_hash(old), subscriber_hash(new))
+        if form.get("type") == "campaign":
             return
         # LeaseHeld (a run is going, maybe from before this change) fails the item, so the
-        # inbox tries again later; by then that run is over and the check above may pass.
-        await sync_connection(hub, self.connection)
-
-    async def _moved(self, hub: Hub, old: str | None, new: str | None) -> None:
-        """Point the link of the old address's member at the new one (same member)."""
-        if not old or not new:
-            return
-        mine = (links.c.connection == self.connection) & (links.c.stream == STREAM)
-        async with hub.store.begin() as db:
-            taken = await db.scalar(
-                select(links.c.id).where(mine, links.c.remote_id == subscriber_hash(new))
-            )
-            if taken is None:  # a pull may have linked the new address already
-                await db.execute(
-                    update(links)
-                    .where(mine, links.c.remote_id == subscriber_hash(old))
-                    .values(remote_id=subscriber_hash(new))
-                )
+        # inbox tries again later; by then that run is over and may have read the change.
+        await services.catch_up(item.received_at)

@@ -19,7 +19,6 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from connectors.outlook import notification_format
-from hub.renewals import load_state, renew_connection, save_state
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -28,12 +27,11 @@ from hub.webhooks import (
     WebhookRejected,
     WebhookResponse,
     body_id,
-    synced_since,
 )
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 __all__ = ["GraphReceiver"]
 
@@ -70,15 +68,13 @@ class GraphReceiver(WebhookReceiver):
         return Delivery(delivery_id=body_id(body), kind=kind, response=WebhookResponse(status=202))
 
     async def _subscriptions(self) -> set[str]:
-        store = self.connector.context.store
-        if store is None:
+        services = self.connector.context.services
+        if services is None:
             return set()
-        state = await load_state(store, self.connection)
+        state = await services.push_state()
         return {str(s.get("id")) for s in (state.get("subscriptions") or {}).values()}
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         try:
             notes = notification_format.parse(item.body)
         except notification_format.NotificationError as exc:
@@ -86,14 +82,12 @@ class GraphReceiver(WebhookReceiver):
         events = {str(n.get("lifecycleEvent")) for n in notes if n.get("lifecycleEvent")}
         if "subscriptionRemoved" in events:
             gone = {str(n["subscriptionId"]) for n in notes}
-            state = await load_state(hub.store, self.connection)
+            state = await services.push_state()
             subs: dict[str, Any] = state.get("subscriptions") or {}
             state["subscriptions"] = {k: v for k, v in subs.items() if v.get("id") not in gone}
-            await save_state(hub.store, self.connection, state)
+            await services.save_push_state(state)
         if events & {"reauthorizationRequired", "subscriptionRemoved"}:
-            await renew_connection(hub, self.connection, force=True)
+            await services.renew(force=True)
         if events and not events & {"missed"}:
             return
-        if await synced_since(hub, self.connection, item.received_at):
-            return
-        await sync_connection(hub, self.connection)
+        await services.catch_up(item.received_at)

@@ -128,9 +128,10 @@ class SlackConnector(Connector):
         """The daemon's upkeep turn: post the notifications whose events happened since."""
         from connectors.slack.notify import Notifier
 
-        if not self.settings.notify or self.context.store is None:
+        services = self.context.services
+        if not self.settings.notify or services is None:
             return state
-        return await Notifier(self, self.context.store).run(state)
+        return await Notifier(self, services).run(state)
 
     async def aclose(self) -> None:
         if self._api is not None:

@@ -10,8 +10,9 @@ A rule (``[[connections.NAME.notify]]``: ``name``, ``on``, ``channel``, optional
 - ``held_run``: a run that stopped before deleting more than the guard allows;
 - ``dead_letter``: a write the hub gave up on (``crmhub outbox``).
 
-Events are read from the store, where the engine records them anyway, so whichever process
-made them, the daemon's upkeep turn (every minute, one node at a time) finds them. The
+Events are read from the hub (``ConnectionServices.events``, :mod:`hub.events`), where the
+engine records them anyway, so whichever process made them, the daemon's upkeep turn
+(every minute, one node at a time) finds them. The
 state kept between turns is the time looked up to and the keys of what was posted, so a
 row committed late (its time stamped before it committed) is still seen once and nothing
 is posted twice. A first turn starts from now: the past is not announced. ``chat.postMessage``
@@ -20,22 +21,17 @@ is sent at most once a second per channel (Slack's limit).
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from hub.errors import ConnectorError, NeedsReauth, RateLimited, TransientError
-from hub.store import utcnow
-from hub.store.schema import conflicts, entities, outbox, runs, tokens
+from hub.events import Event
 
 if TYPE_CHECKING:
     from connectors.slack.connector import SlackConnector
     from connectors.slack.settings import NotifyRule
-    from hub.store import Store
+    from hub.services import ConnectionServices
 
 __all__ = ["Event", "Notifier", "render", "sample_event"]
 
@@ -49,123 +45,6 @@ TITLES = {
     "held_run": "A sync is held for approval",
     "dead_letter": "A write was given up",
 }
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened in the hub, as a rule sees it."""
-
-    kind: str
-    key: str
-    at: datetime
-    connection: str
-    facts: dict[str, Any]
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        value = json.loads(value)
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-async def read_events(store: Store, since: datetime) -> list[Event]:
-    """The events recorded after ``since``, oldest first."""
-    found: list[Event] = []
-    rows: Any
-    facts: dict[str, Any]
-    async with store.connect() as db:
-        rows = await db.execute(
-            select(
-                entities.c.id, entities.c.fields, entities.c.provenance, entities.c.created_at
-            ).where(entities.c.type == "contact", entities.c.created_at > since)
-        )
-        for eid, fields, provenance, at in rows:
-            f, p = _fields(fields), _fields(provenance)
-            source = next((str(v[0]) for v in p.values() if isinstance(v, list) and v), "")
-            name = " ".join(x for x in (f.get("first_name"), f.get("last_name")) if x)
-            facts = {"Name": name, "E-mail": f.get("email") or "", "Company": f.get("company")}
-            found.append(
-                Event(
-                    "new_contact",
-                    f"contact:{eid}",
-                    _aware(at),
-                    source,
-                    {k: str(v) for k, v in facts.items() if v},
-                )
-            )
-        rows = await db.execute(
-            select(
-                conflicts.c.id,
-                conflicts.c.entity_id,
-                conflicts.c.connection,
-                conflicts.c.field,
-                conflicts.c.hub_value,
-                conflicts.c.remote_value,
-                conflicts.c.created_at,
-            ).where(conflicts.c.status == "open", conflicts.c.created_at > since)
-        )
-        for cid, eid, conn, field, hub_value, remote_value, at in rows:
-            facts = {
-                "Field": field,
-                "In the hub": _short(hub_value),
-                f"In {conn}": _short(remote_value),
-                "Record": eid,
-                "Settle with": f"crmhub conflicts resolve {cid} --take hub|remote",
-            }
-            found.append(Event("conflict", f"conflict:{cid}", _aware(at), conn, facts))
-        rows = await db.execute(
-            select(tokens.c.connection, tokens.c.last_error, tokens.c.updated_at).where(
-                tokens.c.status == "needs_reauth", tokens.c.updated_at > since
-            )
-        )
-        for conn, error, at in rows:
-            facts = {
-                "Connection": conn,
-                "Why": _short(error or "the provider refused"),
-                "Fix with": f"crmhub connect {conn}",
-            }
-            key = f"reauth:{conn}:{_aware(at).isoformat()}"
-            found.append(Event("needs_reauth", key, _aware(at), conn, facts))
-        rows = await db.execute(
-            select(runs.c.id, runs.c.connection, runs.c.error, runs.c.finished_at).where(
-                runs.c.status == "held", runs.c.finished_at > since
-            )
-        )
-        for rid, conn, error, at in rows:
-            facts = {
-                "Connection": conn,
-                "Why": _short(error or "too many deletions"),
-                "Approve with": f"crmhub runs approve {rid}",
-            }
-            found.append(Event("held_run", f"run:{rid}", _aware(at), conn, facts))
-        rows = await db.execute(
-            select(
-                outbox.c.id,
-                outbox.c.connection,
-                outbox.c.stream,
-                outbox.c.last_error,
-                outbox.c.updated_at,
-            ).where(outbox.c.status == "dead", outbox.c.updated_at > since)
-        )
-        for oid, conn, stream, error, at in rows:
-            facts = {
-                "Connection": conn,
-                "Stream": stream,
-                "Why": _short(error or ""),
-                "See": "crmhub outbox",
-            }
-            found.append(Event("dead_letter", f"outbox:{oid}", _aware(at), conn, facts))
-    found.sort(key=lambda e: (e.at, e.key))
-    return found
 
 
 def render(rule: NotifyRule, event: Event) -> tuple[str, list[dict[str, Any]]]:
@@ -218,15 +97,17 @@ def sample_event(kind: str) -> Event:
         "held_run": {"Connection": "crm", "Why": "12 deletions, more than the guard allows"},
         "dead_letter": {"Connection": "crm", "Why": "the provider refused the e-mail address"},
     }[kind]
-    return Event(kind, f"test:{kind}", utcnow(), "test", {**facts, "Note": "a test message"})
+    return Event(
+        kind, f"test:{kind}", datetime.now(UTC), "test", {**facts, "Note": "a test message"}
+    )
 
 
 class Notifier:
     """Posts the events of each rule since the last turn (see the module)."""
 
-    def __init__(self, connector: SlackConnector, store: Store) -> None:
+    def __init__(self, connector: SlackConnector, services: ConnectionServices) -> None:
         self.connector = connector
-        self.store = store
+        self.services = services
 
     def matches(self, rule: NotifyRule, event: Event) -> bool:
         return rule.on == event.kind and (
@@ -234,7 +115,7 @@ class Notifier:
         )
 
     async def run(self, state: dict[str, Any]) -> dict[str, Any]:
-        now = utcnow()
+        now = datetime.now(UTC)
         if "since" not in state:
             return {"since": now.isoformat(), "sent": []}
         since = datetime.fromisoformat(str(state["since"]))
@@ -242,7 +123,7 @@ class Notifier:
         rules = self.connector.settings.notify
         api = self.connector.api()
         posted_up_to = now
-        for event in await read_events(self.store, since - LOOKBACK):
+        for event in await self.services.events(since - LOOKBACK):
             held = False
             for rule in (r for r in rules if self.matches(r, event)):
                 key = f"{event.key}>{rule.name}"
@@ -265,6 +146,6 @@ class Notifier:
                 posted_up_to = min(posted_up_to, event.at)
                 break
         horizon = posted_up_to - LOOKBACK * 2
-        recent = {e.key for e in await read_events(self.store, horizon)}
+        recent = {e.key for e in await self.services.events(horizon)}
         keep = sorted(k for k in sent if k.partition(">")[0] in recent)
         return {"since": posted_up_to.isoformat(), "sent": keep}

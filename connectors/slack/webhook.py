@@ -30,13 +30,12 @@ from hub.webhooks import (
     check_timestamp,
     hmac_sha256,
     parse_json,
-    synced_since,
     verify_signature,
 )
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WINDOW", "SlackReceiver", "sign"]
 
@@ -104,12 +103,8 @@ class SlackReceiver(WebhookReceiver):
         settings: Any = self.settings
         return kind == "message" and event.get("channel") in settings.channels
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         if not self.wanted(json.loads(item.body)):
             return
-        if await synced_since(hub, self.connection, item.received_at):
-            return
         # LeaseHeld (a run is going) fails the item; the inbox tries again after that run.
-        await sync_connection(hub, self.connection)
+        await services.catch_up(item.received_at)

@@ -18,8 +18,8 @@ matches each one to a contact by normalised email and merges it like any other r
 Storing a submission wakes the inbox processor, whose handler
 (:class:`~connectors.webforms.webhook.FormReceiver`) runs a sync of the form at once.
 
-The connector is pull-only: submissions are never written back. It reads the hub's store,
-which the hub hands it in ``ConnectorContext.store``.
+The connector is pull-only: submissions are never written back. It reads its form's
+deliveries through the hub's services for the connection (``ConnectorContext.services``).
 """
 
 from __future__ import annotations
@@ -29,21 +29,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.webforms.routes import form_routes
 from connectors.webforms.settings import WebFormsSettings
 from connectors.webforms.submission import KIND, Submission
 from connectors.webforms.webhook import FormReceiver
 from hub.connector import Connector, Cursor, Page, RemoteRecord, Stream
-from hub.errors import ConnectorConfigError, PermanentError, TransientError
-from hub.store.schema import inbox
+from hub.errors import ConnectorConfigError, PermanentError
 from hub.webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
-    from hub.store import Store
+    from hub.services import ConnectionServices
 
 log = logging.getLogger("connectors.webforms")
 
@@ -66,51 +63,37 @@ class WebFormsConnector(Connector):
     def streams(self) -> list[Stream]:
         return [SUBMISSIONS, ACTIVITIES]
 
-    def _store(self) -> Store:
-        if self.context.store is None:
+    def _services(self) -> ConnectionServices:
+        services = self.context.services
+        if services is None:
             raise ConnectorConfigError(
                 "web form submissions live in the hub's store, and this connector was built "
                 "without one; run it through the hub (crmhub sync / crmhub up)",
                 connection=self.connection,
             )
-        return self.context.store
+        return services
 
     async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
         after = _after(cursor, self.connection)
         make = Submission.contact_record if stream.name == SUBMISSIONS.name else None
-        store = self._store()
+        services = self._services()
         while True:
-            query = (
-                select(inbox.c.id, inbox.c.delivery_id, inbox.c.body)
-                .where(
-                    inbox.c.source == self.connection,
-                    inbox.c.kind == KIND,
-                    inbox.c.status != "malformed",
-                    inbox.c.id > after,
-                )
-                .order_by(inbox.c.id)
-                .limit(PAGE_SIZE)
-            )
-            try:
-                async with store.connect() as db:
-                    rows = (await db.execute(query)).all()
-            except SQLAlchemyError as exc:
-                raise TransientError(
-                    f"reading form submissions failed: {exc}", connection=self.connection
-                ) from exc
-            if not rows:
+            items = await services.deliveries(KIND, after=after, limit=PAGE_SIZE)
+            if not items:
                 return
             records: list[RemoteRecord] = []
-            for item_id, delivery_id, body in rows:
+            for item in items:
                 try:
-                    sub = Submission.from_json(body)
+                    sub = Submission.from_json(item.body)
                 except (ValueError, KeyError, TypeError):
-                    log.warning("inbox item %s of %r is not a submission", item_id, delivery_id)
+                    log.warning(
+                        "inbox item %s of %r is not a submission", item.id, item.delivery_id
+                    )
                     continue
                 records.append(make(sub) if make else sub.activity_record())
-            after = int(rows[-1][0])
+            after = items[-1].id
             yield Page(records=records, cursor={"after": after})
-            if len(rows) < PAGE_SIZE:
+            if len(items) < PAGE_SIZE:
                 return
 
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from hub.store.schema import cursors
 from hub.webhooks import Delivery, RequestInfo, WebhookReceiver, WebhookRejected
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 STREAMS = ("submissions", "activities")
 
@@ -29,23 +26,18 @@ class FormReceiver(WebhookReceiver):
     async def verify(self, request: RequestInfo, body: bytes) -> Delivery:
         raise WebhookRejected(404, "web forms post to /forms/<key>, not to /hooks/")
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
-        if await self._read_since(hub, item):
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
+        if await self._read_since(services, item):
             return
         # LeaseHeld (a run is going, maybe from before this item) fails the item, so the
         # inbox tries again shortly; by then the cursors show whether that run read it.
-        report = await sync_connection(hub, self.connection)
-        if report.status not in ("ok", "skipped"):
-            raise RuntimeError(f"sync of {self.connection} ended {report.status}: {report.error}")
+        result = await services.sync()
+        if not result.ok:
+            raise RuntimeError(f"sync of {self.connection} ended {result.status}: {result.error}")
 
-    async def _read_since(self, hub: Hub, item: InboxItem) -> bool:
-        async with hub.store.connect() as db:
-            rows = await db.execute(
-                select(cursors.c.stream, cursors.c.value).where(
-                    cursors.c.connection == self.connection, cursors.c.stream.in_(STREAMS)
-                )
-            )
-            after = {stream: (value or {}).get("after", 0) for stream, value in rows}
-        return all(isinstance(after.get(s), int) and after[s] >= item.id for s in STREAMS)
+    async def _read_since(self, services: ConnectionServices, item: InboxItem) -> bool:
+        for stream in STREAMS:
+            after = (await services.cursor(stream) or {}).get("after", 0)
+            if not (isinstance(after, int) and after >= item.id):
+                return False
+        return True

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from connectors.xero.classify import validation_messages
 from connectors.xero.client import XeroApi, open_api
@@ -130,8 +129,8 @@ class XeroConnector(Connector):
 
     async def _hints(self) -> dict[str, list[str]]:
         if self._taken is None:
-            store = self.context.store
-            self._taken = await take_hints(store, self.connection) if store else {}
+            services = self.context.services
+            self._taken = await take_hints(services) if services else {}
         return self._taken
 
     async def _hinted(self, api: XeroApi, kind: str, hints: dict[str, list[str]]) -> list[str]:
@@ -217,21 +216,11 @@ class XeroConnector(Connector):
 
     async def _remember_tenant(self, api: XeroApi) -> None:
         """The organisation in the store, for the webhook receiver (events name tenants)."""
-        store = self.context.store
-        if store is None:
+        services = self.context.services
+        if services is None:
             return
-        from hub.engine.writes import upsert_cursor
-        from hub.store.schema import cursors
-
         value = {"tenant_id": api.tenant_id, "tenant_name": api.tenant_name}
-        async with store.begin() as db:
-            current = await db.scalar(
-                select(cursors.c.value).where(
-                    cursors.c.connection == self.connection, cursors.c.stream == TENANT_STATE
-                )
-            )
-            if current != value:
-                await upsert_cursor(db, self.connection, TENANT_STATE, value)
+        await services.update_state(TENANT_STATE, lambda _: value)
 
     async def aclose(self) -> None:
         self._cache.clear()
@@ -239,12 +228,9 @@ class XeroConnector(Connector):
             return
         api, self._api = self._api, None
         try:
-            if self.context.store is not None and api.classifier.usage.at is not None:
-                from hub.usage import save_usage
-
-                await save_usage(
-                    self.context.store, self.connection, api.classifier.usage.as_state()
-                )
+            services = self.context.services
+            if services is not None and api.classifier.usage.at is not None:
+                await services.report_usage(api.classifier.usage.as_state())
         except ConnectorError:
             pass
         finally:

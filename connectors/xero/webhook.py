@@ -18,11 +18,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from connectors.xero import webhook_format
 from hub.errors import LeaseHeld
-from hub.store.schema import cursors
 from hub.webhooks import (
     Delivery,
     MalformedDelivery,
@@ -36,51 +33,30 @@ from hub.webhooks import (
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
-    from hub.store import Store
+    from hub.services import ConnectionServices
 
 __all__ = ["HINTS_STATE", "TENANT_STATE", "XeroReceiver", "add_hints", "take_hints"]
 
-TENANT_STATE = "@tenant"
-HINTS_STATE = "@events"
+TENANT_STATE = "tenant"
+HINTS_STATE = "events"
 CATEGORIES = {"CONTACT": "Contacts", "INVOICE": "Invoices", "CREDITNOTE": "CreditNotes"}
 
 
-async def _state(store: Store, connection: str, stream: str) -> dict[str, Any]:
-    async with store.connect() as db:
-        value = await db.scalar(
-            select(cursors.c.value).where(
-                cursors.c.connection == connection, cursors.c.stream == stream
-            )
-        )
-    return dict(value) if isinstance(value, dict) else {}
-
-
-async def add_hints(store: Store, connection: str, hints: dict[str, set[str]]) -> None:
+async def add_hints(services: ConnectionServices, hints: dict[str, set[str]]) -> None:
     """Note records to fetch at the connection's next pull."""
-    from hub.engine.writes import upsert_cursor
 
-    async with store.begin() as db:
-        value = await db.scalar(
-            select(cursors.c.value).where(
-                cursors.c.connection == connection, cursors.c.stream == HINTS_STATE
-            )
-        )
-        current = dict(value) if isinstance(value, dict) else {}
+    def noted(current: dict[str, Any]) -> dict[str, Any]:
         for kind, ids in hints.items():
             current[kind] = sorted(set(current.get(kind) or []) | ids)
-        await upsert_cursor(db, connection, HINTS_STATE, current)
+        return current
+
+    await services.update_state(HINTS_STATE, noted)
 
 
-async def take_hints(store: Store, connection: str) -> dict[str, list[str]]:
+async def take_hints(services: ConnectionServices) -> dict[str, list[str]]:
     """The noted records, forgotten as they are taken (a lost hint costs nothing: the
     scheduled listing finds the change)."""
-    from hub.engine.writes import upsert_cursor
-
-    current = await _state(store, connection, HINTS_STATE)
-    if current:
-        async with store.begin() as db:
-            await upsert_cursor(db, connection, HINTS_STATE, {})
+    current = await services.update_state(HINTS_STATE, lambda _: {})
     return {k: [str(i) for i in v] for k, v in current.items() if isinstance(v, list)}
 
 
@@ -105,33 +81,32 @@ class XeroReceiver(WebhookReceiver):
             return Delivery("intent-to-receive", store=False, response=WebhookResponse(200))
         return Delivery(body_id(body), kind="xero.events", response=WebhookResponse(200))
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         try:
             found = webhook_format.events(item.body)
         except ValueError as exc:
             raise MalformedDelivery(str(exc)) from None
-        tenants = await self._tenants(hub)
+        tenants = await self._tenants(services)
         targets: dict[str, dict[str, set[str]]] = {}
         for event in found:
             kind = CATEGORIES.get(str(event.get("eventCategory")))
             connection = tenants.get(str(event.get("tenantId")))
             if kind is None or connection is None:
                 continue  # subscriptions, or an organisation no connection follows
-            targets.setdefault(connection, {}).setdefault(kind, set()).add(str(event["resourceId"]))
-        for connection, hints in targets.items():
-            await add_hints(hub.store, connection, hints)
+            targets.setdefault(connection.connection, {}).setdefault(kind, set()).add(
+                str(event["resourceId"])
+            )
+        by_name = {s.connection: s for s in tenants.values()}
+        for name, hints in targets.items():
+            await add_hints(by_name[name], hints)
             with contextlib.suppress(LeaseHeld):  # a run is going: the hints wait for the next
-                await sync_connection(hub, connection)
+                await by_name[name].sync()
 
-    async def _tenants(self, hub: Hub) -> dict[str, str]:
+    async def _tenants(self, services: ConnectionServices) -> dict[str, ConnectionServices]:
         """Organisation id -> the connection that follows it (this one first)."""
-        names = [n for n, c in hub.config.connections.items() if c.hub.connector == "xero"]
-        names.sort(key=lambda n: n != self.connection)
-        found: dict[str, str] = {}
-        for name in names:
-            tenant = (await _state(hub.store, name, TENANT_STATE)).get("tenant_id")
-            if tenant and str(tenant) not in found and hub.config.connections[name].hub.enabled:
-                found[str(tenant)] = name
+        found: dict[str, ConnectionServices] = {}
+        for each in [services, *services.peers()]:
+            tenant = (await each.state(TENANT_STATE)).get("tenant_id")
+            if tenant and str(tenant) not in found:
+                found[str(tenant)] = each
         return found

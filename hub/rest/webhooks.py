@@ -46,7 +46,7 @@ from hub.webhooks import (
 
 if TYPE_CHECKING:
     from hub.inbox import InboxItem
-    from hub.runtime import Hub
+    from hub.services import ConnectionServices
 
 __all__ = [
     "ChallengeSpec",
@@ -295,15 +295,11 @@ class DeclaredReceiver(WebhookReceiver):
         ids = [str(i) for i in JsonPath(spec.ids).find(payload) if i not in (None, "")]
         return {stream: ids} if ids else {}
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
-        from hub.engine import sync_connection
-        from hub.webhooks import synced_since
-
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         try:
             payload = item.json()
         except ValueError:
             return
         if not self.targets(payload):
             return
-        if not await synced_since(hub, self.connection, item.received_at):
-            await sync_connection(hub, self.connection)
+        await services.catch_up(item.received_at)

@@ -119,7 +119,7 @@ async def test_every_kind_of_event_is_read_once_with_what_to_do(
 
     from sqlalchemy import insert
 
-    from connectors.slack.notify import read_events
+    from hub.events import read_events
     from hub.store import Store, utcnow
     from hub.store.bulk import new_id
     from hub.store.schema import conflicts, entities, outbox, runs, tokens

@@ -15,6 +15,7 @@ from hub.connector import Connector, Cursor, Page, Stream
 from hub.inbox import InboxItem
 from hub.registry import Registry
 from hub.runtime import Hub
+from hub.services import ConnectionServices
 from hub.store import Store
 from hub.webhooks import (
     Delivery,
@@ -57,7 +58,7 @@ class SlackStyleReceiver(WebhookReceiver):
             )
         return Delivery(delivery_id=str(payload["event_id"]), kind=str(payload.get("type")))
 
-    async def handle(self, hub: Hub, item: InboxItem) -> None:
+    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
         type(self).handled.append(item.id)
 
 
