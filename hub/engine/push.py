@@ -57,6 +57,8 @@ class _Owed:
     values: dict[str, Any]
     waiting: list[tuple[str, str]] = field(default_factory=list)
     """Referenced records this system must receive first: ``(stream, hub id)``."""
+    read: dict[str, Any] | None = None
+    """The golden record's fields as they were when the write was computed."""
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -216,6 +218,7 @@ class Pusher:
         if ent is None or ent.deleted_at is not None:
             return owed
         fields: dict[str, Any] = ent.fields
+        owed.read = fields
         allowed = self.mapping.push_fields - held.get(row.entity_id, set())
         if link is not None:
             if not self.stream.can_update:
@@ -296,13 +299,38 @@ class Pusher:
                 await self._failed(db, o, result, now)
         if succeeded:
             await self._linked(db, succeeded, now)
+        again = await self._changed_meanwhile(db, [o for o, _ in succeeded])
         await update_rows(
             db,
             outbox,
             ("status", "updated_at", "last_error"),
             ("id",),
-            [("done", now, None, i) for i in done],
+            [(OutboxStatus.PENDING if i in again else "done", now, None, i) for i in done],
         )
+
+    async def _changed_meanwhile(self, db: AsyncConnection, written: list[_Owed]) -> set[str]:
+        """Rows whose golden record changed while its write was under way: they stay owed.
+
+        A change made meanwhile (another connection's run) found this row pending and queued
+        nothing of its own; settling the row would leave that change unsent. The records
+        are read locked (PostgreSQL), so a change committing now is either seen here or
+        finds the row settled and queues its own."""
+        read = {o.entity_id: o for o in written if o.read is not None}
+        if not read:
+            return set()
+        query = (
+            select(entities.c.id, entities.c.fields)
+            .where(entities.c.id.in_(list(read)))
+            .with_for_update()
+        )
+        changed = {
+            read[entity_id].row_id
+            for entity_id, fields in await db.execute(query)
+            if fields != read[entity_id].read
+        }
+        if changed:
+            self.ctx.count("push_requeued", len(changed))
+        return changed
 
     async def _failed(self, db: AsyncConnection, o: _Owed, result: PushResult, now: Any) -> None:
         assert o.change is not None
