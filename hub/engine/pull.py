@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.duplicates import report_matches
+from hub.engine.identity import ambiguous_message, identity_key, look_up
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
 from hub.engine.references import PageReferences, index_references, owe_renamed
 from hub.engine.unparsed import UNPARSED, keep_unparsed
@@ -27,7 +28,7 @@ from hub.engine.writes import LINK_COLUMNS, OutboxQueue, rekey, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import KEY_FIELDS, match_keys
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
-from hub.store.schema import change_log, conflicts, entities, entity_keys, links
+from hub.store.schema import change_log, conflicts, entities, links
 
 
 @dataclass(slots=True)
@@ -87,7 +88,9 @@ class _PageState:
     known: dict[str, _Link]
     """This stream's links by remote id: loaded, then those the page makes."""
     by_key: dict[tuple[str, str], str] = field(default_factory=dict)
-    """Golden records by their strongest match key, for records seen for the first time."""
+    """Golden records by their identity key, for records seen for the first time."""
+    ambiguous: set[tuple[str, str]] = field(default_factory=set)
+    """Name keys (of a stream matching by name) that several golden records have."""
     loaded: dict[str, _Entity] = field(default_factory=dict)
     """The live golden records the page touches, by id (new ones included)."""
     deleted: set[str] = field(default_factory=set)
@@ -173,7 +176,7 @@ class PageApplier:
         known = await self._links(db, [rec.id for rec, _ in page.records])
         state = _PageState(known=known, unparsed=page.unparsed)
         await self.references.resolve(db, page.records, state.known)
-        state.by_key = await self._identities(db, page, state.known)
+        await self._identities(db, page, state)
         unmatched = {
             rec.id: keys
             for rec, _ in page.records
@@ -198,31 +201,19 @@ class PageApplier:
         )
         return {r[2]: _Link(*r) for r in rows}
 
-    async def _identities(
-        self, db: AsyncConnection, page: Prepared, known: dict[str, _Link]
-    ) -> dict[tuple[str, str], str]:
-        """Golden records by match key, for the records this connection shows first."""
+    async def _identities(self, db: AsyncConnection, page: Prepared, state: _PageState) -> None:
+        """Golden records by identity key, for the records this connection shows first."""
         wanted: dict[str, set[str]] = {}
         for rec, _ in page.records:
-            if rec.id in known:
+            if rec.id in state.known:
                 continue
             # Only the strongest key present identifies: two addresses sharing a phone
             # number (a switchboard, a household) are two people, not one.
-            for kind, value in page.keys[rec.id][:1]:
-                wanted.setdefault(kind, set()).add(value)
-        by_key: dict[tuple[str, str], str] = {}
-        for kind, values in wanted.items():
-            found = await select_in(
-                db,
-                entity_keys,
-                ("value", "entity_id"),
-                {"entity_type": self.entity_type, "kind": kind},
-                "value",
-                values,
-            )
-            for value, entity_id in found:
-                by_key.setdefault((kind, value), entity_id)
-        return by_key
+            key = identity_key(page.keys[rec.id], self.sctx.stream)
+            if key is not None:
+                wanted.setdefault(key[0], set()).add(key[1])
+        found = await look_up(db, self.entity_type, wanted)
+        state.by_key, state.ambiguous = found.by_key, found.ambiguous
 
     async def _entities(self, db: AsyncConnection, ids: set[str], state: _PageState) -> None:
         for entity_id, fields, provenance, deleted_at in await select_in(
@@ -288,7 +279,13 @@ class PageApplier:
         """The golden record of a record without a live link: the one its strongest match
         key names (a new link, to be merged), or a new one made from it (``True``)."""
         take_id = self.ids.take
-        strongest = own_keys[0] if own_keys else None
+        strongest = identity_key(own_keys, self.sctx.stream)
+        if strongest in state.ambiguous:
+            self.ctx.count("ambiguous_names")
+            self.ctx.errors.append(
+                ambiguous_message(self.ctx.name, self.sctx.stream.name, rec, strongest)
+            )
+            strongest = None
         match_id = state.by_key.get(strongest) if strongest else None
         match_id = match_id or state.weaker.get(rec.id)
         ent = state.loaded.get(match_id) if match_id else None
