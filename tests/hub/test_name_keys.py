@@ -19,7 +19,7 @@ from hub.records import FULL_NAME, KEY_FIELDS, match_keys, normalize_full_name
         ("Mary\tAnn", "de  la Cruz", "mary ann de la cruz"),
         ("Straße", None, "strasse"),
         (None, "Lee", "lee"),
-        ("Ｊｏ", "Ｌｅｅ", "jo lee"),  # full-width letters
+        ("\uff2a\uff4f", "\uff2c\uff45\uff45", "jo lee"),  # full-width letters
     ],
 )
 def test_the_key_ignores_case_accents_and_spacing(
