@@ -63,6 +63,18 @@ async def look_up(db: AsyncConnection, entity_type: str, wanted: dict[str, set[s
     return found
 
 
+def note_created(found: Identities, keys: list[Key], entity_id: str) -> None:
+    """A golden record just made with ``keys`` (by a stream matching by name): a later
+    record of the page with its name matches it, or finds the name ambiguous when another
+    golden record has it too, as a later page would."""
+    for key in keys:
+        if key[0] not in OPT_IN_KINDS or key in found.ambiguous:
+            continue
+        if found.by_key.setdefault(key, entity_id) != entity_id:
+            found.ambiguous.add(key)
+            del found.by_key[key]
+
+
 def ambiguous_message(connection: str, stream: str, rec: RemoteRecord, key: Key) -> str:
     where = rec.where or f"record {rec.id}"
     return (

@@ -110,3 +110,21 @@ async def test_a_renamed_contact_is_found_by_its_new_name(hub: Setup) -> None:
     new = hub.remotes["chat"].add({"first_name": "Ann", "last_name": "Smith"})
     await hub.sync("chat")
     assert (await linked(hub, "chat"))[new] == ann
+
+
+async def test_a_contact_made_earlier_in_the_page_makes_the_name_ambiguous(hub: Setup) -> None:
+    hub.remotes["crm"].add({"email": "ann@one.example", "first_name": "Ann", "last_name": "Lee"})
+    await hub.sync("crm")
+    [ann] = await ids_of(hub, "Ann")
+    chat = hub.remotes["chat"]
+    chat.add({"email": "ann@two.example", "first_name": "Ann", "last_name": "Lee"}, id="U1")
+    chat.add({"first_name": "Ann", "last_name": "Lee"}, id="U2")
+    report = await hub.sync("chat")
+    found = await linked(hub, "chat")
+    assert found["U1"] != ann and found["U2"] not in (ann, found["U1"])
+    assert report.counts.get("ambiguous_names") == 1
+    # a later page finds it so too
+    chat.add({"first_name": "ann", "last_name": "lee"}, id="U3")
+    report = await hub.sync("chat")
+    assert (await linked(hub, "chat"))["U3"] not in (ann, found["U1"])
+    assert report.counts.get("ambiguous_names") == 1
