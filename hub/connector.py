@@ -55,6 +55,11 @@ class Stream:
     can_update: bool = False
     can_delete: bool = False
     webhooks: bool = False
+    match_by_name: bool = False
+    """Records of this stream that have no stronger match key (a contact without an e-mail
+    address or phone number) are matched to the one golden record of the same name
+    (:data:`hub.records.FULL_NAME`); never when two have it. Off by default: a connector
+    sets it where its system's names are trustworthy, usually from a setting."""
 
     @property
     def can_push(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from enum import Enum
 from typing import Any, Final, Literal, get_args
 
@@ -213,6 +214,22 @@ def normalize_domain(value: str | None) -> str | None:
         return None
 
 
+MAX_KEY_LENGTH = 320
+"""The longest key value ``entity_keys`` holds."""
+
+
+def normalize_full_name(first: object, last: object) -> str | None:
+    """A person's name as name matching compares it: ``"first last"``, case-folded, accents
+    dropped, words separated by one space (``" José  DE la Cruz"`` -> ``"jose de la cruz"``).
+    ``None`` when both parts are blank, or when the name is too long to be a key."""
+    text = " ".join(str(part) for part in (first, last) if part is not None)
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    key = " ".join(text.casefold().split())
+    return key if key and len(key) <= MAX_KEY_LENGTH else None
+
+
 # entity -> ordered (key kind, canonical field, normaliser); the first kind that matches wins.
 MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "contact": (("email", "email"), ("phone", "phone")),
@@ -222,12 +239,24 @@ MATCH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "ticket": (),
     "activity": (("message_id", "message_id"),),
 }
-KEY_FIELDS = frozenset(field for keys in MATCH_KEYS.values() for _, field in keys)
+FULL_NAME = "full_name"
+"""A contact's name key (:func:`normalize_full_name` of its first and last name): kept for
+every contact, weakest of its keys, and used to identify a record only for a stream that
+opts in (:attr:`hub.connector.Stream.match_by_name`)."""
+FULL_NAME_FIELDS = ("first_name", "last_name")
+OPT_IN_KINDS = frozenset({FULL_NAME})
+"""Key kinds that identify a record only for the streams that opt in to them."""
+KEY_FIELDS = frozenset(field for keys in MATCH_KEYS.values() for _, field in keys).union(
+    FULL_NAME_FIELDS
+)
 """The canonical fields some match key is made from: changing one re-keys the record."""
 
 
 def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[tuple[str, str]]:
-    """Normalised identity keys of a record, strongest first: ``[("email", "a@b.com"), ...]``."""
+    """Normalised identity keys of a record, strongest first: ``[("email", "a@b.com"), ...]``.
+
+    Every key is kept in ``entity_keys``; kinds of :data:`OPT_IN_KINDS` identify a record
+    only for a stream that opts in (:func:`hub.engine.identity.identity_key`)."""
     keys: list[tuple[str, str]] = []
     for kind, field in MATCH_KEYS.get(entity, ()):
         raw = fields.get(field)
@@ -247,4 +276,8 @@ def match_keys(entity: str, fields: Fields, region: str | None = None) -> list[t
             value = str(raw).strip().lower() or None
         if value:
             keys.append((kind, value))
+    if entity == "contact":
+        full_name = normalize_full_name(*(fields.get(f) for f in FULL_NAME_FIELDS))
+        if full_name:
+            keys.append((FULL_NAME, full_name))
     return keys

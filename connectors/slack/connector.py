@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -72,7 +73,9 @@ class SlackConnector(Connector):
         self.people: dict[str, Person] = {}
 
     def streams(self) -> list[Stream]:
-        return [USERS, MESSAGES] if self.settings.channels else [USERS]
+        # people without an address are matched to a contact by name when asked to
+        users = replace(USERS, match_by_name=self.settings.match_by_name)
+        return [users, MESSAGES] if self.settings.channels else [users]
 
     def api(self) -> SlackApi:
         if self._api is None:

@@ -56,7 +56,8 @@ class SlackSettings(BaseModel):
     """Channel ids whose messages become activities (shared Slack Connect channels with
     customers); none by default. The bot must be a member of each."""
     match_by_name: bool = False
-    """Without e-mail addresses, people become contacts by name (first and last)."""
+    """People without an e-mail address are taken too, and matched to the one contact of
+    the same first and last name (a new contact when none or several have it)."""
     own_team: str | None = None
     """The workspace's team id; messages of people of other teams (Slack Connect) are
     ``in``, the others ``out``. Default: read with ``auth.test``."""

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.connector import Page, RemoteRecord
 from hub.engine.context import RunContext, StreamContext
 from hub.engine.duplicates import report_matches
+from hub.engine.identity import Identities, ambiguous_message, identity_key, look_up, note_created
 from hub.engine.merge import MISSING, FieldSide, Outcome, merge_field
 from hub.engine.references import PageReferences, index_references, owe_renamed
 from hub.engine.unparsed import UNPARSED, keep_unparsed
@@ -27,7 +28,7 @@ from hub.engine.writes import LINK_COLUMNS, OutboxQueue, rekey, upsert_cursor
 from hub.mapping import FieldProblem
 from hub.records import KEY_FIELDS, match_keys
 from hub.store.bulk import IdPool, insert_rows, select_in, update_rows
-from hub.store.schema import change_log, conflicts, entities, entity_keys, links
+from hub.store.schema import change_log, conflicts, entities, links
 
 
 @dataclass(slots=True)
@@ -86,8 +87,9 @@ class _PageState:
 
     known: dict[str, _Link]
     """This stream's links by remote id: loaded, then those the page makes."""
-    by_key: dict[tuple[str, str], str] = field(default_factory=dict)
-    """Golden records by their strongest match key, for records seen for the first time."""
+    identities: Identities = field(default_factory=Identities)
+    """Golden records by their identity key, for records seen for the first time, and the
+    name keys (of a stream matching by name) that several golden records have."""
     loaded: dict[str, _Entity] = field(default_factory=dict)
     """The live golden records the page touches, by id (new ones included)."""
     deleted: set[str] = field(default_factory=set)
@@ -173,16 +175,16 @@ class PageApplier:
         known = await self._links(db, [rec.id for rec, _ in page.records])
         state = _PageState(known=known, unparsed=page.unparsed)
         await self.references.resolve(db, page.records, state.known)
-        state.by_key = await self._identities(db, page, state.known)
+        await self._identities(db, page, state)
         unmatched = {
             rec.id: keys
             for rec, _ in page.records
             if rec.id not in state.known and (keys := page.keys[rec.id])
-            and keys[0] not in state.by_key
+            and keys[0] not in state.identities.by_key
         }  # fmt: skip
         state.weaker = await self.references.weaker_matches(db, unmatched)
         entity_ids = {link.entity_id for link in state.known.values()}
-        entity_ids |= set(state.by_key.values()) | set(state.weaker.values())
+        entity_ids |= set(state.identities.by_key.values()) | set(state.weaker.values())
         await self._entities(db, entity_ids, state)
         state.held = await self._open_conflicts(db, list(state.loaded))
         return state
@@ -198,31 +200,18 @@ class PageApplier:
         )
         return {r[2]: _Link(*r) for r in rows}
 
-    async def _identities(
-        self, db: AsyncConnection, page: Prepared, known: dict[str, _Link]
-    ) -> dict[tuple[str, str], str]:
-        """Golden records by match key, for the records this connection shows first."""
+    async def _identities(self, db: AsyncConnection, page: Prepared, state: _PageState) -> None:
+        """Golden records by identity key, for the records this connection shows first."""
         wanted: dict[str, set[str]] = {}
         for rec, _ in page.records:
-            if rec.id in known:
+            if rec.id in state.known:
                 continue
             # Only the strongest key present identifies: two addresses sharing a phone
             # number (a switchboard, a household) are two people, not one.
-            for kind, value in page.keys[rec.id][:1]:
-                wanted.setdefault(kind, set()).add(value)
-        by_key: dict[tuple[str, str], str] = {}
-        for kind, values in wanted.items():
-            found = await select_in(
-                db,
-                entity_keys,
-                ("value", "entity_id"),
-                {"entity_type": self.entity_type, "kind": kind},
-                "value",
-                values,
-            )
-            for value, entity_id in found:
-                by_key.setdefault((kind, value), entity_id)
-        return by_key
+            key = identity_key(page.keys[rec.id], self.sctx.stream)
+            if key is not None:
+                wanted.setdefault(key[0], set()).add(key[1])
+        state.identities = await look_up(db, self.entity_type, wanted)
 
     async def _entities(self, db: AsyncConnection, ids: set[str], state: _PageState) -> None:
         for entity_id, fields, provenance, deleted_at in await select_in(
@@ -288,8 +277,15 @@ class PageApplier:
         """The golden record of a record without a live link: the one its strongest match
         key names (a new link, to be merged), or a new one made from it (``True``)."""
         take_id = self.ids.take
-        strongest = own_keys[0] if own_keys else None
-        match_id = state.by_key.get(strongest) if strongest else None
+        strongest = identity_key(own_keys, self.sctx.stream)
+        identities = state.identities
+        if strongest in identities.ambiguous:
+            self.ctx.count("ambiguous_names")
+            self.ctx.errors.append(
+                ambiguous_message(self.ctx.name, self.sctx.stream.name, rec, strongest)
+            )
+            strongest = None
+        match_id = identities.by_key.get(strongest) if strongest else None
         match_id = match_id or state.weaker.get(rec.id)
         ent = state.loaded.get(match_id) if match_id else None
         if ent is not None:
@@ -300,7 +296,9 @@ class PageApplier:
         ent.keys = own_keys
         state.loaded[ent.id] = ent
         if strongest:
-            state.by_key.setdefault(strongest, ent.id)
+            identities.by_key.setdefault(strongest, ent.id)
+        if self.sctx.stream.match_by_name:
+            note_created(identities, own_keys, ent.id)
         link = _Link(take_id(), ent.id, rec.id, rec.version, dict(canon), new=True)
         state.known[rec.id] = link
         return ent, link, True

@@ -305,6 +305,8 @@ class MemorySettings(BaseModel):
     streams: dict[str, EntityType] | None = None
     """Several streams (name -> entity, pulled and pushed in dependency order), each kept
     in the remote named ``<store>/<stream>``; default one stream ``records`` of ``entity``."""
+    match_by_name: bool = False
+    """Its streams match contacts by name (:attr:`hub.connector.Stream.match_by_name`)."""
 
 
 class MemoryConnector(Connector):
@@ -335,6 +337,7 @@ class MemoryConnector(Connector):
                 can_create=True,
                 can_update=True,
                 can_delete=True,
+                match_by_name=self.settings.match_by_name,
             )
             for name, entity in named.items()
         ]

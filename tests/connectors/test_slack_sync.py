@@ -11,6 +11,7 @@ from tests.connectors.slack_kit import (
     connect,
     contact_ids,
     entities,
+    open_hub,
     slack_toml,
     sync,
 )
@@ -156,3 +157,51 @@ async def test_the_app_asks_slack_for_its_bot_scopes(
     query = parse_qs(urlsplit(start.url).query)
     assert query["scope"] == [",".join(BOT_SCOPES)]
     assert query["client_id"] == ["sandbox-client"] and "code_challenge" not in query
+
+
+async def test_without_the_email_scope_people_are_matched_by_name_when_asked(
+    tmp_path: Path, db_url: str, served: tuple[SlackSandboxApp, str]
+) -> None:
+    from sqlalchemy import select
+
+    from hub.store.schema import links
+
+    app, url = served
+    slack = app.provider
+    jose = slack.join("José", "Núñez", "jose@customer.example")["id"]
+    (tmp_path / "crm.csv").write_text(
+        "email,first_name,last_name\njose@customer.example,JOSE,nunez \n"
+    )
+    # the workspace approved the app without users:read.email: Slack shows no addresses
+    scopes = "users:read,channels:history,groups:history,chat:write"
+    (tmp_path / "crmhub.toml").write_text(
+        slack_toml(db_url, url, "match_by_name = true")
+        + f'authorize_params = {{ scope = "{scopes}" }}\n'
+        + '\n[connections.crm]\nconnector = "csv"\npath = "crm.csv"\n'
+    )
+    await connect(tmp_path)
+    await sync(tmp_path, "crm")
+    [csv_contact] = (await contact_ids(tmp_path)).values()
+
+    report = await sync(tmp_path)
+
+    hub = await open_hub(tmp_path)
+    try:
+        async with hub.store.connect() as db:
+            linked = dict(
+                (await db.execute(
+                    select(links.c.remote_id, links.c.entity_id).where(
+                        links.c.connection == "team", links.c.stream == "users"
+                    )
+                )).all()
+            )  # fmt: skip
+    finally:
+        await hub.close()
+    assert linked[jose] == csv_contact  # the CSV contact of that name, not a new one
+    people = await entities(tmp_path, "contact")
+    assert [p for p in people if p.get("email")] == [
+        {"email": "jose@customer.example", "first_name": "JOSE", "last_name": "nunez"}
+    ]
+    staff = set(slack.workspace.staff()) - {jose}
+    assert len(people) == 1 + len(staff)  # everyone else: a contact of their own
+    assert report.counts["matched"] == 1 and not report.errors
