@@ -89,24 +89,37 @@ def owed(daemon: Daemon) -> int:
     )
 
 
-def quiet(url: str) -> int:
+def quiet(url: str, wait: float = LATENCY) -> int:
     """``POST /Contacts`` calls answered, once the call a killed daemon left in flight is."""
     seen = posts(url)
     while True:
-        time.sleep(2 * LATENCY)
+        time.sleep(2 * wait)
         now = posts(url)
         if now == seen:
             return now
         seen = now
 
 
-def kill_mid_push(daemon: Daemon, url: str, access: str) -> None:
-    """Start the daemon and kill it as soon as Xero has answered one of its pushes."""
+def last_names(daemon: Daemon) -> set[str]:
+    rows = daemon.q("select fields from entities where type = 'contact'")
+    return {str(json.loads(f).get("last_name"))[:-3] for (f,) in rows}
+
+
+def kill_mid_push(daemon: Daemon, sandbox: XeroProcess, access: str, edit: str = "") -> None:
+    """Start the daemon and kill it as soon as Xero has answered one of its pushes; with
+    ``edit``, the people are first edited again (last names ``edit``) in the hub, so the
+    owed rows the push has in hand get newer values before it dies."""
+    url = sandbox.url
     before = quiet(url)
     daemon.start()
     wait_until(lambda: posts(url) > before, 60, "a pushed batch", daemon.log)
+    if edit:
+        sandbox.post("/_sandbox/faults", {"latency_ms": 3000})  # the push waits meanwhile
+        write_people(daemon.folder / "people.csv", edit)
+        wait_until(lambda: last_names(daemon) == {edit}, 30, "the edit in the hub", daemon.log)
     daemon.kill()
-    quiet(url)
+    sandbox.post("/_sandbox/faults", {"latency_ms": LATENCY * 1000})
+    quiet(url, 3 if edit else LATENCY)
     linked = daemon.count(
         "select count(*) from links where connection = 'books' and stream = 'contacts'"
     )
@@ -169,21 +182,22 @@ async def test_sigkill_mid_push_leaves_every_contact_once_in_xero(
     try:
         # new people owed as creates, the daemon killed twice during the push
         sandbox.post("/_sandbox/faults", {"latency_ms": LATENCY * 1000})
-        kill_mid_push(daemon, sandbox.url, access)
-        kill_mid_push(daemon, sandbox.url, access)
+        kill_mid_push(daemon, sandbox, access)
+        kill_mid_push(daemon, sandbox, access)
         sandbox.post("/_sandbox/faults", {"latency_ms": 0})
         settle(daemon)
         check(daemon, sandbox.url, access, "Made")
         daemon.stop()
 
-        # the same people edited in the hub, owed as updates: killed twice again
+        # the same people edited in the hub, owed as updates: killed twice again, the
+        # second time after they were edited once more while their push was under way
         write_people(people, "Edited")
         sandbox.post("/_sandbox/faults", {"latency_ms": LATENCY * 1000})
-        kill_mid_push(daemon, sandbox.url, access)
-        kill_mid_push(daemon, sandbox.url, access)
+        kill_mid_push(daemon, sandbox, access)
+        kill_mid_push(daemon, sandbox, access, edit="Final")
         sandbox.post("/_sandbox/faults", {"latency_ms": 0})
         settle(daemon)
-        check(daemon, sandbox.url, access, "Edited")
+        check(daemon, sandbox.url, access, "Final")
     finally:
         daemon.stop()
         sandbox.stop()
