@@ -282,7 +282,9 @@ async def test_an_owed_update_changed_after_its_answer_was_lost_is_written_again
 
     for batch in (owed("Edited"), owed("Edited")[:1]):
         await connector.push(stream, batch)  # written; say the answers were lost
-        assert all(r.ok for r in await connector.push(stream, batch))  # the same: replayed
+        written = len(sandbox.batch_sizes)
+        assert all(r.ok for r in await connector.push(stream, batch))
+        assert len(sandbox.batch_sizes) == written  # the same writes: the first answer again
         final = [
             Change(
                 c.key,
@@ -298,7 +300,8 @@ async def test_an_owed_update_changed_after_its_answer_was_lost_is_written_again
         assert [org.contacts[c.remote_id]["Name"] for c in final] == [
             f"{n} Final{n[0]}" for n in ("Ann", "Bob")[: len(final)]
         ]
-        for c in final:
+        assert len(sandbox.batch_sizes) == written + 1
+        for c in final:  # as before, for the next round (a batch of one)
             org.edit_contact(str(c.remote_id), {"LastName": "Lee"})
     assert len(org.contacts) == 2
 
