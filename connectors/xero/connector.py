@@ -201,7 +201,7 @@ class XeroConnector(Connector):
         for start in range(0, len(sending), 50):
             batch = sending[start : start + 50]
             answered = await api.post(
-                "Invoices", [b for b, _ in batch], batch_key([c for _, c in batch])
+                "Invoices", [b for b, _ in batch], batch_key([(b, [c]) for b, c in batch])
             )
             for (_, change), item in zip(batch, answered, strict=True):
                 errors = validation_messages(item)

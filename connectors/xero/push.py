@@ -4,8 +4,8 @@ Creates, updates and archivals (Xero's delete) of the ``contacts`` and ``compani
 streams go out together in ``POST /Contacts?summarizeErrors=false`` calls of up to 50
 contacts: Xero answers 200 with every contact, each carrying its own validation errors, so
 one bad contact fails alone (a dead letter with Xero's reason) and the rest are written.
-Each call carries an ``Idempotency-Key``: the change's own key for a call of one change,
-else a digest of the keys of the changes in it (stable for the same batch retried).
+Each call carries an ``Idempotency-Key`` (:func:`batch_key`): the same for the same writes
+retried; an update retried with values edited since its lost answer gets another one.
 
 A contact person of an organisation (id ``<ContactID>#...``) is changed by writing the
 organisation with its contact persons changed: the organisations concerned are read first,
@@ -17,6 +17,8 @@ existing contact when that contact has the same e-mail address, so no duplicate 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from connectors.xero.classify import validation_messages
@@ -31,10 +33,25 @@ _TAKEN = "already assigned to another contact"
 _GONE = "could not be found"
 
 
-def batch_key(changes: list[Change]) -> str:
-    if len(changes) == 1:
+def batch_key(items: Sequence[tuple[dict[str, Any], Sequence[Change]]]) -> str:
+    """The ``Idempotency-Key`` of one call of ``(body, changes it writes)``: the same for
+    the same writes retried, so Xero answers them once, and another for other writes.
+
+    The hub keeps one owed row per record and computes its values when it pushes, so a
+    change's key stays the same when the record is edited again after an answer was lost.
+    An update or archival is therefore known by its key and what it writes (a retry with
+    newer values is written, not answered with the stale first answer); a create by its
+    key alone, so a create retried with newer values is still answered once.
+    """
+    changes = [c for _, owners in items for c in owners]
+    writes = [
+        json.dumps(body, sort_keys=True, default=str)
+        for body, owners in items
+        if any(c.op != "create" for c in owners)
+    ]
+    if len(changes) == 1 and not writes:
         return changes[0].idempotency_key
-    joined = "\n".join(c.idempotency_key for c in changes)
+    joined = "\n".join([c.idempotency_key for c in changes] + writes)
     return "crmhub-" + hashlib.sha256(joined.encode()).hexdigest()[:40]
 
 
@@ -178,8 +195,7 @@ class ContactPush:
     async def _send(
         self, batch: list[tuple[dict[str, Any], list[Change]]], results: dict[str, PushResult]
     ) -> None:
-        changes = [c for _, cs in batch for c in cs]
-        answered = await self.api.post("Contacts", [b for b, _ in batch], batch_key(changes))
+        answered = await self.api.post("Contacts", [b for b, _ in batch], batch_key(batch))
         for (body, owners), item in zip(batch, answered, strict=True):
             errors = validation_messages(item)
             if item.get("HasValidationErrors") or item.get("StatusAttributeString") == "ERROR":

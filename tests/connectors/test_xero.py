@@ -156,7 +156,16 @@ async def test_a_batch_sends_its_key_and_a_refused_call_is_an_exception_not_a_re
     [result] = await made.push(stream, [change])
     assert result.ok and result.remote_id == ANN
     sent = post.calls.last.request
-    assert sent.headers["idempotency-key"] == "key-1"
+    key = sent.headers["idempotency-key"]
+    assert key.startswith("crmhub-")
+    await made.push(stream, [change])  # the same write retried: the same key
+    assert post.calls.last.request.headers["idempotency-key"] == key
+    edited = Change("c", "update", {"EmailAddress": "ann@newer.example"}, "key-1", ANN)
+    await made.push(stream, [edited])  # other values under the same owed row: another key
+    assert post.calls.last.request.headers["idempotency-key"] != key
+    create = Change("n", "create", {"FirstName": "New", "LastName": "One"}, "key-2")
+    await made.push(stream, [create])
+    assert post.calls.last.request.headers["idempotency-key"] == "key-2"
     assert sent.url.params["summarizeErrors"] == "false"
     post.respond(403, json={"Title": "Forbidden"})
     with pytest.raises(PermanentError):

@@ -260,6 +260,52 @@ async def test_a_retried_batch_is_answered_once_and_a_changed_one_adopts_by_name
     assert len(sandbox.org(0).contacts) == 2
 
 
+async def test_an_owed_update_changed_after_its_answer_was_lost_is_written_again(
+    sandbox: XeroSandbox, connector: XeroConnector
+) -> None:
+    # The hub keeps one owed row per contact and computes its values when it pushes, so a
+    # push whose answer was lost is retried under the same keys with the values of now.
+    org = sandbox.org(0)
+    ann = org.add_contact(Name="Ann Lee", FirstName="Ann", LastName="Lee")["ContactID"]
+    bob = org.add_contact(Name="Bob Ray", FirstName="Bob", LastName="Ray")["ContactID"]
+    stream = connector.stream("contacts")
+
+    def owed(last: str) -> list[Change]:
+        return [
+            Change(
+                "a", "update", {"LastName": f"{last}A"}, "row-a", ann, record={"FirstName": "Ann"}
+            ),
+            Change(
+                "b", "update", {"LastName": f"{last}B"}, "row-b", bob, record={"FirstName": "Bob"}
+            ),
+        ]
+
+    for batch in (owed("Edited"), owed("Edited")[:1]):
+        await connector.push(stream, batch)  # written; say the answers were lost
+        written = len(sandbox.batch_sizes)
+        assert all(r.ok for r in await connector.push(stream, batch))
+        assert len(sandbox.batch_sizes) == written  # the same writes: the first answer again
+        final = [
+            Change(
+                c.key,
+                c.op,
+                {"LastName": "Final" + c.data["LastName"][-1]},
+                c.idempotency_key,
+                c.remote_id,
+                record=c.record,
+            )
+            for c in batch
+        ]
+        assert all(r.ok for r in await connector.push(stream, final))
+        assert [org.contacts[c.remote_id]["Name"] for c in final] == [
+            f"{n} Final{n[0]}" for n in ("Ann", "Bob")[: len(final)]
+        ]
+        assert len(sandbox.batch_sizes) == written + 1
+        for c in final:  # as before, for the next round (a batch of one)
+            org.edit_contact(str(c.remote_id), {"LastName": "Lee"})
+    assert len(org.contacts) == 2
+
+
 async def test_contact_persons_are_changed_through_their_organisation(
     sandbox: XeroSandbox, connector: XeroConnector
 ) -> None:

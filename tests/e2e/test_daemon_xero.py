@@ -46,9 +46,9 @@ client_secret = "sandbox-secret"
 
 
 class XeroProcess:
-    def __init__(self, processes: Processes, folder: Path) -> None:
+    def __init__(self, processes: Processes, folder: Path, *args: str) -> None:
         self.log = folder / "xero-sandbox.log"
-        command = [sys.executable, str(SCRIPT)]
+        command = [sys.executable, str(SCRIPT), *args]
         self.proc = processes.start(command, self.log, folder, child_env())
 
         def url() -> str | None:
@@ -86,13 +86,6 @@ async def connect(folder: Path) -> None:
         await complete_authorization(hub, redirect)
     finally:
         await hub.close()
-
-
-@pytest.fixture
-def processes() -> Processes:
-    found = Processes()
-    yield found  # type: ignore[misc]
-    found.cleanup()
 
 
 @pytest.mark.slow
