@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from hub.errors import ConnectorConfigError
 from hub.logging import register_secret
 from hub.rest.base import KindSpec, Spec, resolve_hook
 from hub.rest.jsonpath import JsonPath
@@ -296,10 +297,21 @@ class DeclaredReceiver(WebhookReceiver):
         return {stream: ids} if ids else {}
 
     async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
+        """Read the records an event names (a targeted fetch), unless a run since the
+        delivery read everything. A record that does not come back (deleted) or a stream
+        that cannot be read by id: a sync, which notices what changed."""
         try:
             payload = item.json()
         except ValueError:
             return
-        if not self.targets(payload):
+        targets = self.targets(payload)
+        if not targets or await services.ran_since(item.received_at):
             return
-        await services.catch_up(item.received_at)
+        complete = True
+        try:
+            for stream, ids in targets.items():
+                complete &= await services.fetch(stream, ids) >= len(set(ids))
+        except ConnectorConfigError:
+            complete = False
+        if not complete:
+            await services.catch_up(item.received_at)

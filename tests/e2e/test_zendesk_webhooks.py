@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from auth.credentials import VaultAuth
 from auth.flows import store_basic
@@ -22,6 +23,7 @@ from hub.registry import Registry
 from hub.rest.sandbox import SANDBOX_PASSWORD, SANDBOX_USER, SANDBOX_WEBHOOK_SECRET, create_sandbox
 from hub.runtime import Hub
 from hub.sandbox import serve_sandbox
+from hub.store.schema import runs
 from hub.web import create_app
 from tests.connectors.zendesk_kit import fast_loaded, fast_zendesk
 
@@ -82,7 +84,9 @@ async def test_signed_forged_and_stale_zendesk_webhooks(
         from tests.e2e.test_zendesk_sync import entities
 
         [ann] = await entities(hub, "contact")
-        assert ann["last_name"] == "Changed"  # the webhook made the hub read the user
+        assert ann["last_name"] == "Changed"  # the webhook made the hub read the user ...
+        async with hub.store.connect() as db:  # ... by id, not by another run
+            assert await db.scalar(select(func.count()).select_from(runs)) == 1
     finally:
         await web.aclose()
         await hub.close()
