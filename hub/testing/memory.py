@@ -28,12 +28,17 @@ Behaviour the engine can rely on (and tests can provoke):
   :meth:`MemoryRemote.set_time` or :meth:`MemoryRemote.advance`;
 - :meth:`MemoryRemote.fail` makes the next pull or push call raise a given error, and
   :attr:`MemoryRemote.refuse` can refuse single items.
+
+A benchmark that stands in for a large system seeds it with :meth:`MemoryRemote.generate`:
+records ``<prefix>0`` ... are made from their index whenever they are read, and only those
+changed since (by the benchmark or by a push) are kept, so the remote's records do not weigh
+on the memory of the process that syncs them.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -70,6 +75,8 @@ class MemoryRemote:
         self._idempotency: dict[str, str] = {}
         self._ids = itertools.count(1)
         self.seq = 0
+        # generated records: ids "<prefix><i>" for i < count, made by ``make(i)`` until changed
+        self._made: tuple[str, int, Callable[[int], dict[str, Any]], datetime] | None = None
         self._now = now
         self._failures: dict[str, list[ConnectorError]] = {"pull": [], "push": []}
         self.refuse: Refusal | None = None
@@ -100,7 +107,7 @@ class MemoryRemote:
     def add(self, data: dict[str, Any], *, id: str | None = None) -> str:
         """Create a record as if someone made it in the remote system; returns its id."""
         record_id = id if id is not None else f"m{next(self._ids)}"
-        if record_id in self._records:
+        if record_id in self:
             raise ValueError(f"record {record_id!r} already exists")
         self._tombstones.discard(record_id)
         self._records[record_id] = dict(data)
@@ -108,6 +115,35 @@ class MemoryRemote:
         self._modified[record_id] = self.now()
         self._touch(record_id)
         return record_id
+
+    def generate(self, count: int, make: Callable[[int], dict[str, Any]], *, prefix: str) -> None:
+        """Seed ``count`` records with ids ``<prefix>0`` ... ``<prefix><count - 1>``, their
+        data ``make(i)``, made again whenever read: only the records changed later (and those
+        added) are kept. They take the sequence numbers 1 to ``count`` and version 1."""
+        if self.seq or self._made is not None:
+            raise ValueError("generate() seeds an empty remote, once")
+        self._made = (prefix, count, make, self.now())
+        self.seq = count
+
+    def _made_index(self, record_id: str) -> int | None:
+        """The index of a generated record not changed since, else ``None``."""
+        if self._made is None or record_id in self._log:
+            return None
+        prefix, count, _, _ = self._made
+        digits = record_id[len(prefix) :]
+        if not record_id.startswith(prefix) or not digits.isdigit() or digits[0] == "0" != digits:
+            return None
+        index = int(digits)
+        return index if index < count else None
+
+    def _keep(self, record_id: str) -> None:
+        """Keep a generated record from now on, before it changes."""
+        index = self._made_index(record_id)
+        if index is not None and record_id not in self._records:
+            assert self._made is not None
+            self._records[record_id] = self._made[2](index)
+            self._versions[record_id] = 1
+            self._modified[record_id] = self._made[3]
 
     def update(self, record_id: str, **fields: Any) -> None:
         """Change fields of a record as a remote user would (``None`` empties a field)."""
@@ -120,24 +156,31 @@ class MemoryRemote:
 
     def get(self, record_id: str) -> dict[str, Any] | None:
         data = self._records.get(record_id)
-        return dict(data) if data is not None else None
+        if data is not None:
+            return dict(data)
+        index = self._made_index(record_id)
+        return self._made[2](index) if self._made is not None and index is not None else None
 
     def ids(self) -> list[str]:
-        """Ids of the live records, oldest first (without copying the records)."""
-        return list(self._records)
+        """Ids of the live records, generated ones first (without copying the records)."""
+        made = [rid for rid, _ in self._generated(0) if rid not in self._records]
+        return made + list(self._records)
 
     def all(self) -> dict[str, dict[str, Any]]:
-        return {rid: dict(data) for rid, data in self._records.items()}
+        return {rid: data for rid in self.ids() if (data := self.get(rid)) is not None}
 
     def version(self, record_id: str) -> str:
         self._require(record_id)
-        return str(self._versions[record_id])
+        return str(self._versions.get(record_id, 1))
 
     def __len__(self) -> int:
-        return len(self._records)
+        made = sum(1 for rid, _ in self._generated(0) if rid not in self._records)
+        return made + len(self._records)
 
     def __contains__(self, record_id: object) -> bool:
-        return record_id in self._records
+        if record_id in self._records:
+            return True
+        return isinstance(record_id, str) and self._made_index(record_id) is not None
 
     def fail(self, on: Literal["pull", "push"], error: ConnectorError, *, times: int = 1) -> None:
         """Make the next ``times`` pull or push calls raise ``error`` before doing anything."""
@@ -150,6 +193,13 @@ class MemoryRemote:
             raise self._failures[on].pop(0)
 
     def record(self, record_id: str) -> RemoteRecord:
+        if record_id not in self._records:
+            index = self._made_index(record_id)
+            if self._made is None or index is None:
+                raise KeyError(f"remote {self.name!r} has no record {record_id!r}")
+            return RemoteRecord(
+                id=record_id, data=self._made[2](index), version="1", modified_at=self._made[3]
+            )
         field_times = self._field_modified.get(record_id)
         return RemoteRecord(
             id=record_id,
@@ -159,8 +209,25 @@ class MemoryRemote:
             field_modified_at=dict(field_times) if field_times else None,
         )
 
+    def changed_since(self, seq: int) -> Iterator[tuple[str, int]]:
+        """``(id, seq)`` of everything changed after ``seq``, oldest first: the generated
+        records not changed since one by one, then the rest (taken when the listing starts)."""
+        later = self.log_since(seq)
+        yield from self._generated(seq)
+        yield from later
+
+    def _generated(self, seq: int) -> Iterator[tuple[str, int]]:
+        if self._made is None:
+            return
+        prefix, count, _, _ = self._made
+        for index in range(seq, count):
+            record_id = f"{prefix}{index}"
+            if record_id not in self._log:
+                yield record_id, index + 1
+
     def log_since(self, seq: int) -> list[tuple[str, int]]:
-        """``(id, seq)`` of everything changed after ``seq``, oldest first."""
+        """``(id, seq)`` of everything changed after ``seq``, oldest first, but for the
+        generated records not changed since (see :meth:`changed_since`)."""
         changed: list[tuple[str, int]] = []
         for record_id in reversed(self._log):
             at = self._log[record_id]
@@ -186,6 +253,7 @@ class MemoryRemote:
             return self._push_create(change)
         if change.remote_id is None:
             return _error(change, ErrorKind.PERMANENT, f"{change.op} needs a remote id")
+        self._keep(change.remote_id)
         if change.remote_id not in self._records:
             if change.op == "delete":  # already gone: the wanted outcome
                 return PushResult(key=change.key, remote_id=change.remote_id)
@@ -228,6 +296,7 @@ class MemoryRemote:
         )
 
     def _require(self, record_id: str) -> None:
+        self._keep(record_id)
         if record_id not in self._records:
             raise KeyError(f"remote {self.name!r} has no record {record_id!r}")
 
@@ -345,29 +414,28 @@ class MemoryConnector(Connector):
         remote.check_failure("pull")
         since = self._since(cursor)
         full = since is None
+        # Listed lazily (a generated remote makes each record only as its page is read); a
+        # full pull lists the live records by last change, tombstones skipped (implied).
+        end = remote.seq
+        changed = remote.changed_since(since or 0)
         if full:
-            # Live records by last change; tombstones are skipped (a full scan implies them).
-            live = remote._records
-            changed = [(rid, at) for rid, at in remote.log_since(0) if rid in live]
-            end = remote.seq
-        else:
-            assert since is not None
-            changed = remote.log_since(since)
-            end = changed[-1][1] if changed else since
+            changed = ((rid, at) for rid, at in changed if rid in remote)
         size = self.settings.page_size
-        if full and not changed:
-            yield Page(cursor={"seq": end}, full_scan=True)
+        chunk = list(itertools.islice(changed, size))
+        if not chunk:
+            if full:
+                yield Page(cursor={"seq": end}, full_scan=True)
             return
-        for start in range(0, len(changed), size):
-            chunk = changed[start : start + size]
+        while chunk:
             page = Page(full_scan=full)
             for record_id, _ in chunk:
-                if record_id in remote._records:
+                if record_id in remote:
                     page.records.append(remote.record(record_id))
                 elif remote.is_deleted(record_id):
                     page.deleted.append(record_id)
-            last = start + size >= len(changed)
-            page.cursor = {"seq": end if last else chunk[-1][1]}
+            following = list(itertools.islice(changed, size))
+            page.cursor = {"seq": chunk[-1][1] if following else end}
+            chunk = following
             yield page
 
     async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
