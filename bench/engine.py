@@ -4,7 +4,9 @@
     .venv/bin/python -m bench.engine --relations [--references-first] [--records N] [--database URL]
 
 Prints the initial sync's records/s, an incremental sync with 1% and with 0% changed,
-and the peak RSS. With ``--busy`` a thread of the same process spins the whole time, as
+and the peak RSS. The remotes are generated (``MemoryRemote.generate``): records made from
+their index when pulled, only those changed or pushed kept, as the records of another system
+are not in the hub's memory. With ``--busy`` a thread of the same process spins the whole time, as
 another run's mapping or a burst of webhooks does in the daemon: the figures then show what
 the database driver's waits for the interpreter lock cost. HTTP is not measured here (see
 bench/ratelimit.py, bench/webhooks.py).
@@ -12,7 +14,7 @@ bench/ratelimit.py, bench/webhooks.py).
 ``--relations``: one connection with three streams, ``--records`` contacts naming a tenth
 as many companies by the remote's id, and twice as many activities naming their contact;
 the initial sync and a 1% incremental, once with the references resolved and once with the
-same ids copied as plain text (each in a new store), and the peak RSS.
+same ids copied as plain text (each in a new store), and the peak RSS of each sync.
 By default the store is a new SQLite file; with ``--database postgresql+psycopg://...`` the
 run gets a schema of its own in that database, dropped at the end.
 """
