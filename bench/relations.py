@@ -3,7 +3,9 @@ activities naming contacts, all by the remote's own ids, in one connection of th
 
 The same records are synced twice, each time into a new store: with the references
 resolved (hub ids, ``entity_refs``), and with the same ids copied into plain custom fields.
-The referencing records' initial sync is compared, then a 1% incremental.
+The referencing records' initial sync is compared, then a 1% incremental, each with the
+peak RSS during it. The remotes are generated (``MemoryRemote.generate``): a remote system's
+records are not in the hub's process, so they are made from their index when pulled.
 """
 
 from __future__ import annotations
@@ -65,39 +67,45 @@ ACTIVITY_REF = (
 ACTIVITY_TEXT = '[[field]]\ncanonical = "custom.contact_id"\nremote = "contact_id"\n'
 
 
+def company(i: int) -> dict[str, Any]:
+    return {"name": f"Company {i}", "domain": f"c{i}.example"}
+
+
 def seed(remotes: dict[str, MemoryRemote], n: int) -> None:
+    """Generated remotes: each record is made from its index when pulled, and only those the
+    incremental changes are kept, so the hub's process holds (almost) nothing of them."""
     companies, people = max(1, n // 10), n
-    for i in range(companies):
-        remotes["companies"].add({"name": f"Company {i}", "domain": f"c{i}.example"}, id=f"c{i}")
-    for i in range(people):
-        remotes["people"].add(
-            {
-                "email": f"person{i}@example.com",
-                "first_name": f"First{i}",
-                "city": ("Paris", "Oslo", "Lima", "Rome")[i % 4],
-                "company_id": f"c{i % companies}",
-            },
-            id=f"p{i}",
-        )
-    for i in range(2 * people):
-        remotes["activities"].add(
-            {
-                "kind": "call",
-                "subject": f"Call {i}",
-                "at": f"2026-01-{1 + i % 28:02d}T10:00:00Z",
-                "contact_id": f"p{i % people}",
-            },
-            id=f"a{i}",
-        )
+
+    def person(i: int) -> dict[str, Any]:
+        return {
+            "email": f"person{i}@example.com",
+            "first_name": f"First{i}",
+            "city": ("Paris", "Oslo", "Lima", "Rome")[i % 4],
+            "company_id": f"c{i % companies}",
+        }
+
+    def activity(i: int) -> dict[str, Any]:
+        return {
+            "kind": "call",
+            "subject": f"Call {i}",
+            "at": f"2026-01-{1 + i % 28:02d}T10:00:00Z",
+            "contact_id": f"p{i % people}",
+        }
+
+    remotes["companies"].generate(companies, company, prefix="c")
+    remotes["people"].generate(people, person, prefix="p")
+    remotes["activities"].generate(2 * people, activity, prefix="a")
 
 
-async def one_case(n: int, url: str, tmp: Path, references: bool, rss: Callable[[], float]) -> None:
+async def one_case(n: int, url: str, tmp: Path, references: bool) -> float:
+    """Runs one case; returns the highest peak RSS of its two syncs."""
+    from bench.engine import current_mb, peak_mb, reset_peak
+
     label = "references" if references else "plain ids"
     store = f"bench-rel-{'refs' if references else 'plain'}"
     remotes = {s: create_remote(f"{store}/{s}") for s in ("companies", "people", "activities")}
     seed(remotes, n)
     gc.freeze()
-    seeded = rss()
     (tmp / "companies.toml").write_text(COMPANIES)
     (tmp / "people.toml").write_text(PEOPLE + (PEOPLE_REF if references else PEOPLE_TEXT))
     (tmp / "activities.toml").write_text(
@@ -114,30 +122,38 @@ async def one_case(n: int, url: str, tmp: Path, references: bool, rss: Callable[
         load_config(tmp / "crmhub.toml"), Registry.discover(extra={"memory": MemoryConnector})
     )
     try:
+        before = current_mb()
+        reset_peak()
         start = time.perf_counter()
         report = await sync_connection(hub, "crm")
         took = time.perf_counter() - start
+        initial_peak = peak_mb()
         assert report.status == "ok", (report.status, report.error)
         counts: dict[str, Any] = report.counts
         print(
             f"{label}: initial sync of {counts.get('records', 0):,} records "
             f"({n // 10:,} companies, {n:,} contacts, {2 * n:,} activities) in {took:.2f}s "
             f"({counts.get('records', 0) / took:,.0f} records/s); "
-            f"pending {counts.get('references_pending', 0)}"
+            f"pending {counts.get('references_pending', 0)}; peak RSS {initial_peak:.0f} MB "
+            f"({before:.0f} MB before it)"
         )
         changed = n // 100
         for i in range(changed):
             remotes["people"].update(f"p{i}", company_id=f"c{(i + 1) % max(1, n // 10)}")
             remotes["activities"].update(f"a{i}", contact_id=f"p{(i + 1) % n}")
+        before = current_mb()
+        reset_peak()
         start = time.perf_counter()
         report = await sync_connection(hub, "crm")
         took = time.perf_counter() - start
+        assert report.status == "ok", (report.status, report.error)
+        incremental_peak = peak_mb()
         print(
             f"{label}: incremental, 1% changed ({changed:,} contacts and {changed:,} "
             f"activities point elsewhere): {took:.2f}s, {report.counts.get('updated', 0):,} "
-            f"updated; peak RSS so far {rss():.0f} MB ({seeded:.0f} MB once the remotes "
-            f"were filled, before the first sync)"
+            f"updated; peak RSS {incremental_peak:.0f} MB ({before:.0f} MB before it)"
         )
+        return max(initial_peak, incremental_peak)
     finally:
         await hub.close()
         for remote in remotes.values():
@@ -153,14 +169,14 @@ async def run_relations(
     database: Callable[[str | None, Path], contextlib.AbstractContextManager[str]],
     reverse: bool = False,
 ) -> None:
-    from bench.engine import rss_mb
-
     print(
         f"crmhub relations benchmark: {n:,} contacts, {n // 10:,} companies, {2 * n:,} activities"
     )
     order = (True, False) if reverse else (False, True)
+    peaks = []
     for references in order:
         folder = tmp / ("refs" if references else "plain")
         folder.mkdir()
         with database(given, folder) as url:
-            await one_case(n, url, folder, references, rss_mb)
+            peaks.append(await one_case(n, url, folder, references))
+    print(f"peak RSS of the process: {max(peaks):.0f} MB")

@@ -87,6 +87,17 @@ class TestCompanyContract(TestMemoryContract):
         return make(page_size=5, entity="company")
 
 
+class TestGeneratedContract(TestMemoryContract):
+    """The same contract with the seeded records generated from their index."""
+
+    async def seed(self, connector: Connector, records: list[dict[str, Any]]) -> None:
+        remote = get_remote("test-memory")
+        if remote.seq:  # seeded again later in a test: added as usual
+            await super().seed(connector, records)
+        else:
+            remote.generate(len(records), lambda i: dict(records[i]), prefix="g")
+
+
 def create(key: str, data: dict[str, Any], idem: str | None = None) -> Change:
     return Change(key=key, op="create", data=data, idempotency_key=idem or f"idem-{key}")
 
@@ -226,6 +237,47 @@ async def test_hundred_thousand_records_pull_in_linear_time(remote: MemoryRemote
     changed = await pull_pages(connector, stream, pages[-1].cursor)
     assert [r.id for r in records_of(changed)] == ["m50000"]
     print(f"pulled 100,000 memory records in {elapsed:.2f}s")
+
+
+async def test_generated_records_are_made_when_read_and_kept_once_changed(
+    remote: MemoryRemote,
+) -> None:
+    made: list[int] = []
+
+    def person(i: int) -> dict[str, Any]:
+        made.append(i)
+        return {"email": f"g{i}@example.com"}
+
+    remote.generate(5, person, prefix="g")
+    assert made == [] and len(remote) == 5 and "g4" in remote
+    assert "g5" not in remote and "g01" not in remote and "x1" not in remote
+    connector = make(page_size=2)
+    stream = connector.streams()[0]
+    pages = await pull_pages(connector, stream, None)
+    assert [r.id for r in records_of(pages)] == ["g0", "g1", "g2", "g3", "g4"]
+    assert {r.version for r in records_of(pages)} == {"1"}
+    assert pages[-1].cursor == {"seq": 5} and remote._records == {}
+
+    remote.update("g1", first_name="Pat")
+    remote.delete("g3")
+    update = Change(
+        key="k", op="update", data={"city": "Oslo"}, idempotency_key="k", remote_id="g4"
+    )
+    [result] = await connector.push(stream, [update])
+    assert result.ok and result.version == "2"
+    with pytest.raises(ValueError, match="already exists"):
+        remote.add({"email": "again@example.com"}, id="g2")
+    new = remote.add({"email": "new@example.com"})
+    assert sorted(remote._records) == ["g1", "g4", new]  # only what changed is kept
+    changed = await pull_pages(connector, stream, pages[-1].cursor)
+    assert [r.id for r in records_of(changed)] == ["g1", "g4", new]
+    assert [d for p in changed for d in p.deleted] == ["g3"]
+    assert records_of(changed)[0].data == {"email": "g1@example.com", "first_name": "Pat"}
+    everything = await pull_pages(connector, stream, None)
+    assert [r.id for r in records_of(everything)] == ["g0", "g2", "g1", "g4", new]
+    assert remote.ids() == ["g0", "g2", "g1", "g4", new] and len(remote) == 5
+    with pytest.raises(ValueError, match="seeds an empty remote"):
+        remote.generate(1, person, prefix="h")
 
 
 # -- the contract catches broken connectors --------------------------------------------
