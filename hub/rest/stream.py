@@ -118,35 +118,44 @@ class CompiledStream:
         zone, from_iso = self.modified_iso_zone, datetime.fromisoformat
 
         def read(raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
+            # plain keys are read by subscript (no method call per key); a missing one
+            # reads as None, like ``dict.get``
             if transform is not None:
                 raw = transform(raw)
             if not isinstance(raw, dict):
                 return None
-            value = raw.get(id_key) if id_key is not None else get_id(raw)
+            if id_key is None:
+                value = get_id(raw)
+            else:
+                try:
+                    value = raw[id_key]
+                except KeyError:
+                    return None
             if value is None or value == "":
                 return None
             record_id = value if type(value) is str else str(value)
             moment = None
             if iso_key is not None:
-                text = raw.get(iso_key)
-                if type(text) is str:
-                    try:
-                        moment = from_iso(text)
-                    except ValueError:
-                        moment = None
-                    else:
-                        if moment.tzinfo is None:
-                            moment = moment.replace(tzinfo=zone)
+                try:
+                    moment = from_iso(raw[iso_key])
+                except (KeyError, TypeError, ValueError):  # missing, not a string, unreadable
+                    moment = None
+                else:
+                    if moment.tzinfo is None:
+                        moment = moment.replace(tzinfo=zone)
             elif modified is not None:
                 moment = modified(raw)
             changed = changed_at(raw) if changed_at is not None else moment
             if gone_key is not None:
-                if raw.get(gone_key) not in _ALIVE:
+                if gone_key in raw and raw[gone_key] not in _ALIVE:
                     return record_id, None, changed
             elif gone is not None and gone(raw):
                 return record_id, None, changed
             if version_key is not None:
-                version = raw.get(version_key)
+                try:
+                    version = raw[version_key]
+                except KeyError:
+                    version = None
             else:
                 version = get_version(raw) if get_version is not None else None
             if version is not None and type(version) is not str:
