@@ -241,15 +241,14 @@ class Reader:
         read = self.s.reader()
         if not self.tracked:
             records, deleted = page.records, page.deleted
-            for raw in raws:
-                found = read(raw)
+            for found in read(raws):
                 if found is not None:
                     if found[1] is None:
                         deleted.append(found[0])
                     else:
                         records.append(found[1])
             return
-        self.window.take(map(read, raws), page, seen if incremental else None, self.keyed)
+        self.window.take(read(raws), page, seen if incremental else None, self.keyed)
 
     async def _deleted(
         self, request: PageRequest, start: _Start

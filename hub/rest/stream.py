@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -18,7 +18,10 @@ from hub.rest.paginators import CustomPaginator, Paginator
 from hub.rest.template import Template
 from hub.rest.times import formatter, parser, precision, zone
 
-__all__ = ["CompiledStream", "compile_stream", "hub_stream"]
+__all__ = ["CompiledStream", "Read", "compile_stream", "hub_stream"]
+
+Read = tuple[str, RemoteRecord | None, datetime | None]
+"""A listed record: ``(id, record or None for a tombstone, change time)``."""
 
 _MISSING = object()
 _ALIVE = (None, False, "", 0)
@@ -64,7 +67,7 @@ class CompiledStream:
     templates: dict[str, Template] = field(default_factory=dict)
     modified_iso_zone: tzinfo | None = None
     """The zone of ``modified_at`` times written in ISO without an offset (``iso`` only)."""
-    _read: Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None] | None = None
+    _read: Callable[[Iterable[Any]], Iterator[Read | None]] | None = None
 
     def template(self, text: str) -> Template:
         found = self.templates.get(text)
@@ -88,20 +91,21 @@ class CompiledStream:
             return response.headers.get(self.version_header)
         return None
 
-    def read(self, raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
+    def read(self, raw: Any) -> Read | None:
         """One listed record: ``(id, record, changed)``; ``record`` is ``None`` for a
         tombstone. ``None`` when the transform drops it or it is not an object."""
-        return self.reader()(raw)
+        return next(self.reader()((raw,)))
 
-    def reader(self) -> Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None]:
-        """``read`` as one function, for loops over whole listings."""
+    def reader(self) -> Callable[[Iterable[Any]], Iterator[Read | None]]:
+        """``read`` over a whole listing, one item (or ``None``) per raw record."""
         if self._read is None:
             self._read = self._reader()
         return self._read
 
-    def _reader(self) -> Callable[[Any], tuple[str, RemoteRecord | None, datetime | None] | None]:
-        """``read`` made for this stream once: only the steps it declares, plain keys read
-        with ``dict.get`` (a listing reads every record through it)."""
+    def _reader(self) -> Callable[[Iterable[Any]], Iterator[Read | None]]:
+        """The listing reader made for this stream once: only the steps it declares, plain
+        keys read by subscript (no method call per key; a missing one reads as ``None``),
+        one generator per page rather than a call per record."""
         transform, gone = self.transform, self.gone
         deletes = self.spec.deletes
         # a tombstone field without listed values (``deleted_at``) is read inline
@@ -117,41 +121,54 @@ class CompiledStream:
         iso_key = _plain(self.modified) if self.modified_iso_zone is not None else None
         zone, from_iso = self.modified_iso_zone, datetime.fromisoformat
 
-        def read(raw: Any) -> tuple[str, RemoteRecord | None, datetime | None] | None:
-            if transform is not None:
-                raw = transform(raw)
-            if not isinstance(raw, dict):
-                return None
-            value = raw.get(id_key) if id_key is not None else get_id(raw)
-            if value is None or value == "":
-                return None
-            record_id = value if type(value) is str else str(value)
-            moment = None
-            if iso_key is not None:
-                text = raw.get(iso_key)
-                if type(text) is str:
+        def read(raws: Iterable[Any]) -> Iterator[Read | None]:
+            for raw in raws:
+                if transform is not None:
+                    raw = transform(raw)
+                if not isinstance(raw, dict):
+                    yield None
+                    continue
+                if id_key is None:
+                    value = get_id(raw)
+                else:
                     try:
-                        moment = from_iso(text)
-                    except ValueError:
+                        value = raw[id_key]
+                    except KeyError:
+                        yield None
+                        continue
+                if value is None or value == "":
+                    yield None
+                    continue
+                record_id = value if type(value) is str else str(value)
+                moment = None
+                if iso_key is not None:
+                    try:
+                        moment = from_iso(raw[iso_key])
+                    except (KeyError, TypeError, ValueError):  # missing, not text, unreadable
                         moment = None
                     else:
                         if moment.tzinfo is None:
                             moment = moment.replace(tzinfo=zone)
-            elif modified is not None:
-                moment = modified(raw)
-            changed = changed_at(raw) if changed_at is not None else moment
-            if gone_key is not None:
-                if raw.get(gone_key) not in _ALIVE:
-                    return record_id, None, changed
-            elif gone is not None and gone(raw):
-                return record_id, None, changed
-            if version_key is not None:
-                version = raw.get(version_key)
-            else:
-                version = get_version(raw) if get_version is not None else None
-            if version is not None and type(version) is not str:
-                version = str(version)
-            return record_id, RemoteRecord(record_id, raw, version, moment), changed
+                elif modified is not None:
+                    moment = modified(raw)
+                changed = changed_at(raw) if changed_at is not None else moment
+                if gone_key is not None:
+                    if gone_key in raw and raw[gone_key] not in _ALIVE:
+                        yield record_id, None, changed
+                        continue
+                elif gone is not None and gone(raw):
+                    yield record_id, None, changed
+                    continue
+                if version_key is not None:
+                    try:
+                        version = raw[version_key]
+                    except KeyError:
+                        version = None
+                else:
+                    version = get_version(raw) if get_version is not None else None
+                if version is not None and type(version) is not str:
+                    version = str(version)
+                yield record_id, RemoteRecord(record_id, raw, version, moment), changed
 
         return read
 

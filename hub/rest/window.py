@@ -37,6 +37,15 @@ def parse_iso(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def _key(record: RemoteRecord | None, keyed: bool) -> str:
+    """What tells a pulled record from a changed one: its version, else a content hash."""
+    if record is None:
+        return "deleted"
+    if keyed and record.version is not None:
+        return record.version
+    return content_key(record.data)
+
+
 @dataclass
 class Window:
     """Records seen within ``overlap`` (plus one step of the request's time precision) of
@@ -85,36 +94,61 @@ class Window:
     ) -> None:
         """Read records (``(id, record or None for a tombstone, change time)``) into
         ``page``, remembering those in the window; with ``seen`` (an incremental pull), skip
-        the ones it holds unchanged. The loop every listed record goes through."""
-        records, deleted, kept = page.records, page.deleted, self.seen
+        the ones it holds unchanged. The loop every listed record goes through.
+
+        What the window keeps is settled once the page is read: a record admitted on the
+        way but older than the page's final floor would only be trimmed away again, so the
+        loop just notes the admitted ones and :meth:`_keep` stores those still in reach."""
+        records, deleted = page.records, page.deleted
+        admitted: list[tuple[str, RemoteRecord | None, datetime | None]] = []
+        note = admitted.append
         high = self.high
+        floor = self.floor()
         for item in found:
             if item is None:
                 continue
             record_id, record, changed = item
             if changed is not None:
                 # a listing in time order meets a newer change with every record
-                admitted = (high is not None and changed >= high) or self.admits(changed)
-                if admitted or (seen is not None and record_id in seen):
-                    if record is None:
-                        key = "deleted"
-                    elif keyed and record.version is not None:
-                        key = record.version
-                    else:
-                        key = content_key(record.data)
-                    if admitted:
-                        if high is None or changed > high:
-                            self.high = high = changed
-                        kept[record_id] = (changed, key)
-                        if len(kept) > self._limit:
-                            self._trim()
-                            kept = self.seen
-                    if seen is not None and seen.get(record_id) == key:
-                        continue  # pulled before, unchanged since: the inclusive boundary
+                if high is None or changed >= high:
+                    if high is None or changed > high:
+                        high = changed
+                        floor = None
+                    note(item)
+                else:
+                    if floor is None:
+                        floor = high - self.span
+                    if changed >= floor:
+                        note(item)
+                if seen and record_id in seen and seen[record_id] == _key(record, keyed):
+                    continue  # pulled before, unchanged since: the inclusive boundary
             if record is None:
                 deleted.append(record_id)
             else:
                 records.append(record)
+        if admitted:
+            self._keep(admitted, high, keyed)
+
+    def _keep(
+        self,
+        admitted: list[tuple[str, RemoteRecord | None, datetime | None]],
+        high: datetime | None,
+        keyed: bool,
+    ) -> None:
+        """Store the admitted records of a page (in listing order) that are within the
+        window of its newest change ``high``; one admitted on the way but below that floor
+        replaced, then lost, what the window held for its id."""
+        self.high = high
+        floor = self.floor()
+        kept = self.seen
+        for record_id, record, changed in admitted:
+            if floor is None or changed >= floor:  # type: ignore[operator]
+                kept[record_id] = (changed, _key(record, keyed))  # type: ignore[assignment]
+                if len(kept) > self._limit:
+                    self._trim()
+                    kept = self.seen
+            elif kept:
+                kept.pop(record_id, None)
 
     def observe(self, record_id: str, changed: datetime | None, key: str) -> None:
         if changed is not None and self.admits(changed):
