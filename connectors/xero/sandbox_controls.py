@@ -38,7 +38,8 @@ class XeroControls:
     limits: Limits
 
     def org(self, which: int | str = 0) -> Organisation:
-        raise NotImplementedError
+        """An organisation by position or tenant id (``XeroSandbox.org`` answers)."""
+        raise NotImplementedError("XeroControls is mixed into XeroSandbox, which has org()")
 
     def event(
         self,
