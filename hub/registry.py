@@ -116,6 +116,8 @@ class Registry:
             problems = []
             for err in exc.errors():
                 message = err["msg"]
+                if err["type"] == "value_error":
+                    message = message.removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.Settings.model_fields))
                     message = f"unknown setting for connector {cls.name!r} (valid: {valid})"

@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from hub.rest.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
 from hub.rest.base import resolve_hook
+from hub.rest.check import settings_used
 from hub.rest.jsonpath import JsonPath
 from hub.rest.load import Loaded
 from hub.rest.model import Declaration, EndpointDeletes, FakeSpec
@@ -67,15 +68,27 @@ FAKE_FIELDS = {
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+SANDBOX_VALUES: dict[str, Any] = {
+    "str": "sandbox",
+    "secret": "sandbox",
+    "int": 1,
+    "float": 1.0,
+    "bool": False,
+}
+"""What the sandbox gives a setting it must fill, by the setting's type."""
+
+
 def sandbox_settings(spec: Declaration) -> dict[str, Any]:
-    """Connection settings that fit the sandbox: declared defaults, ``"sandbox"`` for
-    required ones, and the sandbox's webhook secret."""
+    """Connection settings that fit the sandbox: declared defaults, a value of the declared
+    type for required ones and for those a run fills into a template, and the sandbox's
+    webhook secret."""
+    used = settings_used(spec)
     values: dict[str, Any] = {}
     for name, setting in spec.settings.items():
         if setting.default is not None:
             values[name] = setting.default
-        elif setting.required:
-            values[name] = 1 if setting.type == "int" else "sandbox"
+        elif setting.required or (name in used and name != "base_url"):
+            values[name] = SANDBOX_VALUES[setting.type]
     if spec.webhooks is not None and "webhook_secret" in spec.settings:
         values["webhook_secret"] = SANDBOX_WEBHOOK_SECRET
     return values
@@ -391,7 +404,7 @@ def create_sandbox(
     described = loaded.spec.sandbox.description
     app = RestSandboxApp(
         provider.app,
-        spec=resolve_hook(described, loaded.base_dir) if described else None,
+        spec=resolve_hook(described, loaded.base_dir, call=False) if described else None,
         name=loaded.spec.name,
         seed=seed,
         throttle=provider.throttle,
