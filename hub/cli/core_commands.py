@@ -112,16 +112,20 @@ def connectors(json_out: bool = JSON) -> None:
     """List installed connectors: name, version, package, streams and status."""
     registry = Registry.discover()
     rows: list[dict[str, Any]] = []
-    for name, info in sorted(registry.plugins.items()):
+    listed = sorted(
+        [*registry.plugins.values(), *registry.shadowed], key=lambda p: (p.name, p.shadowed)
+    )
+    for info in listed:
         streams = _default_streams(info.cls) if info.cls is not None else []
         rows.append(
             {
-                "name": name,
+                "name": info.name,
                 "version": info.version,
                 "package": info.package,
                 "streams": streams,
                 "status": info.status,
                 "error": info.error,
+                "note": info.note,
                 "description": getattr(info.cls, "description", "") if info.cls else "",
             }
         )
@@ -130,9 +134,18 @@ def connectors(json_out: bool = JSON) -> None:
         return
     table = Table("name", "version", "package", "streams", "status")
     for r in rows:
-        status = "[green]ok[/]" if r["status"] == "ok" else f"[red]broken[/]: {r['error']}"
-        table.add_row(r["name"], r["version"], r["package"], ", ".join(r["streams"]), status)
+        table.add_row(r["name"], r["version"], r["package"], ", ".join(r["streams"]), _status(r))
     console.print(table)
+
+
+def _status(row: dict[str, Any]) -> str:
+    """A connector's status as markup; the texts are escaped, their keys in brackets kept."""
+    if row["status"] == "broken":
+        return f"[red]broken[/]: {escape(row['error'] or '')}"
+    note = f": {escape(row['note'])}" if row["note"] else ""
+    if row["status"] == "shadowed":
+        return f"[yellow]shadowed[/]{note}"
+    return f"[green]ok[/]{note}"
 
 
 def _default_streams(cls: Any) -> list[str]:
@@ -323,7 +336,7 @@ def runs_list(
             str(r["started_at"])[:19],
             f"{secs:.2f}" if secs is not None else "-",
             ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())),
-            (r["error"] or "")[:80],
+            escape((r["error"] or "")[:80]),
         )
     which = " ".join(filter(None, [status, "runs", connection and f"of {connection!r}"]))
     print_table(table, f"no {which} yet" if not status else f"no {which}")
