@@ -66,9 +66,10 @@ def resolve_hook(dotted: str, near: Path | None = None, *, call: bool = True) ->
             )
         found = getattr(found, part)
     if call and not callable(found):
+        kind = type(found).__name__
         raise ValueError(
-            f"hook {dotted!r} is a {type(found).__name__}, not a function or class: "
-            "name something it can call"
+            f"hook {dotted!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a function "
+            "or class: name something it can call"
         )
     return found
 

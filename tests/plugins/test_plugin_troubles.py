@@ -174,3 +174,34 @@ def test_the_sandbox_says_what_credentials_let_a_client_in() -> None:
         assert answer.status_code == 200
     finally:
         server.stop()
+
+
+def test_connectors_check_loads_a_declaration_and_runs_nothing(
+    installed: list[EntryPoint], tmp_path: Path
+) -> None:
+    good = tmp_path / "acme.toml"
+    good.write_text(ACME.format(name="acme", extra=""))
+    code, out = invoke("connectors", "check", str(good))
+    assert (code, out.strip()) == (
+        0,
+        f"{good}: acme 0.1.0 OK (auth bearer; streams: contacts -> contact)",
+    )
+    (tmp_path / "acme_hooks.py").write_text("FIX = 1\n")
+    broken = tmp_path / "broken.toml"
+    extra = 'transform = "acme_hooks:FIX"\nrecords = "$.data[?(@.x)]"\n'
+    broken.write_text(ACME.format(name="broken", extra=extra))
+    code, out = invoke("connectors", "check", str(broken))
+    lines = " ".join(out.split()).replace(f"{broken}:", "\n")
+    assert code == 1 and lines.split("\n")[1:] == [
+        "10 [streams.contacts.transform]: hook 'acme_hooks:FIX' is an int, not a function or "
+        "class: name something it can call ",
+        "11 [streams.contacts.records]: '$.data[?(@.x)]' is not a supported JSON path near "
+        "'[?(@.x)]' (supported: $, $.key.key, $['key'], $.list[0], $.list[*]) 2 problem(s)",
+    ]
+    installed.append(plugin(tmp_path, "gone", 'recods = "$.data"\n'))
+    code, out = invoke("connectors", "check", "gone")
+    assert code == 1 and "[streams.contacts.recods]: unknown key 'recods'" in out
+    code, out = invoke("connectors", "check", "zendesk")
+    assert code == 0 and "zendesk 1.0.0 OK (auth basic; streams: users -> contact" in out
+    code, out = invoke("connectors", "check", "nosuch")
+    assert code == 1 and "no connector named 'nosuch' (installed: csv, " in out
