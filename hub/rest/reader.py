@@ -94,7 +94,6 @@ class Reader:
             cap=inc.window_max if inc else 10_000,
         )
         self.deletes = spec.deletes
-        self.keyed = stream.version_field is not None
         self.tracked = inc is not None
         self.feed = inc is not None and inc.resume == "next_page"
         self.following: PageRequest | None = None
@@ -238,17 +237,8 @@ class Reader:
     def _take(self, raws: list[Any], page: Page, seen: dict[str, str], incremental: bool) -> None:
         """The records and tombstones of one answer into ``page``; on an incremental pull,
         records the boundary says were pulled before are skipped."""
-        read = self.s.reader()
-        if not self.tracked:
-            records, deleted = page.records, page.deleted
-            for found in read(raws):
-                if found is not None:
-                    if found[1] is None:
-                        deleted.append(found[0])
-                    else:
-                        records.append(found[1])
-            return
-        self.window.take(read(raws), page, seen if incremental else None, self.keyed)
+        window = self.window if self.tracked else None
+        self.s.lister()(raws, page, window, seen if incremental else None)
 
     async def _deleted(
         self, request: PageRequest, start: _Start
