@@ -1,5 +1,7 @@
-"""Records a connector could not read (``Page.problems``): listed among the run's errors,
-counted, and never a reason to take a linked record for deleted. SQLite and PostgreSQL."""
+"""What a run cannot read is said: records a connector could not read (``Page.problems``)
+are listed among the run's errors, counted, and never a reason to take a linked record for
+deleted; a stream without its mapping names the setting to give one. SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
