@@ -61,9 +61,16 @@ class Problem:
     connection: str | None
     what: str
     command: str
+    """The one command to run (a person checks what it shows before running ``then``)."""
+    then: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"connection": self.connection, "what": self.what, "command": self.command}
+        return {
+            "connection": self.connection,
+            "what": self.what,
+            "command": self.command,
+            "then": self.then,
+        }
 
 
 @dataclass
@@ -264,7 +271,11 @@ def _judge_runs(st: ConnectionStatus, spec: ScheduleSpec | None, now: datetime) 
     if run is None:
         if spec is not None:
             st.problems.append(
-                Problem(name, "never synced though it has a schedule", f"{sync} (or crmhub up)")
+                Problem(
+                    name,
+                    "never synced though it has a schedule: is the daemon (crmhub up) running?",
+                    sync,
+                )
             )
         else:
             st.notes.append(f"never synced: {sync}")
@@ -299,8 +310,8 @@ def _judge_runs(st: ConnectionStatus, spec: ScheduleSpec | None, now: datetime) 
                 Problem(
                     name,
                     f"no run since {started:%Y-%m-%d %H:%M} UTC though scheduled {spec.text}: "
-                    "is the daemon running?",
-                    f"crmhub up (or {sync})",
+                    "is the daemon (crmhub up) running?",
+                    sync,
                 )
             )
 
@@ -313,7 +324,8 @@ def _judge_owed(st: ConnectionStatus) -> None:
             Problem(
                 name,
                 f"{owed['dead']} owed write(s) given up on (dead letters)",
-                f"{listing}, then crmhub outbox retry --all-dead",
+                listing,
+                "crmhub outbox retry --all-dead",
             )
         )
     if owed.get("overdue"):
@@ -322,7 +334,8 @@ def _judge_owed(st: ConnectionStatus) -> None:
                 name,
                 f"{owed['overdue']} owed write(s) waiting longer than they should "
                 f"(since {owed['oldest_pending_at'][:16].replace('T', ' ')} UTC)",
-                f"{listing} --status pending; crmhub sync {name}",
+                f"{listing} --status pending",
+                f"crmhub sync {name}",
             )
         )
 
@@ -401,7 +414,8 @@ async def _hub_wide(db: AsyncConnection, now: datetime) -> tuple[dict[str, Any],
             Problem(
                 None,
                 f"{total} open conflict(s) wait for a person ({where})",
-                "crmhub conflicts, then crmhub conflicts resolve ID --take hub|remote|VALUE",
+                "crmhub conflicts",
+                "crmhub conflicts resolve ID --take hub|remote|VALUE",
             )
         )
     counts: dict[str, int] = {}
@@ -422,7 +436,8 @@ async def _hub_wide(db: AsyncConnection, now: datetime) -> tuple[dict[str, Any],
             Problem(
                 None,
                 f"{counts[InboxStatus.DEAD]} webhook delivery(ies) given up on",
-                "crmhub inbox --status dead, then crmhub inbox retry --all-dead",
+                "crmhub inbox --status dead",
+                "crmhub inbox retry --all-dead",
             )
         )
     if oldest is not None and now - oldest > INBOX_GRACE:
@@ -430,8 +445,8 @@ async def _hub_wide(db: AsyncConnection, now: datetime) -> tuple[dict[str, Any],
             Problem(
                 None,
                 f"{counts[InboxStatus.PENDING]} webhook delivery(ies) waiting, the oldest "
-                f"since {oldest:%Y-%m-%d %H:%M} UTC: is the daemon running?",
-                "crmhub up (then crmhub inbox --status pending)",
+                f"since {oldest:%Y-%m-%d %H:%M} UTC: the daemon processes them; is it running?",
+                "crmhub up",
             )
         )
     refs = select(pending_refs.c.connection).limit(REFS_COUNTED + 1).subquery()
@@ -604,8 +619,9 @@ def render(report: dict[str, Any]) -> None:
     console.print(f"[bold red]{len(problems)} thing(s) need you:[/]", highlight=False)
     for p in problems:
         who = f"{p['connection']}: " if p["connection"] else ""
+        then = f"\n      then: [bold]{escape(p['then'])}[/]" if p["then"] else ""
         console.print(
-            f"  - {escape(who + p['what'])}\n      [bold]{escape(p['command'])}[/]",
+            f"  - {escape(who + p['what'])}\n      run: [bold]{escape(p['command'])}[/]{then}",
             highlight=False,
             soft_wrap=True,
         )

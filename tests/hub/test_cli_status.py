@@ -102,7 +102,7 @@ def status_json() -> tuple[int, dict[str, Any]]:
 
 
 def actions(report: dict[str, Any]) -> list[tuple[str | None, str, str]]:
-    return [(p["connection"], p["what"], p["command"]) for p in report["needs_action"]]
+    return [(p["connection"], p["what"], p["command"], p["then"]) for p in report["needs_action"]]
 
 
 TOP_KEYS = {"checked_at", "ok", "connections", "hub", "needs_action"}
@@ -183,7 +183,7 @@ def test_a_failed_run_shows_its_error_and_the_sync_to_run(hub: Setup) -> None:
     assert crm["last_run"]["error"] == "the API refused the listing"
     assert crm["last_ok_at"] is not None and crm["last_ok_at"] < crm["last_run"]["started_at"]
     assert actions(report) == [
-        ("crm", "last run failed: the API refused the listing", "crmhub sync crm")
+        ("crm", "last run failed: the API refused the listing", "crmhub sync crm", None)
     ]
 
 
@@ -241,7 +241,8 @@ def test_owed_writes_count_once_they_wait_too_long(hub: Setup) -> None:
     code, out = status()
     assert code == 1, out
     assert "shop: 1 owed write(s) waiting longer than they should" in out
-    assert "crmhub outbox --connection shop --status pending; crmhub sync shop" in out
+    assert "run: crmhub outbox --connection shop --status pending" in out
+    assert "then: crmhub sync shop" in out
 
     step(hub, lambda: age(status="dead", last_error="refused: invalid phone"))
     code, report = status_json()
@@ -250,7 +251,8 @@ def test_owed_writes_count_once_they_wait_too_long(hub: Setup) -> None:
         (
             "shop",
             "1 owed write(s) given up on (dead letters)",
-            "crmhub outbox --connection shop, then crmhub outbox retry --all-dead",
+            "crmhub outbox --connection shop",
+            "crmhub outbox retry --all-dead",
         )
     ]
     shop = next(c for c in report["connections"] if c["connection"] == "shop")
@@ -273,9 +275,10 @@ def test_an_open_conflict_names_the_listing_and_the_resolution(hub: Setup) -> No
     assert code == 1
     assert report["hub"]["open_conflicts"] == 1
     assert report["hub"]["open_conflicts_by_connection"] == {"shop": 1}
-    ((connection, what, command),) = actions(report)
+    ((connection, what, command, then),) = actions(report)
     assert connection is None and what.startswith("1 open conflict(s)")
-    assert command.startswith("crmhub conflicts, then crmhub conflicts resolve ID --take")
+    assert command == "crmhub conflicts"
+    assert then == "crmhub conflicts resolve ID --take hub|remote|VALUE"
     code, out = status()
     assert code == 1 and "1 open conflict(s) wait for a person (shop 1)" in out
 
@@ -296,7 +299,7 @@ def test_credentials_needing_reauthorisation_name_the_connect(
     (tmp_path / "crmhub.toml").write_text(text)
     code, report = status_json()
     assert code == 1
-    assert actions(report) == [("desk", "no credentials stored", "crmhub connect desk")]
+    assert actions(report) == [("desk", "no credentials stored", "crmhub connect desk", None)]
 
     async def refused() -> None:
         assert hub.hub is not None
@@ -314,7 +317,7 @@ def test_credentials_needing_reauthorisation_name_the_connect(
     desk = next(c for c in report["connections"] if c["connection"] == "desk")
     assert desk["credentials"]["status"] == "needs_reauth"
     assert actions(report) == [
-        ("desk", "credentials need re-authorisation: key revoked", "crmhub connect desk")
+        ("desk", "credentials need re-authorisation: key revoked", "crmhub connect desk", None)
     ]
     assert desk["notes"] == ["never synced: crmhub sync desk"]
 
@@ -382,3 +385,57 @@ def test_the_outbox_is_counted_per_stream_through_its_index(hub: Setup) -> None:
     code, report = status_json()
     assert code == 0
     assert all(c["owed"]["pending"] == c["owed"]["dead"] == 0 for c in report["connections"])
+
+
+def test_a_stopped_daemon_shows_in_late_runs_and_waiting_deliveries(
+    hub: Setup, tmp_path: Path
+) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(
+        config.read_text().replace(
+            "[connections.crm]\n", '[connections.crm]\nschedule = "every 5m"\n'
+        )
+    )
+    code, report = status_json()
+    crm = next(c for c in report["connections"] if c["connection"] == "crm")
+    assert crm["schedule"] == "every 5m" and crm["next_run_at"] > crm["last_run"]["started_at"]
+    assert code == 0, report["needs_action"]
+
+    async def an_hour_ago() -> None:
+        from hub.inbox import Inbox
+        from hub.store.schema import inbox, runs
+
+        assert hub.hub is not None
+        store = hub.hub.store
+        await Inbox(store).add("shop", "d-1", b"{}", kind="profile")
+        await Inbox(store).add("shop", "d-2", b"{}", kind="profile")
+        earlier = utcnow() - timedelta(hours=1)
+        async with store.begin() as db:
+            await db.execute(update(runs).values(started_at=earlier, finished_at=earlier))
+            await db.execute(update(inbox).values(received_at=earlier))
+            await db.execute(
+                update(inbox).where(inbox.c.delivery_id == "d-2").values(status="dead")
+            )
+
+    step(hub, an_hour_ago)
+    code, report = status_json()
+    assert code == 1
+    found = actions(report)
+    assert found[0][0] == "crm" and found[0][2] == "crmhub sync crm"
+    assert "though scheduled every 5m: is the daemon (crmhub up) running?" in found[0][1]
+    assert found[1:] == [
+        (
+            None,
+            "1 webhook delivery(ies) given up on",
+            "crmhub inbox --status dead",
+            "crmhub inbox retry --all-dead",
+        ),
+        (
+            None,
+            found[2][1],
+            "crmhub up",
+            None,
+        ),
+    ]
+    assert found[2][1].startswith("1 webhook delivery(ies) waiting, the oldest since")
+    assert report["hub"]["inbox"]["pending"] == report["hub"]["inbox"]["dead"] == 1
