@@ -185,7 +185,9 @@ async def _held(db: AsyncConnection, st: ConnectionStatus) -> None:
         await db.execute(
             select(runs.c.id, runs.c.started_at, runs.c.counts)
             .where(runs.c.connection == st.name, runs.c.status == RunStatus.HELD)
-            .order_by(runs.c.started_at.desc())
+            # the index's own order: by started_at, SQLite would walk every run of the
+            # connection along (connection, started_at) to spare itself a sort
+            .order_by(runs.c.finished_at.desc())
         )
     ).all()
     short = await short_ids(db, runs.c.id, [r.id for r in rows])
