@@ -501,9 +501,9 @@ async def gather(hub: Hub, now: datetime | None = None) -> dict[str, Any]:
             if conn.hub.enabled:
                 _judge_runs(st, spec, now)
                 _judge_credentials(st, idle.get(name), now)
-            else:
+                _judge_owed(st)
+            else:  # what it is owed waits for it to be enabled again: no problem of today
                 st.notes.append("disabled (enabled = false)")
-            _judge_owed(st)
             found.append(st)
         hub_wide, hub_problems = await _hub_wide(db, now)
     problems = [p for st in found for p in st.problems] + hub_problems
