@@ -20,6 +20,7 @@ import hub.cli.auth_commands as auth_commands
 import hub.cli.core_commands as core_commands
 from auth.keys import KEY_ENV, KEY_FILE_ENV, create_key_file, load_keyring
 from auth.vault import TokenVault
+from hub.authspec import OAuthSettings
 from hub.cli import (
     app,
     commands,  # noqa: F401  (registers the commands)
@@ -42,7 +43,23 @@ class KeyedMemory(MemoryConnector):
     auth_kind = "api_key"
 
 
-CONNECTORS: dict[str, Any] = {"memory": MemoryConnector, "memkey": KeyedMemory}
+class IdleGrant(MemoryConnector):
+    """A memory connection behind OAuth2 whose refresh tokens die after 60 days unused."""
+
+    name = "memgrant"
+    auth_kind = "oauth2"
+    oauth = OAuthSettings(
+        authorize_url="https://id.example.com/authorize",
+        token_url="https://id.example.com/token",
+        refresh_token_max_idle_days=60,
+    )
+
+
+CONNECTORS: dict[str, Any] = {
+    "memory": MemoryConnector,
+    "memkey": KeyedMemory,
+    "memgrant": IdleGrant,
+}
 
 
 @pytest.fixture
@@ -439,3 +456,47 @@ def test_a_stopped_daemon_shows_in_late_runs_and_waiting_deliveries(
     ]
     assert found[2][1].startswith("1 webhook delivery(ies) waiting, the oldest since")
     assert report["hub"]["inbox"]["pending"] == report["hub"]["inbox"]["dead"] == 1
+
+
+def test_a_grant_that_dies_unused_shows_as_expiring_then_expired(
+    hub: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.store.schema import tokens
+
+    create_key_file(tmp_path / "crmhub.key")
+    with (tmp_path / "crmhub.toml").open("a") as config:
+        config.write('\n[connections.books]\nconnector = "memgrant"\nstore = "books"\n')
+        config.write('mapping = "contact.toml"\n\n[connections.books.oauth]\n')
+        config.write('client_id = "books-client"\nclient_secret = "books-secret"\n')
+    monkeypatch.setattr(Setup, "open", _open_with(CONNECTORS))
+
+    async def refreshed(days_ago: int) -> None:
+        assert hub.hub is not None
+        vault = TokenVault(hub.hub.store, load_keyring(tmp_path))
+        if await vault.status("books") is None:
+            await vault.put("books", "oauth2", {"access_token": "a", "refresh_token": "r"})
+        async with hub.hub.store.begin() as db:
+            await db.execute(
+                update(tokens).values(refreshed_at=utcnow() - timedelta(days=days_ago))
+            )
+
+    step(hub, lambda: refreshed(10))
+    code, report = status_json()
+    books = next(c for c in report["connections"] if c["connection"] == "books")
+    assert books["credentials"]["status"] == "ok" and books["credentials"]["lapses_at"]
+    assert code == 0, report["needs_action"]
+
+    step(hub, lambda: refreshed(55))
+    code, report = status_json()
+    assert code == 1
+    ((connection, what, command, then),) = actions(report)
+    assert connection == "books" and command == "crmhub sync books" and then is None
+    assert what.startswith("the grant lapses unused on ")
+    books = next(c for c in report["connections"] if c["connection"] == "books")
+    assert books["credentials"]["status"] == "expiring"
+
+    step(hub, lambda: refreshed(61))
+    code, report = status_json()
+    assert code == 1
+    ((connection, what, command, then),) = actions(report)
+    assert what.startswith("the grant lapsed unused on ") and command == "crmhub connect books"
