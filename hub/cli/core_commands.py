@@ -334,10 +334,12 @@ def sync(
 
 def _print_report(report: Any) -> None:
     colour = {"ok": "green", "plan": "cyan", "held": "yellow"}.get(report.status, "red")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "no changes"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+    if not counts and report.status in ("ok", "plan"):
+        counts = "no changes"
     console.print(
         f"[bold]{report.connection}[/]: [{colour}]{report.status}[/] in "
-        f"{report.duration:.2f}s: {counts}",
+        f"{report.duration:.2f}s" + (f": {counts}" if counts else ""),
         highlight=False,
     )
     if report.error:

@@ -108,13 +108,17 @@ def load_stream_mapping(
 ) -> Mapping:
     path = mapping_path(hub, conn, connector, stream)
     if not path.exists():
-        raise ConfigError(
-            [
-                hub.config.problem(
-                    f"mapping file {path} not found", ["connections", conn.name], "mapping"
-                )
-            ]
-        )
+        setting = conn.hub.mapping
+        chosen = setting.get(stream.name) if isinstance(setting, dict) else setting
+        if chosen:
+            message, key = f"mapping file {path} not found", "mapping"
+        else:
+            message, key = (
+                f"stream {stream.name!r} has no mapping: the connector's default, {path}, is "
+                f'not there; write one and name it (mapping = {{ {stream.name} = "FILE" }})',
+                None,
+            )
+        raise ConfigError([hub.config.problem(message, ["connections", conn.name], key)])
     mapping = load_mapping(path, phone_region=hub.config.hub.phone_region)
     if mapping.entity != stream.entity:
         raise ConfigError(

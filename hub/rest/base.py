@@ -15,9 +15,12 @@ __all__ = ["Spec", "kind_shorthand", "resolve_hook"]
 
 
 class Spec(BaseModel):
-    """A part of a declaration: unknown keys are errors, values are frozen once loaded."""
+    """A part of a declaration: unknown keys are errors, values are frozen once loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    The docstring under a field documents it; ``hub.rest.schema`` puts it into the JSON
+    Schema (read there, not when the class is made: that parses the class's source)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def kind_shorthand(value: Any) -> Any:

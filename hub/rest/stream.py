@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import httpx
 
-from hub.connector import RemoteRecord, Stream
+from hub.connector import Page, RemoteRecord, Stream
 from hub.rest.errors import OPS, DeclaredClassifier, ErrorRule
-from hub.rest.jsonpath import JsonPath
+from hub.rest.jsonpath import JsonPath, kind_of
 from hub.rest.load import Loaded
 from hub.rest.model import StatusDeletes, StreamSpec, TombstoneDeletes
 from hub.rest.paginators import CustomPaginator, Paginator
 from hub.rest.template import Template
 from hub.rest.times import formatter, parser, precision, zone
+from hub.rest.window import Window, key_of
 
-__all__ = ["CompiledStream", "Read", "compile_stream", "hub_stream"]
+__all__ = ["CompiledStream", "Lister", "Read", "compile_stream", "hub_stream"]
 
 Read = tuple[str, RemoteRecord | None, datetime | None]
 """A listed record: ``(id, record or None for a tombstone, change time)``."""
+Lister = Callable[[Iterable[Any], Page, Window | None, dict[str, str] | None], None]
+"""``lister(raws, page, window, seen)``: see :meth:`CompiledStream.lister`."""
 
 _MISSING = object()
 _ALIVE = (None, False, "", 0)
@@ -67,7 +70,7 @@ class CompiledStream:
     templates: dict[str, Template] = field(default_factory=dict)
     modified_iso_zone: tzinfo | None = None
     """The zone of ``modified_at`` times written in ISO without an offset (``iso`` only)."""
-    _read: Callable[[Iterable[Any]], Iterator[Read | None]] | None = None
+    _lister: Lister | None = None
 
     def template(self, text: str) -> Template:
         found = self.templates.get(text)
@@ -91,21 +94,46 @@ class CompiledStream:
             return response.headers.get(self.version_header)
         return None
 
+    @property
+    def keyed(self) -> bool:
+        """Whether the boundary tells a record by its version (else by a content hash)."""
+        return self.version_field is not None
+
     def read(self, raw: Any) -> Read | None:
         """One listed record: ``(id, record, changed)``; ``record`` is ``None`` for a
         tombstone. ``None`` when the transform drops it or it is not an object."""
-        return next(self.reader()((raw,)))
+        page, window = Page(), Window(overlap=timedelta(0), step=timedelta(0), cap=1)
+        self.lister()((raw,), page, window, None)
+        if page.records:
+            record_id, record = page.records[0].id, page.records[0]
+        elif page.deleted:
+            record_id, record = page.deleted[0], None
+        else:
+            return None
+        # a record with a change time is in the window, which holds that time
+        changed = window.seen[record_id][0] if record_id in window.seen else None
+        return record_id, record, changed
 
-    def reader(self) -> Callable[[Iterable[Any]], Iterator[Read | None]]:
-        """``read`` over a whole listing, one item (or ``None``) per raw record."""
-        if self._read is None:
-            self._read = self._reader()
-        return self._read
+    def lister(self) -> Lister:
+        """The loop every listed record goes through: ``lister(raws, page, window, seen)``
+        reads one answer's records and tombstones into ``page``; with a ``window`` (an
+        incremental stream) it remembers those near the newest change and, with ``seen``
+        (an incremental pull), skips the ones the boundary holds unchanged."""
+        if self._lister is None:
+            self._lister = self._make_lister()
+        return self._lister
 
-    def _reader(self) -> Callable[[Iterable[Any]], Iterator[Read | None]]:
-        """The listing reader made for this stream once: only the steps it declares, plain
+    def _make_lister(self) -> Lister:
+        """The listing loop made for this stream once: only the steps it declares, plain
         keys read by subscript (no method call per key; a missing one reads as ``None``),
-        one generator per page rather than a call per record."""
+        the boundary kept inline (no call, no tuple per record).
+
+        The boundary is :meth:`Window.take`'s, with a shortcut for the usual listing, in
+        time order with neither tombstones nor records seen before: while a page goes so,
+        its records are all admitted, in order, and each one's change time is its
+        ``modified_at``, so the page's records alone tell the window what to keep
+        (:meth:`Window.keep_listed`). At the first record that does not, the loop notes
+        what it admitted so far and goes on as :meth:`Window.take` does."""
         transform, gone = self.transform, self.gone
         deletes = self.spec.deletes
         # a tombstone field without listed values (``deleted_at``) is read inline
@@ -114,19 +142,37 @@ class CompiledStream:
             gone_key = _plain(JsonPath(deletes.field))
             gone = None if gone_key is not None else gone
         id_key, get_id = _plain(self.key), self.key.first
+        id_text = self.key.text if self.key.text.startswith("$") else f"$.{self.key.text}"
         version_key, get_version = _plain(self.version_field), _first(self.version_field)
         modified = _timer(self.modified, self.parse_modified)
         changed_at = _timer(self.cursor_field, self.parse_cursor)
         # the usual case, an ISO time in a plain field, is read inline
         iso_key = _plain(self.modified) if self.modified_iso_zone is not None else None
         zone, from_iso = self.modified_iso_zone, datetime.fromisoformat
+        keyed = self.keyed
+        # with a cursor field the change time is not ``modified_at``: no shortcut
+        ordered_by_modified = changed_at is None
 
-        def read(raws: Iterable[Any]) -> Iterator[Read | None]:
-            for raw in raws:
+        def lister(
+            raws: Iterable[Any], page: Page, window: Window | None, seen: dict[str, str] | None
+        ) -> None:
+            records, deleted = page.records, page.deleted
+            add = records.append
+            first = len(records)
+            admitted: list[Read] = []
+            note = admitted.append
+            high = floor = span = None
+            if window is not None:
+                high, floor, span = window.high, window.floor(), window.span
+            # the shortcut holds while every record so far was admitted in time order
+            listed = window is not None and ordered_by_modified
+            for n, raw in enumerate(raws, 1):
                 if transform is not None:
                     raw = transform(raw)
-                if not isinstance(raw, dict):
-                    yield None
+                    if raw is None:
+                        continue  # dropped on purpose
+                if type(raw) is not dict and not isinstance(raw, dict):
+                    page.problems.append(f"record {n} is not an object but {kind_of(raw)}")
                     continue
                 if id_key is None:
                     value = get_id(raw)
@@ -134,10 +180,9 @@ class CompiledStream:
                     try:
                         value = raw[id_key]
                     except KeyError:
-                        yield None
-                        continue
+                        value = None
                 if value is None or value == "":
-                    yield None
+                    page.problems.append(f"record {n} has no id at {id_text}")
                     continue
                 record_id = value if type(value) is str else str(value)
                 moment = None
@@ -152,25 +197,66 @@ class CompiledStream:
                 elif modified is not None:
                     moment = modified(raw)
                 changed = changed_at(raw) if changed_at is not None else moment
+                record: RemoteRecord | None = None
                 if gone_key is not None:
-                    if gone_key in raw and raw[gone_key] not in _ALIVE:
-                        yield record_id, None, changed
-                        continue
-                elif gone is not None and gone(raw):
-                    yield record_id, None, changed
-                    continue
-                if version_key is not None:
-                    try:
-                        version = raw[version_key]
-                    except KeyError:
-                        version = None
+                    alive = gone_key not in raw or raw[gone_key] in _ALIVE
                 else:
-                    version = get_version(raw) if get_version is not None else None
-                if version is not None and type(version) is not str:
-                    version = str(version)
-                yield record_id, RemoteRecord(record_id, raw, version, moment), changed
+                    alive = gone is None or not gone(raw)
+                if alive:
+                    if version_key is not None:
+                        try:
+                            version = raw[version_key]
+                        except KeyError:
+                            version = None
+                    else:
+                        version = get_version(raw) if get_version is not None else None
+                    if version is not None and type(version) is not str:
+                        version = str(version)
+                    record = RemoteRecord(record_id, raw, version, moment)
+                if listed:
+                    if (
+                        record is not None
+                        and changed is not None
+                        and not (seen and record_id in seen)
+                    ):
+                        if high is None or changed > high:
+                            high = changed
+                            add(record)
+                            continue
+                        if changed == high:
+                            add(record)
+                            continue
+                    # not the usual listing after all: what the shortcut admitted, noted
+                    listed = False
+                    admitted = [(r.id, r, r.modified_at) for r in records[first:]]
+                    note = admitted.append
+                    floor = None
+                if changed is not None and window is not None:
+                    # Window.take's boundary, record by record
+                    if high is None or changed >= high:
+                        if high is None or changed > high:
+                            high = changed
+                            floor = None
+                        note((record_id, record, changed))
+                    else:
+                        if floor is None:
+                            floor = high - span  # type: ignore[operator]
+                        if changed >= floor:
+                            note((record_id, record, changed))
+                    if seen and record_id in seen and seen[record_id] == key_of(record, keyed):
+                        continue  # pulled before, unchanged since: the inclusive boundary
+                if record is None:
+                    deleted.append(record_id)
+                else:
+                    add(record)
+            if window is None:
+                return
+            if listed:
+                window.keep_listed(records, first, high, keyed)
+            elif admitted:
+                window.keep(admitted, high, keyed)
 
-        return read
+        return lister
 
 
 def _plain(path: JsonPath | None) -> str | None:

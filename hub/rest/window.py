@@ -9,16 +9,21 @@ the next pull skips a record whose key has not changed: a quiet remote pulls not
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from hub.connector import Page, RemoteRecord
 
-__all__ = ["Window", "content_key", "parse_iso"]
+__all__ = ["Window", "content_key", "key_of", "parse_iso"]
+
+_id = attrgetter("id")
+_modified_at = attrgetter("modified_at")
 
 
 def content_key(data: Any) -> str:
@@ -37,7 +42,7 @@ def parse_iso(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _key(record: RemoteRecord | None, keyed: bool) -> str:
+def key_of(record: RemoteRecord | None, keyed: bool) -> str:
     """What tells a pulled record from a changed one: its version, else a content hash."""
     if record is None:
         return "deleted"
@@ -98,7 +103,9 @@ class Window:
 
         What the window keeps is settled once the page is read: a record admitted on the
         way but older than the page's final floor would only be trimmed away again, so the
-        loop just notes the admitted ones and :meth:`_keep` stores those still in reach."""
+        loop just notes the admitted ones and :meth:`keep` stores those still in reach.
+
+        ``hub.rest.stream`` runs the same loop inline, fused with reading the records."""
         records, deleted = page.records, page.deleted
         admitted: list[tuple[str, RemoteRecord | None, datetime | None]] = []
         note = admitted.append
@@ -120,16 +127,16 @@ class Window:
                         floor = high - self.span
                     if changed >= floor:
                         note(item)
-                if seen and record_id in seen and seen[record_id] == _key(record, keyed):
+                if seen and record_id in seen and seen[record_id] == key_of(record, keyed):
                     continue  # pulled before, unchanged since: the inclusive boundary
             if record is None:
                 deleted.append(record_id)
             else:
                 records.append(record)
         if admitted:
-            self._keep(admitted, high, keyed)
+            self.keep(admitted, high, keyed)
 
-    def _keep(
+    def keep(
         self,
         admitted: list[tuple[str, RemoteRecord | None, datetime | None]],
         high: datetime | None,
@@ -143,12 +150,35 @@ class Window:
         kept = self.seen
         for record_id, record, changed in admitted:
             if floor is None or changed >= floor:  # type: ignore[operator]
-                kept[record_id] = (changed, _key(record, keyed))  # type: ignore[assignment]
+                kept[record_id] = (changed, key_of(record, keyed))  # type: ignore[assignment]
                 if len(kept) > self._limit:
                     self._trim()
                     kept = self.seen
             elif kept:
                 kept.pop(record_id, None)
+
+    def keep_listed(
+        self, records: list[RemoteRecord], first: int, high: datetime | None, keyed: bool
+    ) -> None:
+        """:meth:`keep` for a page whose records from ``first`` on were all admitted, in
+        time order, each at its ``modified_at``, and nothing else was: those below the
+        floor of the newest change come first, and only forget what the window held for
+        their ids; the rest are stored."""
+        if first >= len(records):
+            return
+        self.high = high
+        floor = self.floor()
+        start = bisect_left(records, floor, first, key=_modified_at)
+        kept = self.seen
+        # below the floor: replaced, then lost, what the window held for their ids
+        if kept and start > first and not kept.keys().isdisjoint(map(_id, records[first:start])):
+            for record in records[first:start]:
+                kept.pop(record.id, None)
+        for record in records[start:]:
+            kept[record.id] = (record.modified_at, key_of(record, keyed))  # type: ignore[assignment]
+            if len(kept) > self._limit:
+                self._trim()
+                kept = self.seen
 
     def observe(self, record_id: str, changed: datetime | None, key: str) -> None:
         if changed is not None and self.admits(changed):

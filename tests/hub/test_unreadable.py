@@ -1,14 +1,19 @@
-"""Records a connector could not read (``Page.problems``): listed among the run's errors,
-counted, and never a reason to take a linked record for deleted. SQLite and PostgreSQL."""
+"""What a run cannot read is said: records a connector could not read (``Page.problems``)
+are listed among the run's errors, counted, and never a reason to take a linked record for
+deleted; a stream without its mapping names the setting to give one. SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from hub.config import load_config
 from hub.connector import Cursor, Page, Stream
 from hub.engine import sync_connection
+from hub.errors import ConfigError
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.testing.memory import MemoryConnector
@@ -51,4 +56,23 @@ async def test_an_unreadable_record_is_reported_and_its_absence_deletes_nothing(
         assert report.status == "ok" and not report.errors
     finally:
         Unreadable.problems = []
+        await setup.close()
+
+
+async def test_a_stream_without_its_default_mapping_says_which_and_how_to_name_one(
+    tmp_path: Path, db_url: str
+) -> None:
+    setup = Setup(tmp_path, db_url, ["crm"])
+    text = (tmp_path / "crmhub.toml").read_text()
+    text = text.replace('mapping = "contact.toml"', 'streams = { people = "contact" }')
+    (tmp_path / "crmhub.toml").write_text(text)
+    await setup.open()
+    try:
+        assert setup.hub is not None
+        with pytest.raises(ConfigError) as caught:
+            await sync_connection(setup.hub, "crm")
+        said = str(caught.value)
+        assert "[connections.crm]: stream 'people' has no mapping: the connector's" in said
+        assert 'mapping = { people = "FILE" }' in said
+    finally:
         await setup.close()
