@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -78,10 +79,16 @@ def resolve_hook(dotted: str, near: Path | None = None, *, call: bool = True) ->
 
 
 def _offered(holder: Any, wanted: str, most: int = 6) -> str:
-    """`` (it has: a, b, ...)``: the public callables of ``holder``, the closest to
-    ``wanted`` first; empty when it has none."""
+    """`` (it has: a, b, ...)``: the public callables of ``holder`` (of a module, those it
+    defines, not those it imports), the closest to ``wanted`` first."""
+    own = getattr(holder, "__name__", None) if isinstance(holder, ModuleType) else None
+    members = [(n, getattr(holder, n, None)) for n in dir(holder)]
     names = sorted(
-        n for n in dir(holder) if not n.startswith("_") and callable(getattr(holder, n, None))
+        n
+        for n, value in members
+        if not n.startswith("_")
+        and callable(value)
+        and (own is None or getattr(value, "__module__", own) == own)
     )
     if not names:
         return " (it has no functions or classes)"

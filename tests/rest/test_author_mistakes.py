@@ -125,7 +125,7 @@ def test_a_hook_that_cannot_be_called_or_is_missing_is_named_with_what_there_is(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "acme_hooks.py").write_text(
-        "CLEAN = 'no'\n\ndef clean_record(r):\n    return r\n\n"
+        "from pathlib import Path\n\nCLEAN = 'no'\n\ndef clean_record(r):\n    return r\n\n"
         "def tidy(r):\n    return r\n\nclass Pages:\n    pass\n"
     )
     path = tmp_path / "acme.toml"
