@@ -273,6 +273,7 @@ def _value(placeholder: str, before: str, path: tuple[str, ...], folder: Path) -
         return str(folder / "plugins")
     values = {"C": "sales", "CONNECTION": "sales", "N": "5", "DAYS": "30", "T": "contact"}
     values |= {"TEXT": "ann", "FORM": "signup", "ID": "1", "NAME": "acme"}
+    values |= {"PATH_OR_NAME": "zendesk"}  # a declared connector that ships with crmhub
     assert placeholder in values, f"no value for the placeholder {placeholder} of {path}"
     return values[placeholder]
 
