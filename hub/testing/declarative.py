@@ -6,6 +6,11 @@
 
     TestAcme = declarative_contract("crmhub_connector_acme:acme.toml")
 
+It tests every stream: the first in the class itself, each other in a nested class
+``Test<Stream>`` (``stream=`` names one stream to test alone). A relative declaration path
+starts at the calling test file's folder. The pull tests seed more than two pages' worth
+at the declared page size (:func:`page_size`), so paging is always exercised.
+
 The class serves the declaration's sandbox on loopback, connects with sandbox credentials,
 and fills every hook of :class:`~hub.testing.contract.ConnectorContract` from the
 declaration: samples follow ``[sandbox.streams.NAME] fields`` (the record path holding
@@ -137,17 +142,32 @@ def declarative_contract(
     a declaration file, or ``"package:file.toml"``) against its generated sandbox.
 
     A relative file path starts at the folder of the calling test file, not the working
-    directory, so the tests pass wherever pytest is started. ``stream`` picks the stream
-    under test (default: the first declared); make one class per stream to test others.
-    The pull tests seed ``seed_count`` records, or more than two pages' worth at the
-    declared page size when that is more, so paging is always exercised.
+    directory, so the tests pass wherever pytest is started. ``stream`` names the one stream
+    to test; without it every stream is tested: the first by the class itself, each other
+    by a class nested in it, ``Test<Stream>`` (pytest collects nested test classes). The
+    pull tests seed ``seed_count`` records, or more than two pages' worth at the declared
+    page size when that is more, so paging is always exercised.
     """
     cls = _connector_class(source, _caller_folder())
+    names = list(cls.declaration.streams)
+    if stream is not None:
+        if stream not in names:
+            raise ValueError(f"no stream {stream!r} in {cls.__name__} (it has: {names})")
+        names = [stream]
+    first, *others = (_stream_contract(cls, name, seed_count) for name in names)
+    for name, contract in zip(names[1:], others, strict=True):
+        nested = "Test" + "".join(part.capitalize() for part in name.split("_"))
+        contract.__name__ = nested
+        contract.__qualname__ = f"{first.__qualname__}.{nested}"
+        setattr(first, nested, contract)
+    return first
+
+
+def _stream_contract(
+    cls: type[RestConnector], name: str, seed_count: int
+) -> type[ConnectorContract]:
+    """The contract of one stream of ``cls``."""
     spec = cls.declaration
-    name = stream or next(iter(spec.streams))
-    if name not in spec.streams:
-        declared_streams = ", ".join(spec.streams)
-        raise ValueError(f"no stream {name!r} in {cls.__name__} (it has: {declared_streams})")
     stream_spec = spec.streams[name]
     fields = spec.sandbox.streams.get(name)
     templates = (fields.fields if fields and fields.fields else None) or FAKE_FIELDS.get(

@@ -5,6 +5,9 @@ one, which ``tests/hub/test_memory_connector.py`` and the example plugin run in 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -476,3 +479,56 @@ def test_a_relative_declaration_path_starts_at_the_calling_test_file(
         "../../examples/crmhub-connector-people/crmhub_connector_people/people.toml"
     )
     assert suite.stream_name == "contacts" and suite.page_size == 100
+
+
+# -- which streams ----------------------------------------------------------------------------
+
+COMPANIES = """
+[streams.companies]
+entity = "company"
+path = "/companies"
+records = "$.data"
+modified_at = "updated_at"
+paginator = { kind = "offset", limit = 20 }
+incremental = { param = "updated_since" }
+create = {}
+"""
+
+
+def test_every_stream_is_tested_unless_one_is_named(tmp_path: Path) -> None:
+    """The first stream by the class, each other by a nested ``Test<Stream>`` class, which
+    pytest collects."""
+    example = Path(__file__).parents[2] / "examples/crmhub-connector-people"
+    people = (example / "crmhub_connector_people/people.toml").read_text(encoding="utf-8")
+    start = people.index("[sandbox]")
+    (tmp_path / "people.toml").write_text(people[:start] + COMPANIES + "\n" + people[start:])
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "test_both.py").write_text(
+        "from hub.testing import declarative_contract\n\n"
+        'TestPeople = declarative_contract("people.toml")\n'
+        'TestContacts = declarative_contract("people.toml", stream="contacts")\n'
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    tests = [line for line in listed.stdout.splitlines() if "::test_" in line]
+    per_class = Counter(line.rsplit("::", 1)[0] for line in tests)
+    assert set(per_class) == {
+        "test_both.py::TestPeople",
+        "test_both.py::TestPeople::TestCompanies",
+        "test_both.py::TestContacts",
+    }, per_class
+    assert len(set(per_class.values())) == 1  # the whole suite for each
+    both = declarative_contract(tmp_path / "people.toml")
+    nested: Any = both.TestCompanies
+    assert (both.stream_name, both.page_size) == ("contacts", 100)
+    assert (nested.stream_name, nested.page_size) == ("companies", 20)
+    contacts_only = declarative_contract(tmp_path / "people.toml", stream="contacts")
+    assert not hasattr(contacts_only, "TestCompanies")
+    with pytest.raises(ValueError, match="no stream 'deals'"):
+        declarative_contract(tmp_path / "people.toml", stream="deals")
