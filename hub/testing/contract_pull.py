@@ -85,6 +85,12 @@ class PullContract(ContractBase):
             f"(remote ids {_some(twice)}): pages overlap, so paging does not move on by a "
             "whole page, or the listing's order is not stable"
         )
+        idents = Counter(self.identity(stream, r.data) for r in records)
+        shared = sorted(i for i, n in idents.items() if n > 1)
+        assert not shared, (
+            f"several pulled records share one identity: {_some(shared)} (seeded records "
+            "each have their own): a record is listed twice under different ids"
+        )
         found = {self.identity(stream, r.data): r for r in records}
         wanted = {self.identity(stream, data) for data in seeded}
         missing = sorted(wanted - set(found))

@@ -424,6 +424,23 @@ async def test_a_declaration_that_misses_its_tombstones_is_caught(
 # -- paging ---------------------------------------------------------------------------------
 
 
+class FirstPageOnly(MemoryConnector):
+    async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
+        async for page in super().pull(stream, cursor):
+            yield page
+            return
+
+
+class PagedHooks(MemoryHooks):
+    page_size = 5  # as ``memory()`` makes connectors
+
+
+async def test_a_programmed_pull_that_stops_after_one_page_is_caught(remote: Any) -> None:
+    check = "test_full_pull_returns_every_seeded_record_once"
+    await caught(check, memory(FirstPageOnly), "paging stopped", PagedHooks())
+    await passes(check, memory(), PagedHooks())
+
+
 class NeverAdvances(PageLetters):
     """Reads the first page and stops: ``advance`` never names the next one."""
 
