@@ -98,6 +98,10 @@ class Page:
     deleted: list[str] = field(default_factory=list)
     cursor: Cursor | None = None
     full_scan: bool = False
+    problems: list[str] = field(default_factory=list)
+    """Records of the answer the connector could not read (not an object, no id), each said
+    with where it was. The run lists them among its errors; a page with problems is no
+    complete listing, so nothing is taken as deleted for being absent from it."""
 
 
 @dataclass

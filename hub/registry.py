@@ -2,10 +2,14 @@
 
 Built-in connectors register through the same group as third-party plugins. A plugin that
 fails to import is recorded as broken with its error; the hub keeps working without it.
+Two entry points of one name: a built-in keeps its name, else the first found on the
+Python path does (as an import would); the other is kept in ``Registry.shadowed``, listed
+by ``crmhub connectors`` and warned about, never silently dropped.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
     from hub.services import ConnectionServices
 
 GROUP = "crmhub.connectors"
+BUILT_IN = "crmhub"
+"""The distribution whose entry points are the built-in connectors."""
+log = logging.getLogger("crmhub.registry")
 
 
 @dataclass
@@ -35,22 +42,34 @@ class PluginInfo:
     version: str
     cls: type[Connector] | None = None
     error: str | None = None
+    note: str | None = None
+    """A name clash: which entry point keeps the name and why."""
+    shadowed: bool = False
+    """Another entry point of the same name keeps it: this one is never used."""
 
     @property
     def status(self) -> str:
+        if self.shadowed:
+            return "shadowed"
         return "broken" if self.error else "ok"
+
+    @property
+    def built_in(self) -> bool:
+        return self.package == BUILT_IN
 
 
 @dataclass
 class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    shadowed: list[PluginInfo] = field(default_factory=list)
+    """Entry points that lost their name to another of the same name."""
 
     @classmethod
     def discover(cls, extra: dict[str, type[Connector]] | None = None) -> Registry:
         """Load every entry point of the group; ``extra`` adds classes (tests, embedding)."""
         registry = cls()
         for ep in entry_points(group=GROUP):
-            registry.plugins[ep.name] = _load(ep)
+            registry.add(_load(ep))
         for name, connector in (extra or {}).items():
             registry.plugins[name] = PluginInfo(
                 name=name,
@@ -60,6 +79,32 @@ class Registry:
                 cls=connector,
             )
         return registry
+
+    def add(self, info: PluginInfo) -> None:
+        """Register an entry point's plugin; of two with one name, a built-in keeps it,
+        else the first."""
+        held = self.plugins.get(info.name)
+        if held is None:
+            self.plugins[info.name] = info
+            return
+        keeps, loses = (info, held) if info.built_in and not held.built_in else (held, info)
+        why = "built-in connectors keep their names" if keeps.built_in else "it was found first"
+        loses.shadowed = True
+        loses.note = (
+            f"not used: {_who(keeps)} keeps the name {info.name!r} ({why}); "
+            f"give this plugin's entry point another name"
+        )
+        keeps.note = f"used; {_who(loses)} names {info.name!r} too and is shadowed ({why})"
+        self.plugins[info.name] = keeps
+        self.shadowed.append(loses)
+        log.warning(
+            "two connectors are named %r: %s is used, %s is shadowed (%s); "
+            "rename the plugin's entry point",
+            info.name,
+            _who(keeps),
+            _who(loses),
+            why,
+        )
 
     def get(self, name: str) -> type[Connector]:
         info = self.plugins.get(name)
@@ -116,6 +161,8 @@ class Registry:
             problems = []
             for err in exc.errors():
                 message = err["msg"]
+                if err["type"] == "value_error":
+                    message = message.removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.Settings.model_fields))
                     message = f"unknown setting for connector {cls.name!r} (valid: {valid})"
@@ -186,6 +233,12 @@ def _unknown_policy_fields(
     return problems
 
 
+def _who(info: PluginInfo) -> str:
+    if info.built_in:
+        return f"the built-in {info.name} connector"
+    return f"{info.value} of package {info.package} {info.version}"
+
+
 def _load(ep: EntryPoint) -> PluginInfo:
     package = ep.dist.name if ep.dist else ep.value.split(":")[0].split(".")[0]
     version = ep.dist.version if ep.dist else "?"
@@ -194,6 +247,9 @@ def _load(ep: EntryPoint) -> PluginInfo:
         from hub.rest.plugin import entry_point_object
 
         loaded = entry_point_object(ep)  # a class, or a declaration made into one
+    except ConfigError as exc:  # a declaration's problems, each with file, line and key
+        info.error = str(exc)
+        return info
     except Exception as exc:  # a broken plugin must never take the hub down
         info.error = "".join(traceback.format_exception_only(exc)).strip()
         return info

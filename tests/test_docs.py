@@ -39,6 +39,9 @@ HELP_ONLY = {
     ("entities", "merge"),
     ("slack", "test"),
 }
+# Commands whose exit status says what they found (1: something needs a person), as a
+# monitor reads it: they run, and exit 1 with their report passes, an error does not.
+REPORT_BY_EXIT = {("status",)}
 
 
 def test_plugins_md_names_every_connector_member() -> None:
@@ -270,6 +273,7 @@ def _value(placeholder: str, before: str, path: tuple[str, ...], folder: Path) -
         return str(folder / "plugins")
     values = {"C": "sales", "CONNECTION": "sales", "N": "5", "DAYS": "30", "T": "contact"}
     values |= {"TEXT": "ann", "FORM": "signup", "ID": "1", "NAME": "acme"}
+    values |= {"PATH_OR_NAME": "zendesk"}  # a declared connector that ships with crmhub
     assert placeholder in values, f"no value for the placeholder {placeholder} of {path}"
     return values[placeholder]
 
@@ -289,6 +293,8 @@ def test_every_readme_command_runs(hub_folder: Path, monkeypatch: pytest.MonkeyP
         else:
             code, out = invoke(args)
         ran.append(args)
+        if code == 1 and tuple(args[:1]) in REPORT_BY_EXIT and "error:" not in out:
+            continue
         if code != 0:
             failed.append(f"{command!r} as {shlex.join(args)}: exit {code}\n{out}")
     assert not failed, "\n\n".join(failed)

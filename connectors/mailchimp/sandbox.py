@@ -411,4 +411,7 @@ def create_sandbox(
         spec=MAILCHIMP_API if validate else None,
     )
     app.provider = provider
+    app.credentials = [
+        f"credentials: HTTP Basic, any user and the API key {SANDBOX_API_KEY} as password"
+    ]
     return app

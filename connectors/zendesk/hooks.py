@@ -17,8 +17,9 @@ def comment(event: dict[str, Any]) -> dict[str, Any] | None:
     """The comment of one ticket update (the ``comment_events`` sideload puts it among the
     update's ``child_events``) as a record of its own, or ``None`` for updates without one.
 
-    The comment's id names it; its author (the requester, for the customer's own comments;
-    the export names no requester) says whose timeline it belongs on.
+    The comment's id names it; its ticket says whose timeline it belongs on (the mapping
+    reads the requester and organization through the hub's ticket: the export names
+    neither), whoever wrote it.
     """
     found = next(
         (c for c in event.get("child_events") or [] if c.get("event_type") == "Comment"), None

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from auth.credentials import VaultAuth
@@ -246,7 +247,7 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
             {
                 "connection": name,
                 "connector": conn.hub.connector,
-                "auth": kind,
+                "auth": _declared_kind(hub, conn.hub.connector, kind),
                 "status": state,
                 "expires_at": status.expires_at.isoformat()
                 if status and status.expires_at
@@ -259,6 +260,18 @@ async def connection_rows(hub: Hub) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _declared_kind(hub: Hub, connector: str, kind: str) -> str:
+    """The auth kind a declaration names (``bearer``), where ``crmhub connect`` knows it by
+    what it asks for (``api_key``); a connection's own ``oauth.kind`` is shown as it is."""
+    from hub.rest.connector import RestConnector
+
+    info = hub.registry.plugins.get(connector)
+    cls = info.cls if info is not None else None
+    if isinstance(cls, type) and issubclass(cls, RestConnector) and kind == cls.auth_kind:
+        return cls.declaration.client.auth.kind
+    return kind
 
 
 async def _unusable(hub: Hub, stored: list[str]) -> dict[str, str]:
@@ -307,7 +320,7 @@ def connections(as_json: bool = JsonOption) -> None:
             row["auth"],
             f"[{style}]{row['status']}[/]" if style else row["status"],
             (row["expires_at"] or "")[:16].replace("T", " "),
-            row["last_error"] or "",
+            escape(row["last_error"] or ""),
             *([row["usage"] or ""] if usage else []),
         )
     console.print(table)
@@ -378,7 +391,9 @@ def _check_keys(config: Config) -> None:
     left = [c for c in checks if not c.current]
     for c in left:
         fix = f": {c.problem}" if c.problem else "; `crmhub keys rotate` re-encrypts it"
-        console.print(f"{c.connection}: under key {c.key_id}, not the current one{fix}")
+        console.print(
+            f"{c.connection}: under key {c.key_id}, not the current one{fix}", markup=False
+        )
     if left:
         raise fail(f"{len(left)} of {len(checks)} stored credential(s) not under key {current}")
     console.print(

@@ -11,4 +11,5 @@ from hub.cli import (  # noqa: F401
     plugin_commands,
     relation_commands,
     slack_commands,
+    status_command,
 )

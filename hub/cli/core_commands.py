@@ -26,6 +26,7 @@ from hub.cli.app import (
 )
 from hub.cli.ids import find_id, short_ids
 from hub.config import CONFIG_NAME, find_config
+from hub.errors import ConfigError
 from hub.registry import Registry
 from hub.runtime import Hub
 from hub.store.schema import conflicts, entities, runs
@@ -36,11 +37,15 @@ runs_app = typer.Typer(help="Runs: history and held deletions.", invoke_without_
 conflicts_app = typer.Typer(help="Conflicts waiting for a person.", invoke_without_command=True)
 entities_app = typer.Typer(help="Golden records.", invoke_without_command=True)
 mapping_app = typer.Typer(help="Mapping files.", no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Installed connectors; `check` a declaration.", invoke_without_command=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(entities_app, name="entities")
 app.add_typer(mapping_app, name="mapping")
+app.add_typer(connectors_app, name="connectors")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 RUN_STATUSES = ", ".join(s for s in RunStatus if s not in (RunStatus.SKIPPED, RunStatus.PLAN))
@@ -107,21 +112,27 @@ def init(
         console.print(f"wrote {key} (mode 0600; keep it safe, it decrypts stored tokens)")
 
 
-@app.command()
-def connectors(json_out: bool = JSON) -> None:
+@connectors_app.callback()
+def connectors(ctx: typer.Context, json_out: bool = JSON) -> None:
     """List installed connectors: name, version, package, streams and status."""
+    if ctx.invoked_subcommand:
+        return
     registry = Registry.discover()
     rows: list[dict[str, Any]] = []
-    for name, info in sorted(registry.plugins.items()):
+    listed = sorted(
+        [*registry.plugins.values(), *registry.shadowed], key=lambda p: (p.name, p.shadowed)
+    )
+    for info in listed:
         streams = _default_streams(info.cls) if info.cls is not None else []
         rows.append(
             {
-                "name": name,
+                "name": info.name,
                 "version": info.version,
                 "package": info.package,
                 "streams": streams,
                 "status": info.status,
                 "error": info.error,
+                "note": info.note,
                 "description": getattr(info.cls, "description", "") if info.cls else "",
             }
         )
@@ -130,9 +141,68 @@ def connectors(json_out: bool = JSON) -> None:
         return
     table = Table("name", "version", "package", "streams", "status")
     for r in rows:
-        status = "[green]ok[/]" if r["status"] == "ok" else f"[red]broken[/]: {r['error']}"
-        table.add_row(r["name"], r["version"], r["package"], ", ".join(r["streams"]), status)
+        table.add_row(r["name"], r["version"], r["package"], ", ".join(r["streams"]), _status(r))
     console.print(table)
+
+
+@connectors_app.command("check")
+def connectors_check(
+    target: str = typer.Argument(
+        ..., metavar="PATH_OR_NAME", help="A declaration file, or an installed connector."
+    ),
+) -> None:
+    """Load a declaration and its hooks, running nothing: every problem with its file, line
+    and key (exit 1), or a line saying what it declares."""
+    from hub.rest.connector import RestConnector, declared
+
+    if target.endswith(".toml") or Path(target).is_file():
+        try:
+            cls: Any = declared(Path(target))
+        except ConfigError as exc:
+            _problems([str(p) for p in exc.problems])
+        except OSError as exc:
+            raise fail(f"cannot read {target}: {exc.strerror or exc}") from None
+    else:
+        registry = Registry.discover()
+        info = registry.plugins.get(target)
+        if info is None:
+            raise fail(
+                f"no connector named {target!r} (installed: {', '.join(sorted(registry.plugins))})"
+            )
+        if info.cls is None:
+            _problems((info.error or "").splitlines())
+        cls = info.cls
+        for other in registry.shadowed:
+            if other.name == target:
+                console.print(f"note: {other.note}", highlight=False, markup=False)
+    streams = ", ".join(_default_streams(cls)) or "none"
+    if isinstance(cls, type) and issubclass(cls, RestConnector):
+        auth = cls.declaration.client.auth.kind
+        where = cls.loaded.source or target
+        said = f"{where}: {cls.name} {cls.version} OK (auth {auth}; streams: {streams})"
+        must = sorted(cls.loaded.unfilled)
+        if must:
+            said += f"; connections must set {', '.join(must)}"
+    else:
+        said = f"{target}: {cls.name} {cls.version} loads (a Python connector; streams: {streams})"
+    console.print(said, highlight=False, markup=False, soft_wrap=True)
+
+
+def _problems(lines: list[str]) -> None:
+    for line in lines:
+        console.print(f"[red]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    console.print(f"{len(lines)} problem(s)", highlight=False)
+    raise typer.Exit(1)
+
+
+def _status(row: dict[str, Any]) -> str:
+    """A connector's status as markup; the texts are escaped, their keys in brackets kept."""
+    if row["status"] == "broken":
+        return f"[red]broken[/]: {escape(row['error'] or '')}"
+    note = f": {escape(row['note'])}" if row["note"] else ""
+    if row["status"] == "shadowed":
+        return f"[yellow]shadowed[/]{note}"
+    return f"[green]ok[/]{note}"
 
 
 def _default_streams(cls: Any) -> list[str]:
@@ -264,10 +334,12 @@ def sync(
 
 def _print_report(report: Any) -> None:
     colour = {"ok": "green", "plan": "cyan", "held": "yellow"}.get(report.status, "red")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "no changes"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+    if not counts and report.status in ("ok", "plan"):
+        counts = "no changes"
     console.print(
         f"[bold]{report.connection}[/]: [{colour}]{report.status}[/] in "
-        f"{report.duration:.2f}s: {counts}",
+        f"{report.duration:.2f}s" + (f": {counts}" if counts else ""),
         highlight=False,
     )
     if report.error:
@@ -323,7 +395,7 @@ def runs_list(
             str(r["started_at"])[:19],
             f"{secs:.2f}" if secs is not None else "-",
             ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())),
-            (r["error"] or "")[:80],
+            escape((r["error"] or "")[:80]),
         )
     which = " ".join(filter(None, [status, "runs", connection and f"of {connection!r}"]))
     print_table(table, f"no {which} yet" if not status else f"no {which}")

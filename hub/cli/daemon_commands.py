@@ -79,7 +79,8 @@ def sandbox(
             port = port_base + i if port_base else 0
             try:
                 options = {"seed": seed} if size is None else {"seed": seed, "size": size}
-                url, server = serve_sandbox(info.factory(**options), port=port)
+                served = info.factory(**options)
+                url, server = serve_sandbox(served, port=port)
             except OSError as exc:
                 raise fail(
                     f"cannot serve the {name} sandbox on 127.0.0.1:{port}: "
@@ -88,6 +89,8 @@ def sandbox(
                 ) from None
             servers.append(server)
             console.print(f"{name}\t{url}", highlight=False, soft_wrap=True)
+            for line in served.credentials:  # what a first request must send
+                console.print(f"  {name} {line}", style="dim", markup=False, soft_wrap=True)
             if server.tls:  # served over HTTPS: clients trust its certificate
                 console.print(f"[dim]  {name} certificate: {server.tls[0]}[/]", highlight=False)
         console.print("[dim]Ctrl-C to stop[/]")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import String, cast, func, or_, select
 
@@ -122,7 +123,7 @@ def entities_show(
         shown = json.dumps(value)
         if prov[2:] == ["unparsed"]:
             shown += " (kept as written: could not be parsed)"
-        table.add_row(name, shown, prov[0] or "(person)", _when(prov[1]))
+        table.add_row(name, escape(shown), prov[0] or "(person)", _when(prov[1]))
     console.print(table)
     links_table = Table("connection", "stream", "remote id", "version")
     for lk in ent["links"]:

@@ -73,7 +73,7 @@ def inbox_list(
             item.kind,
             item.status,
             str(item.attempts),
-            (item.error or "").splitlines()[0][:80] if item.error else "",
+            escape(item.error.splitlines()[0][:80]) if item.error else "",
         )
     print_table(table, f"no inbox items{f' with status {status}' if status else ''} ({counts})")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select, update
 
@@ -76,7 +77,7 @@ def outbox_list(
             r["status"],
             str(r["attempts"]),
             str(r["next_attempt_at"] or "-")[:19],
-            (r["last_error"] or "")[:70],
+            escape((r["last_error"] or "")[:70]),
         )
     table.columns[0].no_wrap = table.columns[3].no_wrap = True
     what = {"pending": "pending writes", "done": "written rows", "dead": "dead letters"}

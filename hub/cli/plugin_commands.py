@@ -19,19 +19,14 @@ def new_connector(
 ) -> None:
     """Write crmhub-connector-NAME/: a declared REST connector with its mapping, sandbox
     settings and contract test, ready for `pip install -e` and `pytest`."""
-    from hub.rest.scaffold import scaffold
+    from hub.rest.scaffold import next_steps, scaffold
 
     try:
         root = scaffold(name, directory)
     except ConfigError as exc:
         raise fail("; ".join(p.message for p in exc.problems)) from None
     console.print(f"wrote {root}", highlight=False, soft_wrap=True)
-    console.print(
-        f"next: pip install -e {root} && pytest {root}\n"
-        f"      then edit {root.name}/crmhub_connector_{name}/{name}.toml to match your API",
-        highlight=False,
-        soft_wrap=True,
-    )
+    console.print(next_steps(root, name), markup=False, highlight=False, soft_wrap=True)
 
 
 __all__ = ["new_connector"]

@@ -45,7 +45,7 @@ def entities_merge(
         return
     console.print(f"merged {result['other']} into {result['keep']}", highlight=False)
     for f, (old, new) in sorted(result["taken"].items()):
-        console.print(f"  {f}: {old!r} -> {new!r}", highlight=False)
+        console.print(f"  {f}: {old!r} -> {new!r}", highlight=False, markup=False)
     if result["conflicts"]:
         console.print(
             f"  opened as conflicts: {', '.join(result['conflicts'])} (crmhub conflicts)",

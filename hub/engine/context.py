@@ -108,13 +108,17 @@ def load_stream_mapping(
 ) -> Mapping:
     path = mapping_path(hub, conn, connector, stream)
     if not path.exists():
-        raise ConfigError(
-            [
-                hub.config.problem(
-                    f"mapping file {path} not found", ["connections", conn.name], "mapping"
-                )
-            ]
-        )
+        setting = conn.hub.mapping
+        chosen = setting.get(stream.name) if isinstance(setting, dict) else setting
+        if chosen:
+            message, key = f"mapping file {path} not found", "mapping"
+        else:
+            message, key = (
+                f"stream {stream.name!r} has no mapping: the connector's default, {path}, is "
+                f'not there; write one and name it (mapping = {{ {stream.name} = "FILE" }})',
+                None,
+            )
+        raise ConfigError([hub.config.problem(message, ["connections", conn.name], key)])
     mapping = load_mapping(path, phone_region=hub.config.hub.phone_region)
     if mapping.entity != stream.entity:
         raise ConfigError(
@@ -170,6 +174,11 @@ def key_renderers(hub: Hub, target: str) -> list[tuple[str, str, str, str]]:
     return found
 
 
+def _rank(sctx: StreamContext) -> int:
+    through = [dependency_rank(r.names) + 1 for r in sctx.mapping.references.values() if r.via]
+    return max([dependency_rank(sctx.stream.entity), *through])
+
+
 def build_context(
     hub: Hub, name: str, connector: Connector, run_id: str, started: datetime, plan: bool
 ) -> RunContext:
@@ -180,9 +189,11 @@ def build_context(
             mapping=load_stream_mapping(hub, conn, connector, s),
             targets=targets_for(hub, s.entity, exclude=name),
         )
-        # What records point at comes first: companies, contacts, then what names them.
-        for s in sorted(connector.streams(), key=lambda s: dependency_rank(s.entity))
+        for s in connector.streams()
     ]
+    # What records point at comes first: companies, contacts, then what names them, then
+    # what reads a reference through them (ticket comments after the tickets).
+    streams.sort(key=_rank)
     return RunContext(
         hub=hub,
         conn=conn,

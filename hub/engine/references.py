@@ -95,7 +95,7 @@ class PageReferences:
                         bad = True
                         self.ctx.errors.append(
                             f"{self.ctx.name} {self.sctx.stream.name} record {rec.id}: field "
-                            f"{f!r}: {item!r} does not name a {ref.target} by {ref.by}"
+                            f"{f!r}: {item!r} does not name a {ref.names} by {ref.by}"
                         )
                         continue
                     if k not in keys:
@@ -110,9 +110,9 @@ class PageReferences:
                         del canon[f]
                     continue
                 for k in keys:
-                    groups.setdefault((ref.target, ref.by), {}).setdefault(k, spelled[k])
-                creating[(ref.target, ref.by)] = (
-                    creating.get((ref.target, ref.by), False) or ref.create_missing
+                    groups.setdefault((ref.lookup, ref.by), {}).setdefault(k, spelled[k])
+                creating[(ref.lookup, ref.by)] = (
+                    creating.get((ref.lookup, ref.by), False) or ref.create_missing
                 )
                 wanted.append((rec.id, canon, f, ref, keys, bad))
         if not wanted:
@@ -135,12 +135,12 @@ class PageReferences:
         """Put the ids into the records; keep what found nothing in ``pending_refs``."""
         pending: dict[tuple[str, str, str], tuple[str, str]] = {}
         for rec_id, canon, f, ref, keys, bad in wanted:
-            hits = found.get((ref.target, ref.by), {})
+            hits = found.get((ref.lookup, ref.by), {})
             ids: list[str] = []
             for k in keys:
                 hit = hits.get(k)
                 if hit is None:
-                    pending[(rec_id, f, k)] = (ref.target, ref.by)
+                    pending[(rec_id, f, k)] = (ref.lookup, ref.by)
                 elif hit not in ids:
                     ids.append(hit)
             if len(ids) < len(keys) or bad:
@@ -241,8 +241,16 @@ class PageReferences:
         self, db: AsyncConnection, target: str, by: str, keys: Iterable[str]
     ) -> dict[str, str]:
         """Hub ids of the live ``target`` records named by ``keys``: this connection's remote
-        ids (``by = "id"``) or normalised match keys."""
+        ids (``by = "id"``) or normalised match keys. A ``target`` read through another
+        record (``"ticket.requester"``) gives what the named records' field points at; a
+        named record whose field points at nothing yet finds nothing."""
         keys = list(keys)
+        kind, _, through = target.partition(".")
+        if through:
+            named = await self.look_up(db, kind, by, keys)
+            rows = await select_in(db, entities, ("id", "fields"), {}, "id", set(named.values()))
+            read = {entity_id: fields.get(through) for entity_id, fields in rows}
+            return {k: read[i] for k, i in named.items() if isinstance(read.get(i), str)}
         if by != "id":
             rows = await select_in(
                 db,

@@ -250,7 +250,10 @@ async def _pull_stream(
                 if holding:
                     await holds.forget_seen(db, name, stream, [r.id for r, _ in prepared.records])
             pages += 1
-            all_full_scan = all_full_scan and page.full_scan
+            all_full_scan = all_full_scan and page.full_scan and not page.problems
+            if page.problems:
+                ctx.count("records_unreadable", len(page.problems))
+                ctx.errors.extend(f"{name} {stream}: {p}" for p in page.problems)
             ctx.count("pages")
             await ctx.wrote(len(page.records))
             if progress:

@@ -103,9 +103,11 @@ async def _fetch_targets(
         return
     async with transaction(sctx.stream.entity) as db:
         wanted: dict[str, set[str]] = {}
-        for (target, by), values in (await _named(ctx, sctx, db)).items():
-            if by == "id":
-                wanted[target] = set(values) - set(await refs.look_up(db, target, "id", values))
+        for (lookup, by), values in (await _named(ctx, sctx, db)).items():
+            if by == "id":  # a ticket whose requester a comment waits for: the ticket
+                target = lookup.partition(".")[0]
+                known = await refs.look_up(db, target, "id", values)
+                wanted.setdefault(target, set()).update(set(values) - set(known))
     from hub.engine.pull import PageApplier  # the pull step uses this module
 
     for target, ids in wanted.items():

@@ -31,6 +31,7 @@ FIELD_KEYS = (
     "description",
     "reference",
     "by",
+    "via",
     "create_missing",
 )
 

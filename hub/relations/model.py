@@ -99,6 +99,21 @@ class Reference:
     by: str
     create_missing: bool = False
     many: bool = False
+    via: str | None = None
+    """``"ticket.requester"``: the remote's value names a ticket (by ``by``) and the field
+    takes what that ticket's ``requester`` points at (a ticket comment on the timeline of the
+    ticket's requester, whoever wrote it). Pull only."""
+
+    @property
+    def names(self) -> str:
+        """The type of record the remote's value names: the target, or the record read."""
+        return self.via.partition(".")[0] if self.via else self.target
+
+    @property
+    def lookup(self) -> str:
+        """How the value is looked up (``pending_refs.target_type``): the target type, or
+        ``via`` (``"ticket.requester"``)."""
+        return self.via or self.target
 
 
 def dependency_rank(entity: str) -> int:

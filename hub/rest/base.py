@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -36,33 +38,64 @@ class KindSpec(Spec):
         return kind_shorthand(value)
 
 
-def resolve_hook(dotted: str, near: Path | None = None) -> Any:
+def resolve_hook(dotted: str, near: Path | None = None, *, call: bool = True) -> Any:
     """The object named ``package.module:attribute`` (or ``package.module.attribute``).
 
-    A module that is not importable but sits as ``<module>.py`` beside the declaration file
-    (``near``) is loaded from there, so a local declaration can keep its hooks next to it.
-    Raises ``ValueError`` saying what could not be found.
+    A module that sits as ``<module>.py`` beside the declaration file (``near``) is loaded
+    from there, before anything importable of the same name: a local ``csv.py`` must not
+    lose to the standard library's ``csv``. With ``call`` the object must be callable (a
+    function or a class), so a misnamed constant is refused when the declaration loads,
+    not when a run first calls it. Raises ``ValueError`` saying what could not be found.
     """
     module_name, sep, attribute = dotted.partition(":")
     if not sep:
         module_name, _, attribute = dotted.rpartition(".")
     if not module_name or not attribute:
         raise ValueError(f"{dotted!r} is not a hook path like 'package.module:function'")
+    local = near / f"{module_name.replace('.', '/')}.py" if near else None
     try:
-        module = importlib.import_module(module_name)
+        if local is not None and local.is_file():
+            module = _load_file(module_name, local)
+        else:
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        local = near / f"{module_name.replace('.', '/')}.py" if near else None
-        if exc.name != module_name.split(".")[0] or local is None or not local.is_file():
-            raise ValueError(f"hook module {module_name!r} cannot be imported: {exc}") from None
-        module = _load_file(module_name, local)
+        raise ValueError(f"hook module {module_name!r} cannot be imported: {exc}") from None
     except Exception as exc:  # a hook module that fails to import is a declaration error
         raise ValueError(f"hook module {module_name!r} failed to import: {exc}") from None
     found: Any = module
     for part in attribute.split("."):
         if not hasattr(found, part):
-            raise ValueError(f"hook module {module_name!r} has no {attribute!r}")
+            raise ValueError(
+                f"hook module {module_name!r} has no {attribute!r}{_offered(found, part)}"
+            )
         found = getattr(found, part)
+    if call and not callable(found):
+        kind = type(found).__name__
+        raise ValueError(
+            f"hook {dotted!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a function "
+            "or class: name something it can call"
+        )
     return found
+
+
+def _offered(holder: Any, wanted: str, most: int = 6) -> str:
+    """`` (it has: a, b, ...)``: the public callables of ``holder`` (of a module, those it
+    defines, not those it imports), the closest to ``wanted`` first."""
+    own = getattr(holder, "__name__", None) if isinstance(holder, ModuleType) else None
+    members = [(n, getattr(holder, n, None)) for n in dir(holder)]
+    names = sorted(
+        n
+        for n, value in members
+        if not n.startswith("_")
+        and callable(value)
+        and (own is None or getattr(value, "__module__", own) == own)
+    )
+    if not names:
+        return " (it has no functions or classes)"
+    close = difflib.get_close_matches(wanted, names, n=most, cutoff=0.5)
+    shown = [*close, *(n for n in names if n not in close)][:most]
+    more = ", ..." if len(names) > most else ""
+    return f" (it has: {', '.join(shown)}{more})"
 
 
 def _load_file(module_name: str, path: Path) -> Any:

@@ -4,7 +4,9 @@ names that refer to other parts, and files it names. Each problem is ``(location
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,11 @@ def check(spec: Declaration, base_dir: Path | None, hooks: dict[str, Any]) -> Fo
         found.extend(_stream(("streams", name), stream, settings, base_dir, hooks))
     if spec.webhooks is not None:
         found.extend(_webhooks(spec, settings, hooks, base_dir))
-    for name in spec.sandbox.streams:
+    for name, fake in spec.sandbox.streams.items():
         if name not in spec.streams:
             found.append((("sandbox", "streams", name), _no_stream(name, spec)))
+        for key, text in fake.fields.items():
+            _fake(found, ("sandbox", "streams", name, "fields", key), text)
     for name in spec.sandbox.required:
         if name not in spec.streams:
             found.append((("sandbox", "required", name), _no_stream(name, spec)))
@@ -76,6 +80,29 @@ def _template(found: Found, loc: Loc, text: str, roots: Mapping[str, set[str] | 
         Template(text).check(roots)
     except TemplateError as exc:
         found.append((loc, str(exc)))
+
+
+def fake_values() -> list[str]:
+    """What a made-up record's ``fields`` may name: the attributes of a fake person
+    (imported here: the sandboxes need the web stack, loading a declaration does not)."""
+    from hub.sandbox.people import Person
+
+    return sorted([*(f.name for f in fields(Person)), "name"])
+
+
+def _fake(found: Found, loc: Loc, text: str) -> None:
+    try:
+        template = Template(text)
+    except TemplateError as exc:
+        found.append((loc, str(exc)))
+        return
+    known = fake_values()
+    for name in template.names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {{{close[0]}}}? " if close else ""
+            valid = ", ".join(f"{{{v}}}" for v in known)
+            found.append((loc, f"{{{name}}}: no such fake value ({hint}valid: {valid})"))
 
 
 def _path(found: Found, loc: Loc, text: str | None) -> None:
@@ -223,3 +250,50 @@ def _webhooks(
         if stream not in spec.streams:
             found.append((("webhooks", "events", event), _no_stream(stream, spec)))
     yield from found
+
+
+def run_templates(spec: Declaration) -> Iterator[tuple[Loc, str]]:
+    """Every template a run fills from the connection's settings, with where it is: the
+    client's, its auth's and the streams'. Webhook secrets (an unset one refuses webhooks
+    with its own message) and OAuth endpoints (``crmhub connect`` fills them) are not."""
+    client = spec.client
+    yield ("client", "base_url"), client.base_url
+    for name, value in client.headers.items():
+        yield ("client", "headers", name), value
+    if client.limit_key:
+        yield ("client", "limit_key"), client.limit_key
+    if isinstance(client.auth, BasicAuth):
+        yield ("client", "auth", "username"), client.auth.username
+        yield ("client", "auth", "password"), client.auth.password
+    for name, s in spec.streams.items():
+        at: Loc = ("streams", name)
+        yield (*at, "path"), s.path
+        if isinstance(s.deletes, EndpointDeletes):
+            yield (*at, "deletes", "path"), s.deletes.path
+        if s.fetch is not None and s.fetch.path:
+            yield (*at, "fetch", "path"), s.fetch.path
+        for op in WRITE_OPS:
+            write = getattr(s, op)
+            if write is None:
+                continue
+            if write.path is not None:
+                yield (*at, op, "path"), write.path
+            for key, text in write.set.items():
+                yield (*at, op, "set", key), text
+        if s.batch is not None:
+            yield (*at, "batch", "path"), s.batch.path
+
+
+def settings_used(spec: Declaration) -> dict[str, list[Loc]]:
+    """Where a run fills in each setting, by setting name (see :func:`run_templates`)."""
+    used: dict[str, list[Loc]] = {}
+    for loc, text in run_templates(spec):
+        try:
+            names = Template(text).names
+        except TemplateError:
+            continue  # reported by check()
+        for name in names:
+            root, _, rest = name.partition(".")
+            if root == "settings" and rest:
+                used.setdefault(rest.partition(".")[0], []).append(loc)
+    return used

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, create_model
+from pydantic import BaseModel, ConfigDict, SecretStr, create_model, model_validator
 
 from hub.connector import (
     Change,
@@ -30,7 +30,7 @@ from hub.connector import (
 )
 from hub.http import RetryingClient, make_client
 from hub.rest.auth import CONNECT_KIND, OAuth2Auth, build_auth
-from hub.rest.load import Loaded, load_declaration
+from hub.rest.load import Loaded, Loc, load_declaration
 from hub.rest.model import Declaration, SettingSpec
 from hub.rest.reader import Reader
 from hub.rest.stream import CompiledStream, compile_stream, hub_stream
@@ -51,15 +51,48 @@ _TYPES: dict[str, type] = {
 }
 
 
-def settings_model(spec: Declaration) -> type[BaseModel]:
+class DeclaredSettings(BaseModel):
+    """The base of every declaration's settings model: a setting with neither a default nor
+    ``required`` may be left out, unless a run fills it into a template (``unfilled``):
+    then leaving it out is refused here, naming where the declaration uses it, not met
+    as a bare ``KeyError`` when the first request is made."""
+
+    model_config = ConfigDict(extra="forbid")
+    unfilled: ClassVar[dict[str, list[tuple[tuple[str | int, ...], str]]]] = {}
+
+    @model_validator(mode="after")
+    def _filled(self) -> DeclaredSettings:
+        for name, uses in self.unfilled.items():
+            if getattr(self, name, None) is not None:
+                continue
+            # a connection's own base_url replaces [client] base_url, settings and all
+            where = [w for loc, w in uses if loc != ("client", "base_url") or not self._moved()]
+            if where:
+                raise ValueError(
+                    f"setting {name!r} is not set, and the declaration fills it into "
+                    f"{', '.join(where)}: set {name} in this connection, or give "
+                    f"[settings.{name}] a default"
+                )
+        return self
+
+    def _moved(self) -> bool:
+        return getattr(self, "base_url", None) is not None
+
+
+def settings_model(
+    spec: Declaration, unfilled: dict[str, list[tuple[Loc, str]]] | None = None
+) -> type[BaseModel]:
     """The pydantic model of the connection settings a declaration asks for; ``base_url``
-    is always accepted (it replaces ``[client] base_url``, e.g. to reach a sandbox)."""
+    is always accepted (it replaces ``[client] base_url``, e.g. to reach a sandbox).
+    ``unfilled`` (``Loaded.unfilled``) names the optional settings a connection must set."""
     fields: dict[str, Any] = {}
     for name, setting in spec.settings.items():
         fields[name] = _field(setting)
     fields.setdefault("base_url", (str | None, None))
     name = _camel(spec.name) + "Settings"
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    model = create_model(name, __base__=DeclaredSettings, **fields)
+    model.unfilled = unfilled or {}
+    return model
 
 
 def _field(setting: SettingSpec) -> tuple[Any, Any]:
@@ -209,7 +242,7 @@ def declared(
         "name": spec.name,
         "version": spec.version,
         "description": spec.description,
-        "Settings": settings_model(spec),
+        "Settings": settings_model(spec, loaded.unfilled),
         "loaded": loaded,
         "declaration": spec,
         "push_batch_size": spec.push_batch_size,

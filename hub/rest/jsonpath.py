@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["SUPPORTED", "JsonPath", "JsonPathError"]
+__all__ = ["SUPPORTED", "JsonPath", "JsonPathError", "Unlisted"]
 
 SUPPORTED = "$, $.key.key, $['key'], $.list[0], $.list[*]"
 
@@ -30,6 +30,10 @@ _MISSING = object()
 
 class JsonPathError(ValueError):
     """A path outside the supported dialect."""
+
+
+class Unlisted(ValueError):
+    """An answer without records where its path says they are."""
 
 
 class JsonPath:
@@ -95,6 +99,28 @@ class JsonPath:
             return []
         return found if isinstance(found, list) else [found]
 
+    def listed(self, document: Any) -> list[Any]:
+        """:meth:`records`, for an answer that must list them: ``null`` lists none; a path
+        that reaches nothing, or text or a number, raises :class:`Unlisted` saying what the
+        answer holds instead (an error page answered 200, a records path that does not fit
+        the API), so that it is never taken for an empty listing."""
+        steps = self.steps[: self.steps.index(_ALL)] if self.fans_out else self.steps
+        value = document
+        for step in steps:
+            got = _step(value, step)
+            if got is _MISSING:
+                raise Unlisted(f"no records at {self.text} ({_holds(value)})")
+            value = got
+        if self.fans_out:
+            return self.find(document)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        if isinstance(value, dict):
+            return [value]
+        raise Unlisted(f"{self.text} is {kind_of(value)}, not records")
+
     def set(self, document: dict[str, Any], value: Any) -> dict[str, Any]:
         """Write ``value`` where the path points, creating objects on the way (sandboxes
         build answers this way). A trailing ``[*]`` takes a list; indices are refused."""
@@ -157,3 +183,26 @@ def _parse(text: str) -> list[Any]:
             steps.append(_ALL)
         position = match.end()
     return steps
+
+
+def kind_of(value: Any) -> str:
+    """``a string``, ``a number``...: what a JSON value is, for messages."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _holds(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = sorted(map(str, value))
+        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+        return f"it has: {shown}" if keys else "it is an empty object"
+    return f"it is {kind_of(value)}"

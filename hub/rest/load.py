@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from hub.errors import ConfigError, Problem
-from hub.rest.check import check
+from hub.rest.check import check, settings_used
 from hub.rest.model import Declaration
 from hub.tomlfile import load_toml, locate
 
@@ -36,6 +36,10 @@ class Loaded:
     source: Path | None = None
     """The declaration file; ``None`` for a dict."""
     hooks: dict[str, Any] = field(default_factory=dict)
+    unfilled: dict[str, list[tuple[Loc, str]]] = field(default_factory=dict)
+    """Settings with neither a default nor ``required`` that a run fills into templates:
+    where each is used (the key, and ``file:line [key]`` to name it). A connection must
+    set them (``hub.rest.connector.settings_model`` says so when it is configured)."""
 
     @property
     def base_dir(self) -> Path | None:
@@ -65,7 +69,20 @@ def load_declaration(source: str | Path | dict[str, Any], *, label: str | None =
         raise DeclarationError(
             _by_line([Problem(file, m, line_of(text, loc), _dotted(loc)) for loc, m in found])
         )
-    return Loaded(spec, path, hooks)
+    return Loaded(spec, path, hooks, _unfilled(spec, file, text))
+
+
+def _unfilled(spec: Declaration, file: str, text: str) -> dict[str, list[tuple[Loc, str]]]:
+    out: dict[str, list[tuple[Loc, str]]] = {}
+    for name, locs in settings_used(spec).items():
+        setting = spec.settings.get(name)
+        if setting is None or setting.required or setting.default is not None:
+            continue
+        for loc in locs:
+            line = line_of(text, loc) if text else None
+            where = f"{file}:{line}" if line is not None else file
+            out.setdefault(name, []).append((loc, f"{where} [{_dotted(loc)}]"))
+    return out
 
 
 def _by_line(problems: list[Problem]) -> list[Problem]:

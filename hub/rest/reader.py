@@ -30,7 +30,7 @@ from hub.connector import Cursor, Page
 from hub.errors import TransientError
 from hub.http import RetryingClient, send_with_retry
 from hub.http.ratelimit import limiter_for
-from hub.rest.jsonpath import JsonPath
+from hub.rest.jsonpath import JsonPath, Unlisted
 from hub.rest.model import EndpointDeletes, FullScanDeletes
 from hub.rest.paginators import PageAnswer, PageRequest
 from hub.rest.stream import CompiledStream
@@ -38,6 +38,11 @@ from hub.rest.times import parser
 from hub.rest.window import Window, parse_iso
 
 __all__ = ["Reader", "read_body"]
+
+
+def _said(response: httpx.Response) -> str:
+    """The request an answer is to, as messages name it: ``GET /api/contacts?page=3``."""
+    return f"{response.request.method} {response.request.url.raw_path.decode('ascii')}"
 
 
 def read_body(response: httpx.Response, connection: str) -> Any:
@@ -219,9 +224,11 @@ class Reader:
         paginator = self.s.paginator
         while True:
             response, body = await self._send(request)
-            raw = self.s.records.records(body) if body is not None else []
+            raw = self._records(self.s.records, response, body)
             page = Page()
             self._take(raw, page, start.seen, since is not None)
+            if page.problems:
+                page.problems = [f"{_said(response)}: {p}" for p in page.problems]
             following = None
             if response.status_code != 304:
                 answer = PageAnswer(response, body, len(raw))
@@ -233,6 +240,20 @@ class Reader:
             if following is None:
                 return
             request = following
+
+    def _records(self, path: JsonPath, response: httpx.Response, body: Any) -> list[Any]:
+        """The records of an answer (none for an empty or 304 one); an answer without them
+        where the declaration says fails the pull, naming what it holds instead."""
+        if body is None:
+            return []
+        try:
+            return path.listed(body)
+        except Unlisted as exc:
+            raise TransientError(
+                f"HTTP {response.status_code} answer: {exc}",
+                connection=self.http.connection,
+                request=_said(response),
+            ) from None
 
     def _take(self, raws: list[Any], page: Page, seen: dict[str, str], incremental: bool) -> None:
         """The records and tombstones of one answer into ``page``; on an incremental pull,
@@ -250,11 +271,12 @@ class Reader:
         read_time = parser(deletes.format)
         while True:
             response, body = await self._send(request)
-            entries = records.records(body) if body is not None else []
+            entries = self._records(records, response, body)
             page = Page()
-            for entry in entries:
+            for n, entry in enumerate(entries, 1):
                 value = entry if ident.is_root else ident.first(entry)
                 if value in (None, ""):
+                    page.problems.append(f"{_said(response)}: deleted record {n} has no id")
                     continue
                 record_id = str(value)
                 changed = read_time(when.first(entry)) if when is not None else None

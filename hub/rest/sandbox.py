@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from hub.rest.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
 from hub.rest.base import resolve_hook
+from hub.rest.check import settings_used
 from hub.rest.jsonpath import JsonPath
 from hub.rest.load import Loaded
 from hub.rest.model import Declaration, EndpointDeletes, FakeSpec
@@ -53,6 +54,7 @@ __all__ = [
     "RestSandbox",
     "RestSandboxApp",
     "create_sandbox",
+    "sandbox_credentials",
     "sandbox_settings",
 ]
 
@@ -60,6 +62,8 @@ SANDBOX_KEY = "sandbox-api-key"
 SANDBOX_USER = "sandbox-user"
 SANDBOX_PASSWORD = "sandbox-password"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+SANDBOX_SECRET = {"username": SANDBOX_USER, "password": SANDBOX_PASSWORD, "api_key": SANDBOX_KEY}
+"""The stored credential a client of the sandbox holds, as basic auth templates see it."""
 FAKE_FIELDS = {
     "contact": {"email": "{email}", "first_name": "{first_name}", "last_name": "{last_name}"},
     "company": {"name": "{company}", "domain": "{domain}"},
@@ -67,18 +71,56 @@ FAKE_FIELDS = {
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+SANDBOX_VALUES: dict[str, Any] = {
+    "str": "sandbox",
+    "secret": "sandbox",
+    "int": 1,
+    "float": 1.0,
+    "bool": False,
+}
+"""What the sandbox gives a setting it must fill, by the setting's type."""
+
+
 def sandbox_settings(spec: Declaration) -> dict[str, Any]:
-    """Connection settings that fit the sandbox: declared defaults, ``"sandbox"`` for
-    required ones, and the sandbox's webhook secret."""
+    """Connection settings that fit the sandbox: declared defaults, a value of the declared
+    type for required ones and for those a run fills into a template, and the sandbox's
+    webhook secret."""
+    used = settings_used(spec)
     values: dict[str, Any] = {}
     for name, setting in spec.settings.items():
         if setting.default is not None:
             values[name] = setting.default
-        elif setting.required:
-            values[name] = 1 if setting.type == "int" else "sandbox"
+        elif setting.required or (name in used and name != "base_url"):
+            values[name] = SANDBOX_VALUES[setting.type]
     if spec.webhooks is not None and "webhook_secret" in spec.settings:
         values["webhook_secret"] = SANDBOX_WEBHOOK_SECRET
     return values
+
+
+def sandbox_credentials(spec: Declaration, oauth: Any = None) -> list[str]:
+    """What a client sends the sandbox of ``spec`` to be let in, a line each: the header
+    or query parameter with :data:`SANDBOX_KEY`, the basic user and password, or how to
+    get an OAuth2 token from the sandbox's authorization server."""
+    auth = spec.client.auth
+    lines: list[str] = []
+    if isinstance(auth, NoAuth):
+        lines.append("credentials: none needed")
+    elif isinstance(auth, ApiKeyAuth) and auth.query:
+        lines.append(f"credentials: query parameter {auth.query}={auth.prefix}{SANDBOX_KEY}")
+    elif isinstance(auth, ApiKeyAuth | BearerAuth) and auth.header:
+        lines.append(f"credentials: header {auth.header}: {auth.prefix}{SANDBOX_KEY}")
+    elif isinstance(auth, BasicAuth):
+        values = {"secret": SANDBOX_SECRET, "settings": sandbox_settings(spec)}
+        user = Template(auth.username).render(values)
+        password = Template(auth.password).render(values)
+        lines.append(f"credentials: HTTP Basic, user {user} and password {password}")
+    if oauth is not None:
+        lines.append(
+            f"credentials: OAuth2 client {oauth.client_id} with secret {oauth.client_secret}: "
+            "POST /oauth/token with grant_type=client_credentials, then send "
+            "Authorization: Bearer <access_token>"
+        )
+    return lines
 
 
 class RestSandbox:
@@ -209,12 +251,7 @@ class RestSandbox:
         if isinstance(auth, OAuth2Auth) or (self.spec.client.oauth is not None and bearer):
             return self.oauth.bearer_error(request) if self.oauth is not None else None
         if isinstance(auth, BasicAuth):
-            secret = {
-                "username": SANDBOX_USER,
-                "password": SANDBOX_PASSWORD,
-                "api_key": SANDBOX_KEY,
-            }
-            values = {"secret": secret, "settings": self.settings}
+            values = {"secret": SANDBOX_SECRET, "settings": self.settings}
             user = Template(auth.username).render(values)
             password = Template(auth.password).render(values)
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -391,7 +428,7 @@ def create_sandbox(
     described = loaded.spec.sandbox.description
     app = RestSandboxApp(
         provider.app,
-        spec=resolve_hook(described, loaded.base_dir) if described else None,
+        spec=resolve_hook(described, loaded.base_dir, call=False) if described else None,
         name=loaded.spec.name,
         seed=seed,
         throttle=provider.throttle,
@@ -400,4 +437,5 @@ def create_sandbox(
         webhooks=webhooks,
     )
     app.provider = provider
+    app.credentials = sandbox_credentials(loaded.spec, oauth)
     return app

@@ -137,12 +137,15 @@ class StreamApi:
     async def listing(self, request: Request) -> Response:
         body = await read_json(request) if self.spec.method == "POST" else None
         inc = self.spec.incremental
-        fake = self.decl.sandbox.streams.get(self.name, FakeSpec())
-        param = self.paginator.param if isinstance(self.paginator, CursorPaginator) else None
-        position = feed_position(request.query_params.get(param or fake.cursor_param))
-        since = self._since(request, body) if position is None else None
         if inc is not None and inc.resume == "next_page":
+            fake = self.decl.sandbox.streams.get(self.name, FakeSpec())
+            param = self.paginator.param if isinstance(self.paginator, CursorPaginator) else None
+            position = feed_position(request.query_params.get(param or fake.cursor_param))
+            since = self._since(request, body) if position is None else None
             return self._feed(request, fake, position, since)
+        # Any other listing filters every page by the time it is given: its next pages'
+        # tokens (cursors, `page_token` in next links) are offsets, not feed positions.
+        since = self._since(request, body)
         if since is not None and inc and inc.send == "if_modified_since":
             # HTTP dates have whole seconds: changed in a later second than the one given
             ids = self.table.listing(since.replace(microsecond=0) + timedelta(seconds=1))

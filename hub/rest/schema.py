@@ -40,9 +40,44 @@ def schema() -> dict[str, Any]:
             doc = field_docs(cls).get(field)
             if doc is not None:
                 prop.setdefault("description", doc)
+    _shorthands(out["$defs"])
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "crmhub REST connector declaration"
     return out
+
+
+KIND_SHORTHANDS = (
+    ("ClientSpec", "auth"),
+    ("StreamSpec", "paginator"),
+    ("StreamSpec", "deletes"),
+    ("EndpointDeletes", "paginator"),
+)
+"""The tables the models also take as a kind's name alone (``auth = "bearer"``)."""
+FIELD_SHORTHANDS = ("VersionSpec", "ModifiedSpec")
+"""The tables the models also take as a field's name alone (``version = "version"``)."""
+
+
+def _shorthands(defs: dict[str, Any]) -> None:
+    """What the models take as a shorthand (their ``mode="before"`` validators, which
+    pydantic's schema does not see), the schema takes too, so editors do not flag it."""
+    for model, name in KIND_SHORTHANDS:
+        prop = defs[model]["properties"][name]
+        union = next(
+            part
+            for part in [prop, *prop.get("anyOf", [])]
+            if part.get("discriminator", {}).get("propertyName") == "kind"
+        )
+        choice = {k: union.pop(k) for k in ("discriminator", "oneOf")}
+        union["anyOf"] = [
+            {"enum": sorted(choice["discriminator"]["mapping"]), "description": "a kind alone"},
+            choice,
+        ]
+    for model in FIELD_SHORTHANDS:
+        table = defs[model]
+        defs[model] = {
+            "anyOf": [{"type": "string", "description": "the field's name alone"}, table],
+            "title": table.get("title", model),
+        }
 
 
 def field_docs(cls: type[BaseModel]) -> dict[str, str]:

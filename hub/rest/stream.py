@@ -11,7 +11,7 @@ import httpx
 
 from hub.connector import Page, RemoteRecord, Stream
 from hub.rest.errors import OPS, DeclaredClassifier, ErrorRule
-from hub.rest.jsonpath import JsonPath
+from hub.rest.jsonpath import JsonPath, kind_of
 from hub.rest.load import Loaded
 from hub.rest.model import StatusDeletes, StreamSpec, TombstoneDeletes
 from hub.rest.paginators import CustomPaginator, Paginator
@@ -142,6 +142,7 @@ class CompiledStream:
             gone_key = _plain(JsonPath(deletes.field))
             gone = None if gone_key is not None else gone
         id_key, get_id = _plain(self.key), self.key.first
+        id_text = self.key.text if self.key.text.startswith("$") else f"$.{self.key.text}"
         version_key, get_version = _plain(self.version_field), _first(self.version_field)
         modified = _timer(self.modified, self.parse_modified)
         changed_at = _timer(self.cursor_field, self.parse_cursor)
@@ -165,10 +166,13 @@ class CompiledStream:
                 high, floor, span = window.high, window.floor(), window.span
             # the shortcut holds while every record so far was admitted in time order
             listed = window is not None and ordered_by_modified
-            for raw in raws:
+            for n, raw in enumerate(raws, 1):
                 if transform is not None:
                     raw = transform(raw)
+                    if raw is None:
+                        continue  # dropped on purpose
                 if type(raw) is not dict and not isinstance(raw, dict):
+                    page.problems.append(f"record {n} is not an object but {kind_of(raw)}")
                     continue
                 if id_key is None:
                     value = get_id(raw)
@@ -176,10 +180,11 @@ class CompiledStream:
                     try:
                         value = raw[id_key]
                     except KeyError:
-                        continue
+                        value = None
                 if type(value) is int:  # the usual id first: one check
                     record_id = str(value)
                 elif value is None or value == "":
+                    page.problems.append(f"record {n} has no id at {id_text}")
                     continue
                 else:
                     record_id = value if type(value) is str else str(value)

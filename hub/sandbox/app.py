@@ -141,6 +141,8 @@ class SandboxApp:
         self.spec = self.specs[0] if self.specs else None
         self.tls = tls
         """(certificate file, key file): serve over HTTPS (``serve_sandbox`` does)."""
+        self.credentials: list[str] = []
+        """What a client sends to be let in, a line each (``crmhub sandbox`` prints them)."""
         self.serial = next(_SERIALS)
         self.violations = ViolationLog()
         if self.specs and webhooks is not None:

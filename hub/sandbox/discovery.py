@@ -3,7 +3,8 @@
 A connector ships its sandbox as the ``sandbox`` attribute of its class (a factory), or as a
 ``sandbox`` module beside it (``connectors/<name>/sandbox.py``) with ``create_sandbox``.
 The factory is called as ``create_sandbox(seed=..., **options)`` and returns a
-:class:`~hub.sandbox.app.SandboxApp`. A sandbox that fails to import is reported, not fatal.
+:class:`~hub.sandbox.app.SandboxApp`. A sandbox that fails to import is reported, not fatal,
+and so is a connector that fails to load (a declaration with problems names them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def find_sandboxes(registry: Registry | None = None) -> dict[str, SandboxInfo]:
     found: dict[str, SandboxInfo] = {}
     for name, plugin in sorted(registry.plugins.items()):
         if plugin.cls is None:
+            if plugin.error:  # its sandbox cannot be known: what broke the plugin can
+                found[name] = SandboxInfo(name, error=plugin.error)
             continue
         factory = getattr(plugin.cls, "sandbox", None)
         if callable(factory):

@@ -97,7 +97,7 @@ pending_refs = Table(
     Column("remote_id", String(255), primary_key=True),  # the record that points
     Column("field", String(64), primary_key=True),
     Column("value", String(320), primary_key=True),  # the target's remote id or key
-    Column("target_type", String(16), nullable=False),
+    Column("target_type", String(64), nullable=False),  # or what it is read through
     Column("by", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
     Index("ix_pending_refs_target", "target_type", "by", "value"),

@@ -48,7 +48,8 @@ canonical field names (``email``, ``first_name``, ``name``, ``domain``); a conne
 another shape overrides :meth:`~ConnectorContract.sample`, :meth:`~ConnectorContract.identity`,
 :meth:`~ConnectorContract.edit` and, if values come back transformed,
 :meth:`~ConnectorContract.matches`. ``stream_name`` picks the stream under test (default:
-the first one); ``stale_versions = False`` says the remote's writes are unconditional;
+the first one); ``page_size`` (records a page of a full pull) makes the pull tests seed more
+than two pages' worth; ``stale_versions = False`` says the remote's writes are unconditional;
 ``settles = False`` that a stream can only list everything. Every test is marked
 ``asyncio``, so the suite runs under pytest-asyncio's strict mode: write async fixtures with
 ``@pytest_asyncio.fixture`` there (``asyncio_mode = "auto"`` accepts ``@pytest.fixture``).

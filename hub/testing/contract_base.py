@@ -11,6 +11,7 @@ import pytest
 from hub.connector import Change, Connector, Cursor, Page, PushResult, RemoteRecord, Stream
 
 __all__ = [
+    "IDEMPOTENT_CREATES",
     "MISSING_ID",
     "ContractBase",
     "check_page",
@@ -21,6 +22,16 @@ __all__ = [
 ]
 
 MISSING_ID = "crmhub-contract-missing-record"
+
+IDEMPOTENT_CREATES = (
+    "Creates must be idempotent: the hub sends a create again, with the same "
+    "Change.idempotency_key, after a timeout or a crash between the API's answer and its own "
+    "commit. Declared: `idempotency_header` if the API honours an idempotency key, or "
+    "`upsert` by a natural key (the email). Programmed: send idempotency_key as the API's "
+    "idempotency key, upsert, or look the record up by its natural key before creating "
+    "(plugins.md, B4)"
+)
+"""What to change when a repeated create makes a second record."""
 
 
 def check_page(page: Any) -> None:
@@ -56,9 +67,11 @@ def check_results(changes: list[Change], results: Any) -> dict[str, PushResult]:
     assert not missing, f"no result for: {missing}"
     assert len(keys) == len(set(keys)), f"several results for one change: {sorted(keys)}"
     for result in results:
-        assert isinstance(result, PushResult)
+        assert isinstance(result, PushResult), f"push returned a {type(result).__name__}"
         if result.ok:
-            assert result.remote_id is None or isinstance(result.remote_id, str)
+            assert result.remote_id is None or isinstance(result.remote_id, str), (
+                f"{result.key}: remote id {result.remote_id!r} is not text"
+            )
         else:
             assert result.message, f"refusal of {result.key} says why"
     return {r.key: r for r in results}
@@ -90,7 +103,11 @@ class ContractBase:
     stream_name: ClassVar[str | None] = None
     """The stream under test; ``None`` takes the first stream the connector declares."""
     seed_count: ClassVar[int] = 12
-    """Records seeded for the pull tests (set it above the page size to cover paging)."""
+    """Records seeded for the pull tests, at least (see :attr:`page_size`)."""
+    page_size: ClassVar[int | None] = None
+    """Records a full pull reads per page, when known. The pull tests then seed more than
+    two pages' worth (``2 * page_size + 1``, if ``seed_count`` is smaller), so every pull
+    has to ask for a second and a third page: a paginator that never advances fails."""
     remote_edits: ClassVar[bool] = True
     """Set to ``False`` when :meth:`edit_remotely` is not implemented."""
     stale_versions: ClassVar[bool] = True
@@ -185,9 +202,17 @@ class ContractBase:
             idempotency_key=f"contract-create-{i}",
         )
 
+    @property
+    def pull_seed_count(self) -> int:
+        """Records seeded for the pull tests: ``seed_count``, raised past two pages."""
+        if self.page_size is None:
+            return self.seed_count
+        return max(self.seed_count, 2 * self.page_size + 1)
+
     async def seeded(self, connector: Connector, n: int | None = None) -> list[dict[str, Any]]:
         stream = self.stream_under_test(connector)
-        records = [self.sample(stream, i) for i in range(n if n is not None else self.seed_count)]
+        count = n if n is not None else self.pull_seed_count
+        records = [self.sample(stream, i) for i in range(count)]
         await self.seed(connector, records)
         return records
 
@@ -198,7 +223,10 @@ class ContractBase:
         found: dict[str, RemoteRecord] = {}
         for record in records_of(await pull_pages(connector, stream, cursor)):
             ident = self.identity(stream, record.data)
-            assert ident not in found, f"record {ident!r} pulled twice"
+            assert ident not in found, (
+                f"record {ident!r} pulled twice in one pull (remote ids {found[ident].id} and "
+                f"{record.id}): pages overlap, or two records share the identifying field"
+            )
             found[ident] = record
         return found
 

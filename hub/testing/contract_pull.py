@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import ClassVar
 
 import pytest
 
-from hub.connector import Connector, Stream
+from hub.connector import Connector, Page, RemoteRecord, Stream
 from hub.errors import RateLimited
 from hub.records import ENTITY_TYPES
 from hub.testing.contract_base import ContractBase, last_cursor, pull_pages, records_of
 
-__all__ = ["PullContract"]
+__all__ = ["PullContract", "not_pulled"]
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    head = ", ".join(repr(i) for i in items[:shown])
+    return head + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _brief(value: object, width: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 5] + " ...}"
+
+
+def not_pulled(
+    missing: list[str],
+    seeded: int,
+    records: list[RemoteRecord],
+    pages: list[Page],
+    page_size: int | None,
+) -> str:
+    """Why a full pull left out seeded records, said so that paging gets looked at first."""
+    text = (
+        f"{len(missing)} of {seeded} seeded records are missing from a full pull "
+        f"({_some(missing)}); it brought {len(records)} records in {len(pages)} page(s)"
+    )
+    if page_size is not None and 0 < len(records) <= page_size:
+        return text + (
+            f": paging stopped after the first page ({page_size} records a page), so the "
+            "next page was never asked for. Check the paginator: its kind and parameter "
+            "names must be the API's, and a custom paginator's advance() must return the "
+            "next request until the listing ends"
+        )
+    return text + (
+        ": check paging (a page skipped or a listing cut short), and that `records` points "
+        "at the listing's records"
+    )
 
 
 class PullContract(ContractBase):
@@ -40,43 +76,83 @@ class PullContract(ContractBase):
     async def test_full_pull_returns_every_seeded_record_once(self, connector: Connector) -> None:
         stream = self.stream_under_test(connector)
         seeded = await self.seeded(connector)
-        records = records_of(await pull_pages(connector, stream, None))
-        ids = [r.id for r in records]
-        assert len(ids) == len(set(ids)), "a full pull lists each record once"
-        found = await self.pulled_by_identity(connector)
-        assert set(found) == {self.identity(stream, data) for data in seeded}
+        pages = await pull_pages(connector, stream, None)
+        records = records_of(pages)
+        counts = Counter(r.id for r in records)
+        twice = sorted(i for i, n in counts.items() if n > 1)
+        assert not twice, (
+            f"a full pull lists each record once, but {len(twice)} came more than once "
+            f"(remote ids {_some(twice)}): pages overlap, so paging does not move on by a "
+            "whole page, or the listing's order is not stable"
+        )
+        idents = Counter(self.identity(stream, r.data) for r in records)
+        shared = sorted(i for i, n in idents.items() if n > 1)
+        assert not shared, (
+            f"several pulled records share one identity: {_some(shared)} (seeded records "
+            "each have their own): a record is listed twice under different ids"
+        )
+        found = {self.identity(stream, r.data): r for r in records}
+        wanted = {self.identity(stream, data) for data in seeded}
+        missing = sorted(wanted - set(found))
+        assert not missing, not_pulled(missing, len(seeded), records, pages, self.page_size)
+        unknown = sorted(set(found) - wanted)
+        assert not unknown, (
+            f"a full pull of {len(seeded)} seeded records brought others too: {_some(unknown)} "
+            "(identities read from the pulled data; an empty one means the identifying field "
+            "is not where the records are read)"
+        )
         for data in seeded:
             record = found[self.identity(stream, data)]
-            assert self.matches(record.data, data), f"{record.data!r} lacks {data!r}"
+            assert self.matches(record.data, data), (
+                f"record {record.id} was seeded as {data!r} but pulled as {record.data!r}: "
+                "the pull loses or renames fields (override matches() if the remote "
+                "transforms values)"
+            )
 
     @pytest.mark.asyncio
     async def test_cursors_are_json_and_settle(self, connector: Connector) -> None:
         stream = self.stream_under_test(connector)
         await self.seeded(connector)
         cursor = last_cursor(await pull_pages(connector, stream, None), None)
-        assert cursor is not None, "a pull that saw records ends with a cursor"
+        assert cursor is not None, "a pull that saw records ends with a cursor (Page.cursor)"
         if not self.settles:
             return
         again = await pull_pages(connector, stream, cursor)
-        assert records_of(again) == [], "nothing changed, so nothing is pulled"
-        assert [d for page in again for d in page.deleted] == []
+        repeated = sorted(self.identity(stream, r.data) for r in records_of(again))
+        assert repeated == [], (
+            f"nothing changed, yet a pull from the last cursor brought {len(repeated)} records "
+            f"again ({_some(repeated)}): the cursor must stand after everything pulled (set "
+            "settles = False for a stream that can only list everything)"
+        )
+        deleted = [d for page in again for d in page.deleted]
+        assert deleted == [], f"nothing was deleted, yet the pull names deletions: {deleted}"
 
     @pytest.mark.asyncio
     async def test_remote_changes_show_up_from_saved_cursor(self, connector: Connector) -> None:
         stream = self.stream_under_test(connector)
         seeded = await self.seeded(connector)
         cursor = last_cursor(await pull_pages(connector, stream, None), None)
-        newcomer = self.sample(stream, self.seed_count)
+        newcomer = self.sample(stream, self.pull_seed_count)
         await self.seed(connector, [newcomer])
         edits = self.edit(stream, seeded[0])
         if self.remote_edits:
             await self.edit_remotely(connector, self.identity(stream, seeded[0]), edits)
         found = await self.pulled_by_identity(connector, cursor)
-        assert self.identity(stream, newcomer) in found, "a record added remotely is pulled"
+        assert self.identity(stream, newcomer) in found, (
+            f"a record added remotely after a pull is missing from the next pull, from the "
+            f"saved cursor {_brief(cursor)} (it brought {_some(sorted(found))}): the changed-since "
+            "filter or the cursor misses new records"
+        )
         if self.remote_edits:
             edited = found.get(self.identity(stream, seeded[0]))
-            assert edited is not None, "a record edited remotely is pulled"
-            assert self.matches(edited.data, edits)
+            assert edited is not None, (
+                f"a record edited remotely ({self.identity(stream, seeded[0])!r}) is missing "
+                f"from the pull from the saved cursor {_brief(cursor)}: the changed-since filter "
+                "or the modification time read misses edits"
+            )
+            assert self.matches(edited.data, edits), (
+                f"the remote edit {edits!r} is not in the pulled record {edited.data!r}"
+            )
 
     @pytest.mark.asyncio
     async def test_cursor_settles_after_changes(self, connector: Connector) -> None:
@@ -85,20 +161,29 @@ class PullContract(ContractBase):
         stream = self.stream_under_test(connector)
         seeded = await self.seeded(connector)
         first = last_cursor(await pull_pages(connector, stream, None), None)
-        await self.seed(connector, [self.sample(stream, self.seed_count + 1)])
+        await self.seed(connector, [self.sample(stream, self.pull_seed_count + 1)])
         if self.remote_edits:
             edits = self.edit(stream, seeded[1])
             await self.edit_remotely(connector, self.identity(stream, seeded[1]), edits)
         changed = await pull_pages(connector, stream, first)
-        assert records_of(changed), "the changes are pulled"
+        assert records_of(changed), (
+            f"the changes made after a pull are not pulled from {_brief(first)}"
+        )
         second = last_cursor(changed, first)
-        assert second != first or not self.settles, "a pull that brought changes moves the cursor"
+        assert second != first or not self.settles, (
+            f"a pull that brought changes moves the cursor, but it stayed at {_brief(first)}"
+        )
         if not self.settles:
             return
         again = await pull_pages(connector, stream, second)
         repeated = sorted(self.identity(stream, r.data) for r in records_of(again))
-        assert repeated == [], f"pulled again from the cursor after the changes: {repeated}"
-        assert [d for page in again for d in page.deleted] == []
+        assert repeated == [], (
+            f"pulled again from the cursor after the changes: {_some(repeated)}. The cursor "
+            "must stand after the last change pulled; an API whose changed-since filter is "
+            "inclusive needs the boundary's records skipped (by id and version)"
+        )
+        deleted = [d for page in again for d in page.deleted]
+        assert deleted == [], f"nothing was deleted, yet the pull names deletions: {deleted}"
 
     @pytest.mark.asyncio
     async def test_deletes_show_up_in_incremental_pulls(self, connector: Connector) -> None:
@@ -113,14 +198,23 @@ class PullContract(ContractBase):
         pages = await pull_pages(connector, stream, cursor)
         deleted = {d for page in pages for d in page.deleted}
         listed = {self.identity(stream, r.data) for r in records_of(pages)}
-        assert gone not in listed, "a deleted record is not pulled as a live one"
+        assert gone not in listed, (
+            f"a deleted record is not pulled as a live one, but {gone!r}, deleted remotely, "
+            "was: declare the tombstone field or deleted status (`deletes`) the API uses"
+        )
         if by_identity[gone].id in deleted:
             return
         assert pages and all(p.full_scan for p in pages), (
-            "a remote delete is neither in Page.deleted nor implied by a full scan"
+            f"a remote delete is neither in Page.deleted nor implied by a full scan: "
+            f"{gone!r} (remote id {by_identity[gone].id}) was deleted, the pull's deletions "
+            f"were {sorted(deleted)}. Declare how the API tells deletions (`deletes`: "
+            "tombstone, status, endpoint or full_scan)"
         )
         if self.settles:
-            assert listed == {self.identity(stream, d) for d in seeded} - {gone}
+            expected = {self.identity(stream, d) for d in seeded} - {gone}
+            assert listed == expected, (
+                f"a full scan after a delete lists {_some(sorted(listed ^ expected))} wrongly"
+            )
 
     @pytest.mark.asyncio
     async def test_full_scan_pages_list_everything(self, connector: Connector) -> None:
@@ -132,7 +226,7 @@ class PullContract(ContractBase):
         pages = await pull_pages(connector, stream, None)
         cursor = last_cursor(pages, None)
         self._complete_if_full_scan(stream, pages, everyone)
-        newcomer = self.sample(stream, self.seed_count + 2)
+        newcomer = self.sample(stream, self.pull_seed_count + 2)
         await self.seed(connector, [newcomer])
         pages = await pull_pages(connector, stream, cursor)
         self._complete_if_full_scan(stream, pages, everyone | {self.identity(stream, newcomer)})
@@ -166,11 +260,14 @@ class PullContract(ContractBase):
             found = await self.pulled_by_identity(connector)
         except RateLimited as exc:
             pytest.fail(f"a pull that met two throttle answers gave up instead of retrying: {exc}")
-        assert set(found) == {self.identity(stream, d) for d in seeded}, (
-            "a pull that met two throttle answers retried and finished"
+        missing = sorted({self.identity(stream, d) for d in seeded} - set(found))
+        assert not missing, (
+            f"a pull that met two throttle answers retried but left out {_some(missing)}"
         )
         wait = await self.throttle(connector, 50)
         with pytest.raises(RateLimited) as raised:
             await pull_pages(connector, stream, None)
         if wait is not None:
-            assert raised.value.retry_after is not None, "RateLimited carries the asked wait"
+            assert raised.value.retry_after is not None, (
+                f"RateLimited carries the wait the throttle answer asked for ({wait}s)"
+            )

@@ -8,7 +8,13 @@ import pytest
 
 from hub.connector import Change, Connector
 from hub.errors import CrmhubError, ErrorKind, RateLimited
-from hub.testing.contract_base import MISSING_ID, ContractBase, check_results, pull_pages
+from hub.testing.contract_base import (
+    IDEMPOTENT_CREATES,
+    MISSING_ID,
+    ContractBase,
+    check_results,
+    pull_pages,
+)
 
 __all__ = ["PushContract"]
 
@@ -35,21 +41,35 @@ class PushContract(ContractBase):
             assert result.error is not None, "a stream that cannot create refuses creates"
             return
         assert result.ok, f"create failed: {result.message}"
-        assert isinstance(result.remote_id, str) and result.remote_id
+        assert isinstance(result.remote_id, str) and result.remote_id, (
+            f"a create that succeeded returns the new record's remote id, not "
+            f"{result.remote_id!r}: read it from the answer (`create.record`, `primary_key`)"
+        )
         found = await self.pulled_by_identity(connector)
-        record = found[self.identity(stream, change.data)]
-        assert record.id == result.remote_id
-        assert self.matches(record.data, change.data)
+        ident = self.identity(stream, change.data)
+        assert ident in found, f"the record created as {change.data!r} is not pulled afterwards"
+        record = found[ident]
+        assert record.id == result.remote_id, (
+            f"the create answered remote id {result.remote_id!r}, but the record is pulled as "
+            f"{record.id!r}: the id is read from the wrong place in the create's answer"
+        )
+        assert self.matches(record.data, change.data), (
+            f"created as {change.data!r}, pulled back as {record.data!r}: the create's body "
+            "loses or renames fields"
+        )
 
     @pytest.mark.asyncio
     async def test_push_returns_one_result_per_change(self, connector: Connector) -> None:
         stream = self.stream_under_test(connector)
-        assert await connector.push(stream, []) == []
+        empty = await connector.push(stream, [])
+        assert empty == [], f"a push of no changes returns no results, not {empty!r}"
         changes = [self.create(stream, 200 + i, key=f"k{i}") for i in range(3)]
         results = await self.push_checked(connector, changes)
         if stream.can_create:
-            assert all(r.ok for r in results.values()), [r.message for r in results.values()]
-            assert len({r.remote_id for r in results.values()}) == 3
+            failed = {k: r.message for k, r in results.items() if not r.ok}
+            assert not failed, f"creates of a batch failed: {failed}"
+            ids = {k: r.remote_id for k, r in results.items()}
+            assert len(set(ids.values())) == 3, f"three creates, three records: remote ids {ids}"
 
     @pytest.mark.asyncio
     async def test_results_match_a_mixed_batch(self, connector: Connector) -> None:
@@ -76,14 +96,20 @@ class PushContract(ContractBase):
         ]
         results = await self.push_checked(connector, changes)
         if stream.can_create:
-            assert results["new-a"].ok and results["new-b"].ok
-            assert results["new-a"].remote_id != results["new-b"].remote_id
+            new_a, new_b = results["new-a"], results["new-b"]
+            assert new_a.ok and new_b.ok, (
+                f"creates in a mixed batch failed: {new_a.message!r}, {new_b.message!r}"
+            )
+            assert new_a.remote_id != new_b.remote_id, (
+                f"two creates were answered with one remote id {new_a.remote_id!r}: results "
+                "are matched to the wrong changes"
+            )
         if stream.can_update:
-            assert results["upd"].ok, results["upd"].message
+            assert results["upd"].ok, f"the update of a mixed batch failed: {results['upd']}"
         if stream.can_delete:
             assert results["gone"].ok and results["gone-before"].ok, (
-                results["gone"],
-                results["gone-before"],
+                f"deletes of a mixed batch failed: {results['gone']}, {results['gone-before']} "
+                "(a record already gone counts as deleted)"
             )
 
     @pytest.mark.asyncio
@@ -100,9 +126,14 @@ class PushContract(ContractBase):
         except CrmhubError as exc:
             pytest.fail(f"push raised for one bad item instead of returning its result: {exc!r}")
         for change in bad:
-            assert isinstance(results[change.key].error, ErrorKind), f"{change.key} was refused"
+            assert isinstance(results[change.key].error, ErrorKind), (
+                f"{change.key} ({change.op}) was accepted, but the remote refuses it: "
+                f"{results[change.key]}"
+            )
         if stream.can_create:
-            assert results["good"].ok, "one refused item does not fail the others"
+            assert results["good"].ok, (
+                f"one refused item does not fail the others: {results['good'].message}"
+            )
 
     @pytest.mark.asyncio
     async def test_retried_create_does_not_duplicate(self, connector: Connector) -> None:
@@ -115,13 +146,24 @@ class PushContract(ContractBase):
         )
         second = await self.push_one(connector, retry)
         if not stream.can_create:
-            assert first.error is not None and second.error is not None
+            assert first.error is not None and second.error is not None, (
+                "a stream that cannot create refuses creates"
+            )
             return
-        assert first.ok and second.ok, (first.message, second.message)
-        assert second.remote_id == first.remote_id
+        assert first.ok and second.ok, (
+            f"a create and its retry succeed: {first.message!r}, {second.message!r}"
+        )
+        assert second.remote_id == first.remote_id, (
+            f"a create sent again made a second record (remote id {first.remote_id!r}, then "
+            f"{second.remote_id!r}). {IDEMPOTENT_CREATES}"
+        )
         held = [self.identity(stream, d) for d in await self.remote_records(connector)]
-        assert held.count(self.identity(stream, change.data)) == 1
-        assert len(held) == 3
+        copies = held.count(self.identity(stream, change.data))
+        assert copies == 1, (
+            f"after a create and its retry the remote holds {copies} copies of the record. "
+            f"{IDEMPOTENT_CREATES}"
+        )
+        assert len(held) == 3, f"2 seeded records and 1 created, but the remote holds {held}"
 
     @pytest.mark.asyncio
     async def test_create_after_a_crash_before_commit_is_not_repeated(
@@ -135,16 +177,25 @@ class PushContract(ContractBase):
         await self.seeded(connector, 2)
         change = self.create(stream, 310)
         first = await self.push_one(connector, change)
-        assert first.ok, first.message
+        assert first.ok, f"create failed: {first.message}"
         restarted = await self.reopen(connector)
         try:
             second = (await self.push_checked(restarted, [change]))[change.key]
         finally:
             await restarted.aclose()
-        assert second.ok, second.message
-        assert second.remote_id == first.remote_id, "the retried create made a second record"
+        assert second.ok, f"the create sent again after a crash failed: {second.message}"
+        assert second.remote_id == first.remote_id, (
+            f"the retried create made a second record: a new connector instance sent the same "
+            f"create after a crash and got remote id {second.remote_id!r}, not "
+            f"{first.remote_id!r} (remembering creates in memory does not survive a crash). "
+            f"{IDEMPOTENT_CREATES}"
+        )
         held = [self.identity(stream, d) for d in await self.remote_records(connector)]
-        assert held.count(self.identity(stream, change.data)) == 1
+        copies = held.count(self.identity(stream, change.data))
+        assert copies == 1, (
+            f"after a crash and a retried create the remote holds {copies} copies. "
+            f"{IDEMPOTENT_CREATES}"
+        )
 
     @pytest.mark.asyncio
     async def test_update_round_trips(self, connector: Connector) -> None:
@@ -158,13 +209,23 @@ class PushContract(ContractBase):
             assert result.error is not None, "a stream that cannot update refuses updates"
             return
         assert result.ok, f"update failed: {result.message}"
-        assert result.remote_id
+        assert result.remote_id, "an update that succeeded returns the record's remote id"
         after = (await self.pulled_by_identity(connector))[self.identity(stream, seeded[1])]
-        assert after.id == result.remote_id
-        assert self.matches(after.data, {**seeded[1], **edits})
+        assert after.id == result.remote_id, (
+            f"the update answered remote id {result.remote_id!r}, the record is {after.id!r}"
+        )
+        assert self.matches(after.data, {**seeded[1], **edits}), (
+            f"after the update {edits!r} the record is pulled as {after.data!r}: the update "
+            "did not take, or it replaced fields it did not carry (a PUT that replaces the "
+            "whole record needs `read_first`)"
+        )
         if target.version is not None and after.version is not None:
-            assert after.version != target.version, "an update changes the version"
-            assert result.version in (None, after.version)
+            assert after.version != target.version, (
+                f"an update changes the version, but it is still {after.version!r}"
+            )
+            assert result.version in (None, after.version), (
+                f"the update answered version {result.version!r}, the record has {after.version!r}"
+            )
 
     @pytest.mark.asyncio
     async def test_stale_version_is_refused_and_fetch_reads_the_current_record(
@@ -190,8 +251,12 @@ class PushContract(ContractBase):
         assert [r.id for r in fetched] == [before.id], "fetch reads the record, skips unknown ids"
         current = fetched[0]
         if self.stale_versions:
-            assert current.version not in (None, before.version), "fetch gives the new version"
-            assert self.matches(current.data, remote_edit)
+            assert current.version not in (None, before.version), (
+                f"fetch gives the new version, not {current.version!r}"
+            )
+            assert self.matches(current.data, remote_edit), (
+                f"fetch reads the current record: {current.data!r} lacks {remote_edit!r}"
+            )
             fresh = Change("fresh", "update", ours, "contract-fresh", before.id, current.version)
             assert (await self.push_one(connector, fresh)).ok, "the retry with the new version"
 
@@ -205,8 +270,12 @@ class PushContract(ContractBase):
             assert result.error is not None, "a stream that cannot delete refuses deletes"
             return
         assert result.ok, f"delete failed: {result.message}"
-        assert self.identity(stream, seeded[2]) not in await self.pulled_by_identity(connector)
-        assert len(await self.remote_records(connector)) == 2
+        gone = self.identity(stream, seeded[2])
+        assert gone not in await self.pulled_by_identity(connector), (
+            f"{gone!r} was deleted, yet a full pull still lists it"
+        )
+        left = [self.identity(stream, d) for d in await self.remote_records(connector)]
+        assert len(left) == 2, f"3 seeded records, 1 deleted, but the remote holds {left}"
 
     @pytest.mark.asyncio
     async def test_delete_of_an_already_deleted_record_succeeds(self, connector: Connector) -> None:
@@ -216,7 +285,8 @@ class PushContract(ContractBase):
         seeded = await self.seeded(connector, 3)
         pulled = await self.pulled_by_identity(connector)
         target = pulled[self.identity(stream, seeded[0])]
-        assert (await self.push_one(connector, _delete(target.id, target.version))).ok
+        first = await self.push_one(connector, _delete(target.id, target.version))
+        assert first.ok, f"delete failed: {first.message}"
         again = await self.push_one(connector, _delete(target.id, target.version, key="again"))
         assert again.ok, f"deleting what is already gone is the wanted outcome: {again.message}"
         with contextlib.suppress(NotImplementedError):
@@ -232,9 +302,13 @@ class PushContract(ContractBase):
         refused = self.refused_change(stream)
         good = self.create(stream, 410, key="good")
         results = await self.push_checked(connector, [refused, good])
-        assert isinstance(results[refused.key].error, ErrorKind)
+        assert isinstance(results[refused.key].error, ErrorKind), (
+            f"an update of a record that does not exist is refused: {results[refused.key]}"
+        )
         if stream.can_create:
-            assert results["good"].ok, "one refused item does not fail the others"
+            assert results["good"].ok, (
+                f"one refused item does not fail the others: {results['good'].message}"
+            )
 
     @pytest.mark.asyncio
     async def test_throttled_push_says_how_long_to_wait(self, connector: Connector) -> None:
@@ -278,4 +352,6 @@ class PushContract(ContractBase):
         except CrmhubError:
             return
         by_key = check_results(odd, results)
-        assert by_key["no-id-update"].error is not None, "an update needs a remote id"
+        assert by_key["no-id-update"].error is not None, (
+            f"an update without a remote id is refused, not {by_key['no-id-update']}"
+        )

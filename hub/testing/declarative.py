@@ -6,6 +6,11 @@
 
     TestAcme = declarative_contract("crmhub_connector_acme:acme.toml")
 
+It tests every stream: the first in the class itself, each other in a nested class
+``Test<Stream>`` (``stream=`` names one stream to test alone). A relative declaration path
+starts at the calling test file's folder. The pull tests seed more than two pages' worth
+at the declared page size (:func:`page_size`), so paging is always exercised.
+
 The class serves the declaration's sandbox on loopback, connects with sandbox credentials,
 and fills every hook of :class:`~hub.testing.contract.ConnectorContract` from the
 declaration: samples follow ``[sandbox.streams.NAME] fields`` (the record path holding
@@ -17,18 +22,24 @@ under pytest-asyncio's strict mode.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import AsyncIterator, Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
+from starlette.requests import Request
 
 from hub.connector import Change, Connector, ConnectorContext, Stream
 from hub.rest.auth import NoAuth, OAuth2Auth
 from hub.rest.connector import RestConnector, declared
 from hub.rest.jsonpath import JsonPath
+from hub.rest.load import Loaded
+from hub.rest.model import FakeSpec
+from hub.rest.paginators import CustomPaginator, NoPaginator, PageRequest
 from hub.rest.sandbox import (
     FAKE_FIELDS,
     SANDBOX_KEY,
@@ -38,13 +49,14 @@ from hub.rest.sandbox import (
     create_sandbox,
     sandbox_settings,
 )
+from hub.rest.sandbox_paging import DEFAULT_PAGE, MAX_PAGE, serve
 from hub.rest.sandbox_state import _take
 from hub.rest.template import Template
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
 from hub.testing.credentials import StaticCredentials
 
-__all__ = ["declarative_contract", "sample_values"]
+__all__ = ["declarative_contract", "page_size", "sample_values"]
 
 IDENTITY = ("{email}", "{domain}", "{name}", "{company}")
 EDITED = ("{first_name}", "{last_name}", "{name}", "{company}", "{title}", "{city}")
@@ -67,14 +79,57 @@ def sample_values(i: int) -> dict[str, Any]:
     }
 
 
-def _connector_class(source: type[RestConnector] | str | Path) -> type[RestConnector]:
+def page_size(loaded: Loaded, stream: str) -> int | None:
+    """How many records the generated sandbox puts on the first page of ``stream``'s
+    listing, asked for as the declared paginator asks (``None``: the listing is one page).
+
+    Read by serving the paginator's first request, so it holds for every kind, ``custom``
+    ones included: the size the declaration sends, or the sandbox's own when it sends none.
+    """
+    spec = loaded.spec.streams[stream]
+    paginator: Any = spec.paginator
+    if isinstance(paginator, NoPaginator):
+        return None
+    if isinstance(paginator, CustomPaginator):
+        paginator = loaded.hooks[paginator.hook](**paginator.options)
+    first = paginator.start(PageRequest(spec.method, spec.path, dict(spec.params), spec.body))
+    query = {k: str(v) for k, v in first.params.items()}
+    inc = spec.incremental
+    if inc is not None and inc.resume == "next_page":  # a change feed serves its own pages
+        fake = loaded.spec.sandbox.streams.get(stream, FakeSpec())
+        size_param = fake.size_param or getattr(paginator, "size_param", None)
+        asked = query.get(size_param, "") if size_param else ""
+        return min(int(asked) if asked.isdigit() else DEFAULT_PAGE, MAX_PAGE)
+    scope = {
+        "type": "http",
+        "method": first.method,
+        "scheme": "http",
+        "server": ("sandbox", 80),
+        "root_path": "",
+        "path": "/" + first.url.lstrip("/"),
+        "query_string": urlencode(query).encode(),
+        "headers": [],
+    }
+    served = serve(paginator, Request(scope), first.json, list(range(MAX_PAGE + 1)))
+    return len(served.items) or None
+
+
+def _connector_class(source: type[RestConnector] | str | Path, base: Path) -> type[RestConnector]:
     if isinstance(source, type):
         return source
     text = str(source)
     module, sep, name = text.partition(":")
-    if sep and not Path(text).exists():
+    path = Path(text)
+    if sep and not (base / path).exists():
         return declared(Path(str(files(module).joinpath(name))))
-    return declared(Path(text))
+    return declared(base / path)
+
+
+def _caller_folder() -> Path:
+    """The folder of the file that called :func:`declarative_contract` (the test module),
+    where relative declaration paths start; the working directory when there is none."""
+    caller = sys._getframe(2).f_globals.get("__file__")
+    return Path(caller).resolve().parent if caller else Path.cwd()
 
 
 def declarative_contract(
@@ -84,10 +139,35 @@ def declarative_contract(
     seed_count: int = 12,
 ) -> type[ConnectorContract]:
     """A ``ConnectorContract`` subclass that tests ``source`` (a declared connector class,
-    a declaration file, or ``"package:file.toml"``) against its generated sandbox."""
-    cls = _connector_class(source)
+    a declaration file, or ``"package:file.toml"``) against its generated sandbox.
+
+    A relative file path starts at the folder of the calling test file, not the working
+    directory, so the tests pass wherever pytest is started. ``stream`` names the one stream
+    to test; without it every stream is tested: the first by the class itself, each other
+    by a class nested in it, ``Test<Stream>`` (pytest collects nested test classes). The
+    pull tests seed ``seed_count`` records, or more than two pages' worth at the declared
+    page size when that is more, so paging is always exercised.
+    """
+    cls = _connector_class(source, _caller_folder())
+    names = list(cls.declaration.streams)
+    if stream is not None:
+        if stream not in names:
+            raise ValueError(f"no stream {stream!r} in {cls.__name__} (it has: {names})")
+        names = [stream]
+    first, *others = (_stream_contract(cls, name, seed_count) for name in names)
+    for name, contract in zip(names[1:], others, strict=True):
+        nested = "Test" + "".join(part.capitalize() for part in name.split("_"))
+        contract.__name__ = nested
+        contract.__qualname__ = f"{first.__qualname__}.{nested}"
+        setattr(first, nested, contract)
+    return first
+
+
+def _stream_contract(
+    cls: type[RestConnector], name: str, seed_count: int
+) -> type[ConnectorContract]:
+    """The contract of one stream of ``cls``."""
     spec = cls.declaration
-    name = stream or next(iter(spec.streams))
     stream_spec = spec.streams[name]
     fields = spec.sandbox.streams.get(name)
     templates = (fields.fields if fields and fields.fields else None) or FAKE_FIELDS.get(
@@ -206,6 +286,7 @@ def declarative_contract(
             return Change("invalid", "create", data, "contract-invalid")
 
     DeclarativeContract.seed_count = seed_count
+    DeclarativeContract.page_size = page_size(cls.loaded, name)
     DeclarativeContract.settles = stream_spec.incremental is not None
     DeclarativeContract.stale_versions = writes_versions
     DeclarativeContract.remote_edits = edited is not None

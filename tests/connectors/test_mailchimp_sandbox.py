@@ -597,3 +597,14 @@ async def test_webhooks_bring_changes_in(
     rows = read_csv(tmp_path / "people.csv")
     assert "cy.new@example.com" in rows and "cy@example.com" not in rows
     assert len(rows) == 3, "the changed address is the same contact"
+
+
+def test_the_banner_says_what_lets_a_first_request_in(
+    served: tuple[MailchimpSandboxApp, str],
+) -> None:
+    app, url = served
+    assert app.credentials == [
+        f"credentials: HTTP Basic, any user and the API key {SANDBOX_API_KEY} as password"
+    ]
+    members = f"{url}/3.0/lists/{LIST_ID}/members"
+    assert httpx.get(members, auth=("anyone", SANDBOX_API_KEY)).status_code == 200

@@ -1,7 +1,8 @@
 """Zendesk through the engine: the sandbox made from its declaration, over real HTTP, into a
 real store (SQLite and PostgreSQL). End users, organizations, tickets and their comments
-arrive with their references resolved; a ticket's status goes back; records made in another
-system reach Zendesk once, with the hub's id as external_id and the references as Zendesk ids.
+arrive with their references resolved (an agent's comment on the requester's timeline); a
+ticket's status goes back; records made in another system reach Zendesk once, with the
+hub's id as external_id and the references as Zendesk ids.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def seed(provider: Any) -> None:
     provider.add("users", {"name": "Sam Agent", "email": "sam@help.example", "role": "agent"})
     ticket = {"subject": "Printer jams", "description": "It jams", "requester_id": 1}
     provider.add("tickets", {**ticket, "organization_id": 1, "status": "open", "priority": "high"})
-    comment = {"id": 501, "event_type": "Comment", "author_id": 1, "body": "Still jams"}
+    comment = {"id": 501, "event_type": "Comment", "author_id": 2, "body": "Still jams"}
     event = {"ticket_id": 1, "child_events": [{**comment, "created_at": "2026-01-05T10:00:00Z"}]}
     provider.add("comments", event)
 
@@ -86,7 +87,9 @@ async def test_zendesk_syncs_both_ways_with_references(
             "high",
             "It jams",
         )
-        assert comment["contacts"] == [ann["id"]] and comment["body"] == "Still jams"
+        # the agent's comment is on the timeline of the ticket's requester and organization
+        assert (comment["contacts"], comment["company"]) == ([ann["id"]], company["id"])
+        assert comment["body"] == "Still jams"
 
         # status and priority go back to Zendesk
         await edit_entity(hub, ticket["id"], {"status": "solved", "priority": "low"})

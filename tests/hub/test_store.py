@@ -14,7 +14,7 @@ from hub.errors import LeaseHeld
 from hub.store import Lease, Store, utcnow
 from hub.store.schema import runs
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 async def test_migrates_to_head_and_is_idempotent(db_url: str) -> None:

@@ -42,9 +42,10 @@ class Layered:
             timeout=timeout,
         )
 
-    def pip_install_editable(self, project: Path) -> subprocess.CompletedProcess[str]:
+    def pip_install_editable(self, project: Path | str) -> subprocess.CompletedProcess[str]:
         """``pip install -e PROJECT`` into this environment, offline: the build uses the
-        setuptools already installed and crmhub is already there."""
+        setuptools already installed, and crmhub and the extras' packages (pytest,
+        pytest-asyncio) are already there. ``PROJECT`` may name extras: ``path[test]``."""
         return subprocess.run(
             [
                 sys.executable, "-m", "pip", "--python", str(self.python), "install",

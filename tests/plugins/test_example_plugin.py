@@ -37,7 +37,7 @@ def test_installed_from_its_path_it_passes_its_tests_and_is_listed(tmp_path: Pat
     project = tmp_path / "crmhub-connector-people"  # a copy: builds leave files behind
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     env = Layered(tmp_path / "venv")
-    installed = env.pip_install_editable(project)
+    installed = env.pip_install_editable(f"{project}[test]")  # as its README says
     assert installed.returncode == 0, installed.stderr
     tested = env.run("-m", "pytest", "-p", "no:cacheprovider", str(project), cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -1,11 +1,13 @@
-"""``crmhub new-connector acme && pip install -e ./crmhub-connector-acme && pytest
+"""``crmhub new-connector acme && pip install -e './crmhub-connector-acme[test]' && pytest
 crmhub-connector-acme`` passes, and ``crmhub connectors`` lists the new connector."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from tests.plugins.layered import Layered
 
 COMMANDS = [
     "crmhub new-connector acme",
-    "pip install -e ./crmhub-connector-acme",
+    "pip install -e './crmhub-connector-acme[test]'",
     "pytest crmhub-connector-acme",
     "crmhub connectors",
     "crmhub sandbox acme",
@@ -33,9 +35,16 @@ def test_a_generated_plugin_installs_passes_its_tests_and_is_listed(tmp_path: Pa
     made = env.run("-m", "hub", "new-connector", "acme", cwd=work)
     assert made.returncode == 0, made.stderr
     assert "wrote crmhub-connector-acme" in made.stdout
-    installed = env.pip_install_editable(work / "crmhub-connector-acme")
+    assert f"next: {COMMANDS[1]} && {COMMANDS[2]}" in made.stdout  # the hint is the docs'
+    *_, target = shlex.split(COMMANDS[1])
+    project = tomllib.loads((work / "crmhub-connector-acme" / "pyproject.toml").read_text())
+    extra = target.partition("[")[2].rstrip("]")
+    assert {"pytest", "pytest-asyncio"} <= set(project["project"]["optional-dependencies"][extra])
+    installed = env.pip_install_editable(str(work / target))
     assert installed.returncode == 0, installed.stderr
-    tested = env.run("-m", "pytest", "-p", "no:cacheprovider", "crmhub-connector-acme", cwd=work)
+    tested = env.run(
+        "-m", "pytest", "-p", "no:cacheprovider", *shlex.split(COMMANDS[2])[1:], cwd=work
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert " passed" in tested.stdout and "failed" not in tested.stdout
     assert "mode=Mode.STRICT" in tested.stdout  # pytest-asyncio's default mode

@@ -62,6 +62,24 @@ reference = "contact"
 by = "id"
 """
 
+NOTES = """\
+entity = "activity"
+
+[[field]]
+canonical = "body"
+remote = "body"
+direction = "pull"
+
+[[field]]
+canonical = "contacts"
+remote = "ticket_id"
+reference = "contact"
+via = "ticket.requester"
+by = "id"
+direction = "pull"
+"""
+"""Notes on tickets: on the timeline of the ticket's requester, read through the ticket."""
+
 SHEET = """\
 entity = "contact"
 
@@ -87,31 +105,41 @@ _ids = itertools.count()
 
 
 class Relations:
-    """``crm`` (streams companies, people, tickets) and ``sheet`` (contacts)."""
+    """``crm`` (streams companies, people, tickets, and with ``notes`` notes on tickets,
+    listed first) and ``sheet`` (contacts)."""
 
     def __init__(
-        self, tmp: Path, db_url: str, *, page_size: int = 1000, extra: str = "", sheet: str = ""
+        self,
+        tmp: Path,
+        db_url: str,
+        *,
+        page_size: int = 1000,
+        extra: str = "",
+        sheet: str = "",
+        notes: bool = False,
     ) -> None:
         self.tmp = tmp
         n = next(_ids)
         self.store = f"crm-{n}"
-        self.crm = {
-            s: create_remote(f"{self.store}/{s}") for s in ("companies", "people", "tickets")
-        }
+        names = ("notes",) * notes + ("companies", "people", "tickets")
+        self.crm = {s: create_remote(f"{self.store}/{s}") for s in names}
         self.sheet = create_remote(f"sheet-{n}")
         for name, text in (
             ("companies", COMPANIES),
             ("people", PEOPLE),
             ("tickets", TICKETS),
+            ("notes", NOTES),
             ("sheet", SHEET),
         ):
             (tmp / f"{name}.toml").write_text(text)
+        first = ('notes = "activity", ', 'notes = "notes.toml", ') if notes else ("", "")
         (tmp / "crmhub.toml").write_text(
             f'[hub]\ndatabase = "{db_url}"\n{extra}\n'
             f'[connections.crm]\nconnector = "memory"\nstore = "{self.store}"\n'
             f"page_size = {page_size}\n"
-            'streams = { tickets = "ticket", people = "contact", companies = "company" }\n'
-            'mapping = { companies = "companies.toml", people = "people.toml", '
+            f'streams = {{ {first[0]}tickets = "ticket", people = "contact", '
+            'companies = "company" }\n'
+            f'mapping = {{ {first[1]}companies = "companies.toml", people = "people.toml", '
             'tickets = "tickets.toml" }\n\n'
             f'[connections.sheet]\nconnector = "memory"\nstore = "sheet-{n}"\n'
             f'mapping = "sheet.toml"\n{sheet}\n'

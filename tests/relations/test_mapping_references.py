@@ -50,6 +50,40 @@ def test_unsound_references_are_named(keys: dict[str, object], words: str) -> No
     assert words in str(caught.value)
 
 
+def _through(**keys: object) -> dict[str, object]:
+    field = {"canonical": "contacts", "remote": "ticket_id", "reference": "contact", **keys}
+    return {"entity": "activity", "field": [field]}
+
+
+def test_a_reference_read_through_another_record_loads() -> None:
+    mapping = Mapping.from_dict(_through(via="ticket.requester", by="id", direction="pull"))
+    ref = mapping.references["contacts"]
+    assert ref == Reference("contact", "id", many=True, via="ticket.requester")
+    assert (ref.names, ref.lookup) == ("ticket", "ticket.requester")
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ({"via": "ticket.requester", "by": "id"}, 'is pulled only: set direction = "pull"'),
+        ({"via": "ticket.subject", "by": "id", "direction": "pull"}, "not 'ticket.subject'"),
+        ({"via": "ticket.organization", "by": "id", "direction": "pull"}, "valid: "),
+        ({"via": "activity.contacts", "by": "id", "direction": "pull"}, "ticket.requester"),
+        ({"via": "ticket.requester", "by": "email", "direction": "pull"}, "a ticket is not"),
+        (
+            {"via": "ticket.requester", "by": "id", "direction": "pull", "create_missing": True},
+            "read through ticket.requester cannot be created",
+        ),
+    ],
+)
+def test_unsound_readings_through_another_record_are_named(
+    keys: dict[str, object], words: str
+) -> None:
+    with pytest.raises(MappingError) as caught:
+        Mapping.from_dict(_through(**keys))
+    assert words in str(caught.value)
+
+
 def test_reference_keys_on_an_ordinary_field_are_refused() -> None:
     data = {
         "entity": "contact",

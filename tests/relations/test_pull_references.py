@@ -116,3 +116,50 @@ async def test_a_company_with_a_domain_is_the_one_a_column_named_but_not_another
     assert sorted(c["domain"] for c in await rel.by_type("company")) == ["acme.com", "acme.de"]
     [person] = await rel.by_type("contact")
     assert person["company"] == acme["id"]
+
+
+async def test_a_reference_read_through_another_record_follows_it_when_it_is_known(
+    tmp_path: Path, db_url: str
+) -> None:
+    rel = Relations(tmp_path, db_url, page_size=1, notes=True)  # notes listed first
+    await rel.open()
+    try:
+        ann = rel.crm["people"].add({"email": "ann@x.com"})
+        help_ = rel.crm["tickets"].add({"subject": "Help", "requester_id": ann})
+        rel.crm["notes"].add({"body": "An agent's reply", "ticket_id": help_}, id="n1")
+        rel.crm["notes"].add({"body": "Not listed yet", "ticket_id": "t-late"}, id="n2")
+        rel.crm["notes"].add({"body": "Whose?", "ticket_id": "t-orphan"}, id="n3")
+        rel.crm["tickets"].add({"subject": "Wait", "requester_id": "p-cy"}, id="t-wait")
+        rel.crm["notes"].add({"body": "Requester unknown", "ticket_id": "t-wait"}, id="n4")
+        first = await rel.sync("crm")
+        person = {p["email"]: p["id"] for p in await rel.by_type("contact")}
+        notes = {n["body"]: n for n in await rel.by_type("activity")}
+        assert notes["An agent's reply"]["contacts"] == [person["ann@x.com"]]
+        assert first.counts["references_pending"] == 4
+        assert not {"Not listed yet", "Whose?", "Requester unknown"} & {
+            body for body, note in notes.items() if "contacts" in note
+        }
+        waiting = {(r["remote_id"], r["target_type"]) for r in await rel.rows(pending_refs)}
+        assert waiting == {
+            ("n2", "ticket.requester"),
+            ("n3", "ticket.requester"),
+            ("n4", "ticket.requester"),
+            ("t-wait", "contact"),
+        }
+
+        # the ticket arrives, naming a requester who arrives with it; the other ticket's
+        # requester arrives: its ticket takes it first, then the note
+        bo = rel.crm["people"].add({"email": "bo@x.com"}, id="p-bo")
+        rel.crm["tickets"].add({"subject": "Late", "requester_id": bo}, id="t-late")
+        rel.crm["people"].add({"email": "cy@x.com"}, id="p-cy")
+        second = await rel.sync("crm")
+        person = {p["email"]: p["id"] for p in await rel.by_type("contact")}
+        notes = {n["body"]: n for n in await rel.by_type("activity")}
+        assert notes["Not listed yet"]["contacts"] == [person["bo@x.com"]]
+        assert notes["Requester unknown"]["contacts"] == [person["cy@x.com"]]
+        assert second.counts["references_resolved"] == 3  # two notes and a ticket
+        assert await rel.count(pending_refs) == 1  # the orphan still waits, unguessed
+        refs = {(r["field"], r["target_id"]) for r in await rel.rows(entity_refs)}
+        assert ("contacts", person["bo@x.com"]) in refs
+    finally:
+        await rel.close()

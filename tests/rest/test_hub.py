@@ -153,6 +153,8 @@ def test_crmhub_sandbox_serves_a_declaration_file(tmp_path: Path) -> None:
         assert proc.stdout is not None
         name, url = proc.stdout.readline().split()
         assert name == str(people)
+        said = proc.stdout.readline().strip()  # what a first curl must send
+        assert said == f"{people} credentials: header Authorization: Bearer {SANDBOX_KEY}"
         headers = {"Authorization": f"Bearer {SANDBOX_KEY}"}
         answer = httpx.get(f"{url}/contacts", headers=headers, timeout=10)
         assert answer.status_code == 200 and len(answer.json()["data"]) == 3

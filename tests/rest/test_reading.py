@@ -45,6 +45,27 @@ async def test_every_paginator_lists_every_record_once(kind: str) -> None:
         assert calls == (1 if kind == "none" else 6)  # 23 records, 4 a page: the 6th is short
 
 
+@pytest.mark.parametrize("kind", list(PAGINATORS))
+async def test_every_paginator_pages_an_incremental_pull(kind: str) -> None:
+    """Changes filling more than one page come back once each, every page filtered by the
+    time asked (a next page's cursor or token is no feed position)."""
+    paginator, extra = PAGINATORS[kind]
+    spec = declaration({"paginator": paginator, "deletes": None, **extra})
+    with served(spec) as (cls, app, url):
+        app.provider.frozen = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        for i in range(13):
+            app.provider.add("contacts", {"email": f"p{i}@example.com"})
+        connector = connect(cls, app, url)
+        first = await pull(connector)
+        app.provider.frozen += timedelta(minutes=5)
+        for record_id in (2, 4, 6, 8, 10, 12):
+            app.provider.edit("contacts", record_id, {"first_name": "Changed"})
+        changed = records(await pull(connector, cursor_of(first)))
+        await connector.aclose()
+    assert sorted(int(r.id) for r in changed) == [2, 4, 6, 8, 10, 12]
+    assert {r.data["first_name"] for r in changed} == {"Changed"}
+
+
 async def test_a_transform_hook_reshapes_and_drops_records() -> None:
     spec = declaration({"transform": "tests.rest.hooks:only_with_email", "incremental": None})
     with served(spec) as (cls, app, url):

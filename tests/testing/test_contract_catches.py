@@ -5,6 +5,9 @@ one, which ``tests/hub/test_memory_connector.py`` and the example plugin run in 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,13 +26,14 @@ from hub.connector import (
     Stream,
 )
 from hub.errors import ErrorKind, PermanentError
-from hub.rest import declared
+from hub.rest import PageAnswer, PageRequest, declared
 from hub.rest.sandbox import RestSandboxApp, create_sandbox, sandbox_settings
 from hub.sandbox import serve_sandbox
 from hub.testing.contract import ConnectorContract
 from hub.testing.credentials import static_credentials
-from hub.testing.declarative import declarative_contract
+from hub.testing.declarative import declarative_contract, page_size
 from hub.testing.memory import MemoryConnector, MemorySettings, create_remote, remove_remote
+from tests.rest.hooks import PageLetters
 
 STORE = "contract-defects"
 CAUGHT = (AssertionError, pytest.fail.Exception)
@@ -415,3 +419,133 @@ async def test_a_declaration_that_misses_its_tombstones_is_caught(
     check = "test_deletes_show_up_in_incremental_pulls"
     suite = http_suite(_declared())
     await caught(check, connect(broken, served), "not pulled as a live one", suite)
+
+
+# -- paging ---------------------------------------------------------------------------------
+
+
+class FirstPageOnly(MemoryConnector):
+    async def pull(self, stream: Stream, cursor: Cursor | None) -> AsyncIterator[Page]:
+        async for page in super().pull(stream, cursor):
+            yield page
+            return
+
+
+class PagedHooks(MemoryHooks):
+    page_size = 5  # as ``memory()`` makes connectors
+
+
+async def test_a_programmed_pull_that_stops_after_one_page_is_caught(remote: Any) -> None:
+    check = "test_full_pull_returns_every_seeded_record_once"
+    await caught(check, memory(FirstPageOnly), "paging stopped", PagedHooks())
+    await passes(check, memory(), PagedHooks())
+
+
+class NeverAdvances(PageLetters):
+    """Reads the first page and stops: ``advance`` never names the next one."""
+
+    def advance(self, request: PageRequest, answer: PageAnswer) -> PageRequest | None:
+        return None
+
+
+def _paged_by(hook: str, size: int) -> Any:
+    paginator = {"kind": "custom", "hook": hook, "options": {"size": size}}
+    stream = {**PEOPLE["streams"]["contacts"], "paginator": paginator}
+    return _declared(streams={"contacts": stream})
+
+
+async def test_a_paginator_that_never_advances_is_caught_at_the_declared_page_size() -> None:
+    """100 records a page, as declarations usually ask: the suite seeds past two pages."""
+    broken = _paged_by("tests.testing.test_contract_catches:NeverAdvances", 100)
+    sound = _paged_by("tests.rest.hooks:PageLetters", 100)
+    check = "test_full_pull_returns_every_seeded_record_once"
+    for cls in (broken, sound):
+        suite = http_suite(cls)
+        assert (suite.page_size, suite.pull_seed_count) == (100, 201)
+    app = create_sandbox(broken.loaded, size=0)
+    url, server = serve_sandbox(app)
+    try:
+        await caught(check, connect(broken, (app, url)), "paging stopped", http_suite(broken))
+        await passes(check, connect(sound, (app, url)), http_suite(sound))
+    finally:
+        server.stop()
+
+
+def test_the_page_size_is_read_from_each_kind_of_paginator() -> None:
+    sizes = {
+        "none": ({"kind": "none"}, None),
+        "offset": ({"kind": "offset", "limit": 50}, 50),
+        "page_number": ({"kind": "page_number", "size": 30}, 30),
+        "page_number, server's size": ({"kind": "page_number", "size_param": None}, 100),
+        "cursor": ({"kind": "cursor", "cursor": "$.next", "size_param": "n", "size": 7}, 7),
+        "next_url": ({"kind": "next_url", "next": "$.next"}, 100),
+        "capped": ({"kind": "offset", "limit": 5000}, 1000),
+    }
+    for kind, (paginator, size) in sizes.items():
+        stream = {**PEOPLE["streams"]["contacts"], "paginator": paginator}
+        cls = _declared(streams={"contacts": stream})
+        assert page_size(cls.loaded, "contacts") == size, kind
+    assert page_size(_paged_by("tests.rest.hooks:PageLetters", 3).loaded, "contacts") == 3
+
+
+def test_a_relative_declaration_path_starts_at_the_calling_test_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not where the declaration is
+    suite = declarative_contract(
+        "../../examples/crmhub-connector-people/crmhub_connector_people/people.toml"
+    )
+    assert suite.stream_name == "contacts" and suite.page_size == 100
+
+
+# -- which streams ----------------------------------------------------------------------------
+
+COMPANIES = """
+[streams.companies]
+entity = "company"
+path = "/companies"
+records = "$.data"
+modified_at = "updated_at"
+paginator = { kind = "offset", limit = 20 }
+incremental = { param = "updated_since" }
+create = {}
+"""
+
+
+def test_every_stream_is_tested_unless_one_is_named(tmp_path: Path) -> None:
+    """The first stream by the class, each other by a nested ``Test<Stream>`` class, which
+    pytest collects."""
+    example = Path(__file__).parents[2] / "examples/crmhub-connector-people"
+    people = (example / "crmhub_connector_people/people.toml").read_text(encoding="utf-8")
+    start = people.index("[sandbox]")
+    (tmp_path / "people.toml").write_text(people[:start] + COMPANIES + "\n" + people[start:])
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "test_both.py").write_text(
+        "from hub.testing import declarative_contract\n\n"
+        'TestPeople = declarative_contract("people.toml")\n'
+        'TestContacts = declarative_contract("people.toml", stream="contacts")\n'
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    tests = [line for line in listed.stdout.splitlines() if "::test_" in line]
+    per_class = Counter(line.rsplit("::", 1)[0] for line in tests)
+    assert set(per_class) == {
+        "test_both.py::TestPeople",
+        "test_both.py::TestPeople::TestCompanies",
+        "test_both.py::TestContacts",
+    }, per_class
+    assert len(set(per_class.values())) == 1  # the whole suite for each
+    both = declarative_contract(tmp_path / "people.toml")
+    nested: Any = both.TestCompanies
+    assert (both.stream_name, both.page_size) == ("contacts", 100)
+    assert (nested.stream_name, nested.page_size) == ("companies", 20)
+    contacts_only = declarative_contract(tmp_path / "people.toml", stream="contacts")
+    assert not hasattr(contacts_only, "TestCompanies")
+    with pytest.raises(ValueError, match="no stream 'deals'"):
+        declarative_contract(tmp_path / "people.toml", stream="deals")
