@@ -15,7 +15,6 @@ from enum import Enum
 from typing import Any, Final, Literal, get_args
 
 import idna
-import phonenumbers
 from pydantic import BaseModel, ConfigDict
 
 Value = str | int | float | bool | None | list[str]
@@ -179,6 +178,10 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=65536)
 def _parse_phone(text: str, region: str | None) -> str | None:
+    # imported on first use: its metadata is a good part of importing this module, which
+    # code that never reads a phone number (a declared connector's pull) imports too
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

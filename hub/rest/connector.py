@@ -30,18 +30,15 @@ from hub.connector import (
 )
 from hub.http import RetryingClient, make_client
 from hub.rest.auth import CONNECT_KIND, OAuth2Auth, build_auth
-from hub.rest.fetch import fetch_records
 from hub.rest.load import Loaded, Loc, load_declaration
 from hub.rest.model import Declaration, SettingSpec
 from hub.rest.reader import Reader
 from hub.rest.stream import CompiledStream, compile_stream, hub_stream
 from hub.rest.template import Template
-from hub.rest.webhooks import DeclaredReceiver
-from hub.rest.writer import Writer
-from hub.webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
     from hub.authspec import OAuthSettings
+    from hub.webhooks import WebhookReceiver
 
 __all__ = ["RestConnector", "declared", "settings_model"]
 
@@ -174,12 +171,16 @@ class RestConnector(Connector):
     async def push(self, stream: Stream, changes: list[Change]) -> list[PushResult]:
         if not changes:
             return []
+        from hub.rest.writer import Writer  # a pull alone does not load the write path
+
         writer = Writer(await self.http(), self.compiled(stream), self._slots())
         return await writer.push(changes)
 
     async def fetch(self, stream: Stream, remote_ids: list[str]) -> list[RemoteRecord]:
         if not remote_ids:
             return []
+        from hub.rest.fetch import fetch_records
+
         return await fetch_records(
             await self.http(), self.compiled(stream), remote_ids, self._slots()
         )
@@ -230,6 +231,8 @@ def declared(
         mapping_dir = loaded.base_dir / "mappings"
     receiver: type[WebhookReceiver] | None = None
     if spec.webhooks is not None:
+        from hub.rest.receiver import DeclaredReceiver  # the webhook stack, when declared
+
         # the inbox keeps the declared signature, timestamp and delivery-id headers
         sig = spec.webhooks.signature
         named = (getattr(sig, "header", None), getattr(sig, "timestamp_header", None))

@@ -181,10 +181,13 @@ class CompiledStream:
                         value = raw[id_key]
                     except KeyError:
                         value = None
-                if value is None or value == "":
+                if type(value) is int:  # the usual id first: one check
+                    record_id = str(value)
+                elif value is None or value == "":
                     page.problems.append(f"record {n} has no id at {id_text}")
                     continue
-                record_id = value if type(value) is str else str(value)
+                else:
+                    record_id = value if type(value) is str else str(value)
                 moment = None
                 if iso_key is not None:
                     try:
@@ -197,7 +200,6 @@ class CompiledStream:
                 elif modified is not None:
                     moment = modified(raw)
                 changed = changed_at(raw) if changed_at is not None else moment
-                record: RemoteRecord | None = None
                 if gone_key is not None:
                     alive = gone_key not in raw or raw[gone_key] in _ALIVE
                 else:
@@ -210,9 +212,12 @@ class CompiledStream:
                             version = None
                     else:
                         version = get_version(raw) if get_version is not None else None
-                    if version is not None and type(version) is not str:
+                    # the usual version, a number, is told by one check
+                    if type(version) is int or (version is not None and type(version) is not str):
                         version = str(version)
-                    record = RemoteRecord(record_id, raw, version, moment)
+                    record: RemoteRecord | None = RemoteRecord(record_id, raw, version, moment)
+                else:
+                    record = None
                 if listed:
                     if (
                         record is not None

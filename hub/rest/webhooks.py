@@ -1,4 +1,4 @@
-"""``[webhooks]``: verifying a declared connector's webhooks, and acting on them.
+"""``[webhooks]``: how a declared connector's webhooks are signed and what they name.
 
 The signature scheme is chosen by ``kind``: ``hmac`` (a header holding an HMAC of the body,
 of timestamp + body, or of URL + body; hex or base64; an optional prefix such as
@@ -10,7 +10,8 @@ records it concerns (``ids``); ``events`` maps event names to streams.
 
 Handling a delivery is a hint, not the data: the connection is synced (unless a run that
 started after the delivery arrived already covered it), so the records are read through
-the declared API like any other change.
+the declared API like any other change (:class:`hub.rest.receiver.DeclaredReceiver`, in
+a module of its own: a connector that only pulls does not load the webhook machinery).
 """
 
 from __future__ import annotations
@@ -19,43 +20,23 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from hub.errors import ConnectorConfigError
-from hub.logging import register_secret
-from hub.rest.base import KindSpec, Spec, resolve_hook
-from hub.rest.jsonpath import JsonPath
-from hub.rest.template import Template
-from hub.webhooks import (
-    Delivery,
-    MalformedDelivery,
-    RequestInfo,
-    WebhookReceiver,
-    WebhookRejected,
-    WebhookResponse,
-    body_id,
-    check_timestamp,
-    parse_json,
-    verify_signature,
-    verify_url_secret,
-)
-
-if TYPE_CHECKING:
-    from hub.inbox import InboxItem
-    from hub.services import ConnectionServices
+from hub.rest.base import KindSpec, Spec
 
 __all__ = [
     "ChallengeSpec",
-    "DeclaredReceiver",
+    "CustomSignature",
     "HmacSignature",
     "UrlSecretSignature",
     "WebhookSpec",
+    "digest",
     "sign",
+    "signed_bytes",
 ]
 
 Signed = Literal["body", "timestamp+body", "url+body"]
@@ -148,13 +129,13 @@ class WebhookSpec(Spec):
         return next((s for p, s in self.events.items() if fnmatchcase(name, p)), None)
 
 
-def _digest(spec: HmacSignature, secret: str, signed: bytes) -> str:
+def digest(spec: HmacSignature, secret: str, signed: bytes) -> str:
     mac = hmac.new(secret.encode(), signed, getattr(hashlib, spec.algorithm)).digest()
     text = mac.hex() if spec.encoding == "hex" else base64.b64encode(mac).decode()
     return spec.prefix + text
 
 
-def _signed(spec: HmacSignature, body: bytes, timestamp: str | None, url: str | None) -> bytes:
+def signed_bytes(spec: HmacSignature, body: bytes, timestamp: str | None, url: str | None) -> bytes:
     if spec.signed == "timestamp+body":
         return f"{timestamp}{spec.separator}".encode() + body
     if spec.signed == "url+body":
@@ -179,139 +160,5 @@ def sign(
         if spec.timestamp_format == "iso":
             timestamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         headers[spec.timestamp_header] = timestamp
-    headers[spec.header] = _digest(spec, secret, _signed(spec, body, timestamp, url))
+    headers[spec.header] = digest(spec, secret, signed_bytes(spec, body, timestamp, url))
     return headers
-
-
-def _seconds(timestamp: str | None, fmt: str) -> str | float | None:
-    """The timestamp header as Unix seconds (ISO 8601 read when declared)."""
-    if fmt != "iso" or not timestamp:
-        return timestamp
-    try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise WebhookRejected(401, "timestamp is not an ISO 8601 time") from None
-
-
-def _render(template: str | None, settings: Any) -> str | None:
-    if template is None:
-        return None
-    values = {"settings": settings.model_dump() if hasattr(settings, "model_dump") else {}}
-    try:
-        text = Template(template).render(values)
-    except KeyError:
-        return None
-    register_secret(text)
-    return text or None
-
-
-class DeclaredReceiver(WebhookReceiver):
-    """The receiver of every declared connector with a ``[webhooks]`` table."""
-
-    methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
-
-    @property
-    def spec(self) -> WebhookSpec:
-        spec = type(self.connector).declaration.webhooks  # type: ignore[attr-defined]
-        assert spec is not None
-        return spec
-
-    async def verify(self, request: RequestInfo, body: bytes) -> Delivery:
-        spec = self.spec
-        if request.subpath:
-            raise WebhookRejected(404, "no such webhook path")
-        self._check_signature(spec, request, body)
-        answered = self._challenge(spec, request, body)
-        if answered is not None:
-            return answered
-        if request.method != "POST":
-            raise WebhookRejected(405, "webhooks are POSTed")
-        delivery_id = request.headers.get(spec.id_header.lower()) if spec.id_header else None
-        payload = parse_json(body, delivery_id or body_id(body))
-        if spec.id and not delivery_id:
-            found = JsonPath(spec.id).first(payload)
-            delivery_id = str(found) if found not in (None, "") else None
-        delivery_id = delivery_id or body_id(body)
-        kind = JsonPath(spec.event).first(payload) if spec.event else None
-        return Delivery(delivery_id=delivery_id, kind=str(kind or "event")[:64])
-
-    def _check_signature(self, spec: WebhookSpec, request: RequestInfo, body: bytes) -> None:
-        sig = spec.signature
-        if isinstance(sig, UrlSecretSignature):
-            verify_url_secret(_render(sig.secret, self.settings), request.query.get(sig.param))
-            return
-        if isinstance(sig, CustomSignature):
-            check: Callable[..., Any] = resolve_hook(sig.hook)
-            check(request, body, _render(sig.secret, self.settings))
-            return
-        if request.method == "GET" and spec.challenge and spec.challenge.method == "GET":
-            return  # a GET handshake carries no body to sign
-        secret = _render(sig.secret, self.settings)
-        if not secret:
-            raise WebhookRejected(401, "no webhook secret is configured for this connection")
-        timestamp = None
-        if sig.timestamp_header:
-            timestamp = request.headers.get(sig.timestamp_header.lower())
-            check_timestamp(_seconds(timestamp, sig.timestamp_format), sig.window)
-        url = _render(sig.url, self.settings) if sig.signed == "url+body" else None
-        if sig.signed == "url+body" and not url:
-            raise WebhookRejected(401, "no webhook URL is configured to check the signature")
-        expected = _digest(sig, secret, _signed(sig, body, timestamp, url))
-        verify_signature(expected, request.headers.get(sig.header.lower()))
-
-    def _challenge(self, spec: WebhookSpec, request: RequestInfo, body: bytes) -> Delivery | None:
-        ch = spec.challenge
-        if ch is None or request.method != ch.method:
-            return None
-        if ch.param is not None:
-            value = request.query.get(ch.param)
-        else:
-            assert ch.field is not None
-            try:
-                value = JsonPath(ch.field).first(parse_json(body))
-            except MalformedDelivery:
-                return None
-        if value in (None, ""):
-            if request.method == "GET":
-                raise WebhookRejected(400, "the handshake carries no challenge")
-            return None
-        if ch.answer == "json":
-            import json
-
-            response = WebhookResponse(200, json.dumps({ch.answer_key: value}), "application/json")
-        else:
-            response = WebhookResponse(200, str(value))
-        return Delivery(delivery_id="challenge", kind="challenge", store=False, response=response)
-
-    def targets(self, payload: Any) -> dict[str, list[str]]:
-        """The records a delivery concerns, by stream (empty: an event not mapped)."""
-        spec = self.spec
-        event = JsonPath(spec.event).first(payload) if spec.event else None
-        if spec.events:
-            stream = spec.stream_of(event)
-            if stream is None:
-                return {}
-        else:
-            stream = self.connector.streams()[0].name
-        ids = [str(i) for i in JsonPath(spec.ids).find(payload) if i not in (None, "")]
-        return {stream: ids} if ids else {}
-
-    async def handle(self, services: ConnectionServices, item: InboxItem) -> None:
-        """Read the records an event names (a targeted fetch), unless a run since the
-        delivery read everything. A record that does not come back (deleted) or a stream
-        that cannot be read by id: a sync, which notices what changed."""
-        try:
-            payload = item.json()
-        except ValueError:
-            return
-        targets = self.targets(payload)
-        if not targets or await services.ran_since(item.received_at):
-            return
-        complete = True
-        try:
-            for stream, ids in targets.items():
-                complete &= await services.fetch(stream, ids) >= len(set(ids))
-        except ConnectorConfigError:
-            complete = False
-        if not complete:
-            await services.catch_up(item.received_at)

@@ -22,7 +22,6 @@ from hub.connector import Page, RemoteRecord
 
 __all__ = ["Window", "content_key", "key_of", "parse_iso"]
 
-_id = attrgetter("id")
 _modified_at = attrgetter("modified_at")
 
 
@@ -171,8 +170,9 @@ class Window:
         start = bisect_left(records, floor, first, key=_modified_at)
         kept = self.seen
         # below the floor: replaced, then lost, what the window held for their ids
-        if kept and start > first and not kept.keys().isdisjoint(map(_id, records[first:start])):
-            for record in records[first:start]:
+        below = records[first:start]
+        if kept and below and not kept.keys().isdisjoint([record.id for record in below]):
+            for record in below:
                 kept.pop(record.id, None)
         for record in records[start:]:
             kept[record.id] = (record.modified_at, key_of(record, keyed))  # type: ignore[assignment]

@@ -8,17 +8,20 @@
 - :mod:`hub.testing.credentials`: credentials for tests (``static_credentials``).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.testing.credentials import StaticCredentials, static_credentials
-from hub.testing.memory import (
-    MemoryConnector,
-    MemoryRemote,
-    MemorySettings,
-    create_remote,
-    get_remote,
-    remove_remote,
-)
+
+if TYPE_CHECKING:
+    from hub.testing.declarative import declarative_contract
+    from hub.testing.memory import (
+        MemoryConnector,
+        MemoryRemote,
+        MemorySettings,
+        create_remote,
+        get_remote,
+        remove_remote,
+    )
 
 __all__ = [
     "MemoryConnector",
@@ -32,10 +35,19 @@ __all__ = [
     "static_credentials",
 ]
 
+_MEMORY = ("MemoryConnector", "MemoryRemote", "MemorySettings")
+_MEMORY_FUNCTIONS = ("create_remote", "get_remote", "remove_remote")
+
 
 def __getattr__(name: str) -> Any:
-    if name == "declarative_contract":  # imported on use: it needs pytest
-        from hub.testing.declarative import declarative_contract
+    """The rest is imported on use: the contract needs pytest, and code that only wants
+    credentials (a benchmark's pull) need not load the in-memory remote."""
+    if name == "declarative_contract":
+        from hub.testing import declarative
 
-        return declarative_contract
+        return declarative.declarative_contract
+    if name in _MEMORY or name in _MEMORY_FUNCTIONS:
+        from hub.testing import memory
+
+        return getattr(memory, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

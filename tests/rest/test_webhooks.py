@@ -11,8 +11,9 @@ import pytest
 
 from hub.connector import ConnectorContext
 from hub.rest import declared
+from hub.rest.receiver import DeclaredReceiver
 from hub.rest.sandbox import SANDBOX_WEBHOOK_SECRET, create_sandbox
-from hub.rest.webhooks import DeclaredReceiver, HmacSignature, sign
+from hub.rest.webhooks import HmacSignature, sign
 from hub.webhooks import RequestInfo, WebhookRejected
 from tests.rest.kit import declaration
 

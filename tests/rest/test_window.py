@@ -4,6 +4,7 @@ which keeps the same window inline while it reads the records."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,3 +120,42 @@ def test_a_page_in_time_order_may_turn_out_otherwise(take: Take) -> None:
     kept = window.to_json()["seen"]
     assert set(kept) == {"b", "c", "d", "e"}
     assert kept["c"][1] == "deleted"
+
+
+def _pages(seed: int) -> list[list[Item]]:
+    """Pages of a made-up listing: mostly in time order (the usual case), at times not,
+    with tombstones and ids listed again."""
+    rng = random.Random(seed)
+    pages, base = [], 0
+    for _ in range(rng.randint(1, 4)):
+        seconds = [base + rng.randint(0, 30) for _ in range(rng.randint(0, 25))]
+        if rng.random() < 0.7:
+            seconds.sort()
+        page = []
+        for second in seconds:
+            record_id = str(rng.randint(1, 12))
+            if rng.random() < 0.1:
+                page.append(_gone(record_id, second))
+            else:
+                page.append(_item(record_id, second, rng.choice("12")))
+        pages.append(page)
+        base += rng.choice([0, 10, 25])
+    return pages
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_declared_loop_keeps_the_window_as_window_take_does(seed: int) -> None:
+    rng = random.Random(-seed)
+    seen = {str(i): rng.choice(["1", "2", "deleted"]) for i in rng.sample(range(1, 13), 4)}
+    cap = rng.choice([2, 5, 100])
+    windows = [Window(timedelta(seconds=10), timedelta(seconds=1), cap) for _ in range(2)]
+    for items in _pages(seed):
+        pages = [Page(), Page()]
+        _by_window(windows[0], items, pages[0], seen if seed % 2 else None)
+        _by_listing(windows[1], items, pages[1], seen if seed % 2 else None)
+        listed = [([(r.id, r.version) for r in p.records], p.deleted) for p in pages]
+        assert listed[0] == listed[1]
+        assert windows[0].high == windows[1].high
+        assert windows[0].to_json() == windows[1].to_json()
+    settled = [w.settle(None, {}, lambda moment: moment) for w in windows]
+    assert settled[0] == settled[1]
