@@ -101,7 +101,11 @@ class DeclaredReceiver(WebhookReceiver):
             verify_url_secret(_render(sig.secret, self.settings), request.query.get(sig.param))
             return
         if isinstance(sig, CustomSignature):
-            check: Callable[..., Any] = resolve_hook(sig.hook)
+            loaded = type(self.connector).loaded  # type: ignore[attr-defined]
+            # the hook loaded with the declaration: a file beside it is found there
+            check: Callable[..., Any] = loaded.hooks.get(sig.hook) or resolve_hook(
+                sig.hook, loaded.base_dir
+            )
             check(request, body, _render(sig.secret, self.settings))
             return
         if request.method == "GET" and spec.challenge and spec.challenge.method == "GET":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +142,29 @@ async def test_the_sandbox_posts_deliveries_the_receiver_accepts() -> None:
     delivery = await hooks.verify(request(headers), body)
     assert delivery.kind == "contact.changed"
     assert hooks.targets(json.loads(body)) == {"contacts": ["1"]}
+
+
+async def test_a_custom_signature_hook_beside_a_local_declaration_checks_deliveries(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "acme_signing.py").write_text(
+        "from hub.webhooks import WebhookRejected\n\n\n"
+        "def check(request, body, secret):\n"
+        "    if request.headers.get('x-token') != secret:\n"
+        "        raise WebhookRejected(401, 'wrong token')\n"
+    )
+    path = tmp_path / "acme.toml"
+    path.write_text(
+        'name = "acme"\n\n[settings.webhook_secret]\ntype = "secret"\n\n'
+        '[client]\nbase_url = "https://acme.example"\nauth = "bearer"\n\n'
+        '[streams.contacts]\nentity = "contact"\npath = "/contacts"\n\n'
+        '[webhooks]\nsignature = { kind = "custom", hook = "acme_signing:check" }\n'
+    )
+    cls = declared(path)
+    assert cls.webhook is not None
+    settings = cls.Settings.model_validate({"webhook_secret": SECRET})
+    hooks = cls.webhook(cls(settings, ConnectorContext("p")))
+    delivery = await hooks.verify(request({"X-Token": SECRET}), BODY)
+    assert delivery.kind == "contact.updated"
+    with pytest.raises(WebhookRejected, match="wrong token"):
+        await hooks.verify(request({"X-Token": "guess"}), BODY)
