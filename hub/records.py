@@ -12,10 +12,13 @@ import functools
 import re
 import unicodedata
 from enum import Enum
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 import idna
 from pydantic import BaseModel, ConfigDict
+
+from hub.kinds import ENTITY_TYPES as ENTITY_TYPES  # re-exported
+from hub.kinds import EntityType as EntityType
 
 Value = str | int | float | bool | None | list[str]
 
@@ -32,8 +35,6 @@ MISSING: Final = Missing.MISSING
 the link never saw. Not ``None``, which is a known empty value."""
 Fields = dict[str, Any]
 
-EntityType = Literal["contact", "company", "activity", "ticket", "invoice"]
-ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
 
 CUSTOM_PREFIX = "custom."
 _ASCII_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from hub.http import RateLimit, RetryPolicy
-from hub.records import EntityType
+from hub.kinds import EntityType
 from hub.rest.auth import AuthSpec, NoAuth, OAuth2Auth
 from hub.rest.base import KindSpec, Spec, kind_shorthand
 from hub.rest.errors import ErrorRule, RetryAfterSpec

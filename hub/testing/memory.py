@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.connector import Change, Connector, Cursor, Page, PushResult, RemoteRecord, Stream
 from hub.errors import ConnectorConfigError
-from hub.records import EntityType
+from hub.kinds import EntityType
 from hub.testing.memory_remote import (
     NOT_FOUND,
     STALE_VERSION,
