@@ -110,7 +110,10 @@ class Registry:
         info = self.plugins.get(name)
         if info is None:
             known = ", ".join(sorted(n for n, p in self.plugins.items() if p.cls)) or "none"
-            raise ConfigError(f"unknown connector {name!r} (installed: {known})")
+            raise ConfigError(
+                f"unknown connector {name!r} (installed: {known}; or the path of a "
+                'declaration: connector = "people.toml")'
+            )
         if info.cls is None:
             raise ConfigError(f"connector {name!r} is installed but broken: {info.error}")
         return info.cls
