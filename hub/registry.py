@@ -169,6 +169,10 @@ class Registry:
                 if err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.Settings.model_fields))
                     message = f"unknown setting for connector {cls.name!r} (valid: {valid})"
+                if err["type"] == "missing" and len(err["loc"]) == 1:
+                    field = cls.Settings.model_fields.get(str(err["loc"][0]))
+                    said = f": {field.description}" if field and field.description else ""
+                    message = f"connector {cls.name!r} needs this setting{said}"
                 key = ".".join(str(p) for p in err["loc"]) or None
                 problems.append(config.problem(message, where, key))
             raise ConfigError(problems) from None

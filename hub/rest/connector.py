@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model, model_validator
 
 from hub.connector import (
     Change,
@@ -98,8 +98,8 @@ def settings_model(
 def _field(setting: SettingSpec) -> tuple[Any, Any]:
     kind = _TYPES[setting.type]
     if setting.required:
-        return kind, ...
-    return kind | None, setting.default
+        return kind, Field(..., description=setting.description)
+    return kind | None, Field(setting.default, description=setting.description)
 
 
 def _camel(name: str) -> str:

@@ -206,6 +206,16 @@ def test_error_keys_are_full_dotted_paths(tmp_path: Path) -> None:
     assert f"{path}:7 [connections.ghost.connector]: unknown connector 'nosuch'" in text
 
 
+def test_a_missing_setting_says_what_the_connector_needs_it_for(tmp_path: Path) -> None:
+    path = write(tmp_path, '[connections.support]\nconnector = "zendesk"\n')
+    with pytest.raises(ConfigError) as caught:
+        Registry.discover().validate(load_config(path, {}))
+    assert str(caught.value) == (
+        f"{path}:1 [connections.support.subdomain]: connector 'zendesk' needs this setting: "
+        "The account's subdomain: acme for acme.zendesk.com"
+    )
+
+
 def test_without_a_configuration_file_commands_suggest_init(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
