@@ -115,7 +115,10 @@ def _problem(file: str, text: str, err: Any) -> Problem:
         message = message.removeprefix("Value error, ")
     # a discriminated union puts the tag into the location: drop it from the key shown
     shown = _without_tags(loc)
-    return Problem(file, message, line_of(text, shown) if text else None, _dotted(shown))
+    line = line_of(text, shown) if text else None
+    if kind == "union_tag_invalid" and text:  # the line of the wrong kind itself
+        line = line_of(text, (*shown, "kind")) or line
+    return Problem(file, message, line, _dotted(shown))
 
 
 def _without_tags(loc: Loc) -> Loc:

@@ -142,3 +142,11 @@ def test_the_json_schema_file_is_current() -> None:
     assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_text(), (
         "declaration.schema.json is out of date: run python -m hub.rest.schema"
     )
+
+
+def test_a_wrong_kind_in_a_table_of_its_own_names_the_kind_line(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'paginator = "link"', '\n[streams.contacts.paginator]\nsize = 3\nkind = "pages"'
+    )
+    [found] = problems(tmp_path, text)
+    assert found.startswith("acme.toml:16 [streams.contacts.paginator]: unknown paginator kind")
