@@ -151,8 +151,10 @@ def connectors_check(
         ..., metavar="PATH_OR_NAME", help="A declaration file, or an installed connector."
     ),
 ) -> None:
-    """Load a declaration and its hooks, running nothing: every problem with its file, line
-    and key (exit 1), or a line saying what it declares."""
+    """Check a declaration and its hooks without running anything.
+
+    Every problem with its file, line and key (exit 1), or a line saying what it declares.
+    """
     from hub.rest.connector import RestConnector, declared
 
     if target.endswith(".toml") or Path(target).is_file():
@@ -237,8 +239,11 @@ def db_prune(
     ),
     json_out: bool = JSON,
 ) -> None:
-    """Delete settled runs, written outbox rows and processed inbox deliveries older than
-    the retention (the daemon does this once a day)."""
+    """Delete settled runs, written owed writes and processed deliveries past retention.
+
+    Runs, written outbox rows and processed inbox deliveries older than the retention go
+    (the daemon does this once a day).
+    """
     from datetime import timedelta
 
     from hub.housekeeping import prune

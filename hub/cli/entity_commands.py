@@ -182,11 +182,14 @@ def entities_duplicates(
     entity_type: str = typer.Option(None, "--type", help="contact or company."),
     json_out: bool = JSON,
 ) -> None:
-    """Duplicates: golden records linked to several records of one connection (same email
-    twice in a file, ...: nothing is written to those records until one is removed or
-    changed), then golden records that are likely one person or company (same phone, same
-    name at the same company or e-mail domain; companies of the same name), for a person
-    to merge with `crmhub entities merge`."""
+    """Duplicates in one system, then golden records that are likely the same.
+
+    First golden records linked to several records of one connection (same email twice in
+    a file, ...: nothing is written to those records until one is removed or changed),
+    then golden records that are likely one person or company (same phone, same name at
+    the same company or e-mail domain; companies of the same name), for a person to merge
+    with `crmhub entities merge`.
+    """
     from hub.engine.duplicates import listing
 
     async def body() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:

@@ -17,8 +17,11 @@ def new_connector(
         Path("."), "--dir", "-d", help="Where to write crmhub-connector-NAME/."
     ),
 ) -> None:
-    """Write crmhub-connector-NAME/: a declared REST connector with its mapping, sandbox
-    settings and contract test, ready for `pip install -e` and `pytest`."""
+    """Write crmhub-connector-NAME/: a declared REST connector, ready to install and test.
+
+    The package holds the declaration, its mapping, sandbox settings and a contract test,
+    ready for `pip install -e` and `pytest`.
+    """
     from hub.rest.scaffold import next_steps, scaffold
 
     try:

@@ -633,10 +633,12 @@ def render(report: dict[str, Any]) -> None:
 def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (stable keys) instead."),
 ) -> None:
-    """Is everything in step? Each connection's last run, current run, next run, owed
-    writes, held runs, credentials; open conflicts and webhook deliveries. Every problem
-    names its command. Exit status 0: nothing needs you; 1: something does; 2: the status
-    could not be read."""
+    """Is everything in step, and if not, what needs you? Exit status 1 when something does.
+
+    Each connection's last run, current run, next run, owed writes, held runs and
+    credentials; open conflicts and webhook deliveries. Every problem names its command.
+    Exit status 0: nothing needs you; 1: something does; 2: the status could not be read.
+    """
     from hub.cli.auth_commands import open_hub
 
     async def body() -> dict[str, Any]:

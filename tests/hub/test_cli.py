@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -122,3 +123,20 @@ def test_a_configuration_error_names_its_key_as_written(folder: Path) -> None:
     assert code != 0
     # the key in brackets, once escaped for the terminal: no backslash reaches the user
     assert "[connections.a" in out and "\\[" not in out
+
+
+def test_every_command_summary_is_one_line() -> None:
+    """``crmhub --help`` shows each command's first paragraph as written: a line break in
+    it breaks the listing mid-sentence."""
+    import typer.main
+
+    def summaries(command: Any, path: str) -> list[tuple[str, str]]:
+        found = []
+        for name, sub in getattr(command, "commands", {}).items():
+            first = (sub.help or "").strip().split("\n\n")[0]
+            found.append((f"{path} {name}".strip(), first))
+            found += summaries(sub, f"{path} {name}")
+        return found
+
+    broken = [name for name, first in summaries(typer.main.get_command(app), "") if "\n" in first]
+    assert not broken, f"summaries over several lines: {broken}"
