@@ -109,7 +109,7 @@ async def test_problems_of_a_local_declaration_are_named_where_they_are(tmp_path
     with pytest.raises(ConfigError) as raised:
         registry().validate(load_config(write_config(tmp_path, "x.db", "u", "s")))
     [problem] = raised.value.problems
-    assert problem.file == str(people) and problem.line == 24
+    assert problem.file == str(people) and problem.line == 25  # the kind line
     assert "unknown paginator kind 'pagenumber'" in problem.message
     people.unlink()
     with pytest.raises(ConfigError, match=r"declaration file .* not found"):
