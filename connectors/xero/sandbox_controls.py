@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,8 @@ class XeroControls:
     sequence: int
     limits: Limits
 
-    def org(self, which: int | str = 0) -> Organisation:
-        """An organisation by position or tenant id (``XeroSandbox.org`` answers)."""
-        raise NotImplementedError("XeroControls is mixed into XeroSandbox, which has org()")
+    org: Callable[..., Organisation]
+    """An organisation by position or tenant id: ``XeroSandbox.org``."""
 
     def event(
         self,
